@@ -1,0 +1,1 @@
+//! The master: enrolment, node sessions, desired state, scheduling and the operator API (see issue 3).

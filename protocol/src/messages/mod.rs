@@ -1,0 +1,127 @@
+//! Every message of protocol version 1, as one enum dispatched by its `type` tag.
+
+pub mod audit;
+pub mod enrol;
+pub mod error;
+pub mod fetch;
+pub mod session;
+pub mod state;
+pub mod usage;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use audit::{AuditAnswer, AuditProbe};
+use enrol::{EnrolAccepted, EnrolRequest};
+use error::ErrorMessage;
+use fetch::{BlobChunk, FetchBlob, FetchMetadata, Metadata};
+use session::{Heartbeat, HeartbeatAck, Hello, Welcome};
+use state::{DesiredState, DesiredStateAck, InstanceStatus};
+use usage::{Settlement, UsageReport};
+
+/// A protocol message. On the wire: `{"v": 1, "type": "<tag>", "body": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[serde(tag = "type", content = "body", rename_all = "snake_case")]
+pub enum Message {
+    /// Node → master: enrol with a one-time token.
+    EnrolRequest(EnrolRequest),
+    /// Master → node: enrolment done.
+    EnrolAccepted(EnrolAccepted),
+    /// Node → master: open a session.
+    Hello(Hello),
+    /// Master → node: session open.
+    Welcome(Welcome),
+    /// Node → master: liveness and instance summary.
+    Heartbeat(Heartbeat),
+    /// Master → node: heartbeat recorded.
+    HeartbeatAck(HeartbeatAck),
+    /// Master → node: the whole desired state.
+    DesiredState(DesiredState),
+    /// Node → master: desired state accepted.
+    DesiredStateAck(DesiredStateAck),
+    /// Node → master: an instance changed.
+    InstanceStatus(InstanceStatus),
+    /// Master → node: sign this nonce.
+    AuditProbe(AuditProbe),
+    /// Node → master: signed nonce.
+    AuditAnswer(AuditAnswer),
+    /// Node → master: fetch a repository metadata file.
+    FetchMetadata(FetchMetadata),
+    /// Master → node: a repository metadata file.
+    Metadata(Metadata),
+    /// Node → master: fetch a range of a blob.
+    FetchBlob(FetchBlob),
+    /// Master → node: part of a blob.
+    BlobChunk(BlobChunk),
+    /// Node → master: bandwidth receipts for crediting.
+    UsageReport(UsageReport),
+    /// Master → node: what was credited.
+    Settlement(Settlement),
+    /// Either way: an error with a stable code.
+    Error(ErrorMessage),
+}
+
+/// Lists each variant with its wire tag once, and derives from that list the tag table, the
+/// tag of a value, and decoding of a body by tag.
+macro_rules! tags {
+    ($($variant:ident => $tag:literal),* $(,)?) => {
+        impl Message {
+            /// Every `type` tag of this protocol version.
+            pub const TYPES: &'static [&'static str] = &[$($tag),*];
+
+            /// This message's `type` tag.
+            pub fn type_tag(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $tag,)*
+                }
+            }
+
+            /// Decodes a body of the message type `tag`: `None` when the tag is unknown.
+            pub(crate) fn from_tagged_body(tag: &str, body: &str) -> Option<serde_json::Result<Self>> {
+                match tag {
+                    $($tag => Some(serde_json::from_str(body).map(Self::$variant)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+tags! {
+    EnrolRequest => "enrol_request",
+    EnrolAccepted => "enrol_accepted",
+    Hello => "hello",
+    Welcome => "welcome",
+    Heartbeat => "heartbeat",
+    HeartbeatAck => "heartbeat_ack",
+    DesiredState => "desired_state",
+    DesiredStateAck => "desired_state_ack",
+    InstanceStatus => "instance_status",
+    AuditProbe => "audit_probe",
+    AuditAnswer => "audit_answer",
+    FetchMetadata => "fetch_metadata",
+    Metadata => "metadata",
+    FetchBlob => "fetch_blob",
+    BlobChunk => "blob_chunk",
+    UsageReport => "usage_report",
+    Settlement => "settlement",
+    Error => "error",
+}
+
+impl Message {
+    /// An `error` message.
+    pub fn error(code: error::ErrorCode, message: impl Into<String>, fatal: bool) -> Self {
+        Self::Error(ErrorMessage { code, message: message.into(), fatal })
+    }
+}
+
+/// The JSON object a frame carries: the protocol version and the tagged message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Envelope {
+    /// Protocol version of this frame.
+    pub v: u16,
+    /// The message.
+    #[serde(flatten)]
+    pub message: Message,
+}

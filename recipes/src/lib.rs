@@ -1,0 +1,1 @@
+//! Recipes: the service definition format and its signed repository (see issue 5).
