@@ -53,7 +53,11 @@ mod tests {
 
     #[test]
     fn encodes_fields_in_order_with_fixed_widths() {
-        let bytes = Canonical::new("t").u64(258).text("ab").key(&[9; 32]).finish();
+        let bytes = Canonical::new("t")
+            .u64(258)
+            .text("ab")
+            .key(&[9; 32])
+            .finish();
         let mut want = vec![b't', 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 2, b'a', b'b'];
         want.extend_from_slice(&[9; 32]);
         assert_eq!(bytes, want);

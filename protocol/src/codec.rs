@@ -19,8 +19,14 @@ pub enum ValueError {
     #[error("invalid base64: {0}")]
     BadBase64(String),
     /// A name outside its alphabet or length.
-    #[error("invalid {what} `{got}`: use 1 to {max} characters of a-z, 0-9 and '-', not starting or ending with '-'")]
-    BadName { what: &'static str, got: String, max: usize },
+    #[error(
+        "invalid {what} `{got}`: use 1 to {max} characters of a-z, 0-9 and '-', not starting or ending with '-'"
+    )]
+    BadName {
+        what: &'static str,
+        got: String,
+        max: usize,
+    },
 }
 
 /// `N` bytes written as `2 * N` lowercase hex characters.
@@ -61,7 +67,10 @@ impl<const N: usize> fmt::Debug for Hex<N> {
 impl<const N: usize> FromStr for Hex<N> {
     type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ValueError::BadHex { expected: 2 * N, got: s.chars().take(140).collect() };
+        let bad = || ValueError::BadHex {
+            expected: 2 * N,
+            got: s.chars().take(140).collect(),
+        };
         if s.len() != 2 * N || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(bad());
         }
@@ -217,13 +226,18 @@ pub(crate) use label_name;
 pub(crate) fn check_label(s: &str, what: &'static str, max: usize) -> Result<(), ValueError> {
     let ok = !s.is_empty()
         && s.len() <= max
-        && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+        && s.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
         && !s.starts_with('-')
         && !s.ends_with('-');
     if ok {
         Ok(())
     } else {
-        Err(ValueError::BadName { what, got: s.chars().take(80).collect(), max })
+        Err(ValueError::BadName {
+            what,
+            got: s.chars().take(80).collect(),
+            max,
+        })
     }
 }
 

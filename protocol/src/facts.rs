@@ -77,7 +77,10 @@ impl<'de> Deserialize<'de> for CountryCode {
 #[cfg(feature = "arbitrary")]
 impl<'a> arbitrary::Arbitrary<'a> for CountryCode {
     fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        Ok(Self([b'A' + u.int_in_range(0..=25)?, b'A' + u.int_in_range(0..=25)?]))
+        Ok(Self([
+            b'A' + u.int_in_range(0..=25)?,
+            b'A' + u.int_in_range(0..=25)?,
+        ]))
     }
 }
 

@@ -63,7 +63,10 @@ impl FrameError {
 
 /// Encodes a message as one frame at [`PROTOCOL_VERSION`].
 pub fn encode(message: &Message, max_frame: usize) -> Result<Vec<u8>, FrameError> {
-    let envelope = Envelope { v: PROTOCOL_VERSION, message: message.clone() };
+    let envelope = Envelope {
+        v: PROTOCOL_VERSION,
+        message: message.clone(),
+    };
     encode_envelope(&envelope, max_frame)
 }
 
@@ -75,10 +78,14 @@ pub fn encode_envelope(envelope: &Envelope, max_frame: usize) -> Result<Vec<u8>,
         reason: e.to_string(),
     })?;
     let len = out.len() - HEADER_LEN;
-    let header = u32::try_from(len)
-        .ok()
-        .filter(|_| len <= max_frame)
-        .ok_or(FrameError::TooLarge { len: len as u64, max: max_frame })?;
+    let header =
+        u32::try_from(len)
+            .ok()
+            .filter(|_| len <= max_frame)
+            .ok_or(FrameError::TooLarge {
+                len: len as u64,
+                max: max_frame,
+            })?;
     out.splice(..HEADER_LEN, header.to_be_bytes());
     Ok(out)
 }
@@ -89,7 +96,10 @@ pub fn payload_len(header: [u8; HEADER_LEN], max_frame: usize) -> Result<usize, 
     usize::try_from(len)
         .ok()
         .filter(|len| *len <= max_frame)
-        .ok_or(FrameError::TooLarge { len: u64::from(len), max: max_frame })
+        .ok_or(FrameError::TooLarge {
+            len: u64::from(len),
+            max: max_frame,
+        })
 }
 
 /// Decodes one frame payload (without its header).
@@ -109,9 +119,10 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, FrameError> {
     }
     match Message::from_tagged_body(&raw.tag, raw.body.get()) {
         None => Err(FrameError::UnknownType(raw.tag.chars().take(64).collect())),
-        Some(Err(e)) => {
-            Err(FrameError::InvalidMessage { tag: raw.tag.into_owned(), reason: e.to_string() })
-        }
+        Some(Err(e)) => Err(FrameError::InvalidMessage {
+            tag: raw.tag.into_owned(),
+            reason: e.to_string(),
+        }),
         Some(Ok(message)) => Ok(message),
     }
 }
@@ -121,12 +132,17 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<(Message, usize), FrameErr
     let header: [u8; HEADER_LEN] = buf
         .get(..HEADER_LEN)
         .and_then(|h| h.try_into().ok())
-        .ok_or(FrameError::Truncated { expected: HEADER_LEN, got: buf.len() })?;
+        .ok_or(FrameError::Truncated {
+            expected: HEADER_LEN,
+            got: buf.len(),
+        })?;
     let len = payload_len(header, max_frame)?;
-    let payload = buf.get(HEADER_LEN..HEADER_LEN + len).ok_or(FrameError::Truncated {
-        expected: HEADER_LEN + len,
-        got: buf.len(),
-    })?;
+    let payload = buf
+        .get(HEADER_LEN..HEADER_LEN + len)
+        .ok_or(FrameError::Truncated {
+            expected: HEADER_LEN + len,
+            got: buf.len(),
+        })?;
     decode_payload(payload).map(|m| (m, HEADER_LEN + len))
 }
 
@@ -141,7 +157,11 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     /// A decoder refusing frames over `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        Self { max_frame, buf: Vec::new(), failed: false }
+        Self {
+            max_frame,
+            buf: Vec::new(),
+            failed: false,
+        }
     }
 
     /// Appends bytes read from the stream.
@@ -157,7 +177,10 @@ impl FrameDecoder {
         if self.failed {
             return Ok(None);
         }
-        let Some(header) = self.buf.get(..HEADER_LEN).and_then(|h| <[u8; 4]>::try_from(h).ok())
+        let Some(header) = self
+            .buf
+            .get(..HEADER_LEN)
+            .and_then(|h| <[u8; 4]>::try_from(h).ok())
         else {
             return Ok(None);
         };
@@ -171,7 +194,10 @@ impl FrameDecoder {
         if self.buf.len() < HEADER_LEN + len {
             return Ok(None);
         }
-        let result = self.buf.get(HEADER_LEN..HEADER_LEN + len).map(decode_payload);
+        let result = self
+            .buf
+            .get(HEADER_LEN..HEADER_LEN + len)
+            .map(decode_payload);
         self.buf.drain(..HEADER_LEN + len);
         result.transpose()
     }
@@ -186,7 +212,10 @@ impl FrameDecoder {
             .get(..HEADER_LEN)
             .and_then(|h| <[u8; 4]>::try_from(h).ok())
             .map_or(HEADER_LEN, |h| HEADER_LEN + u32::from_be_bytes(h) as usize);
-        Err(FrameError::Truncated { expected, got: self.buf.len() })
+        Err(FrameError::Truncated {
+            expected,
+            got: self.buf.len(),
+        })
     }
 
     /// Bytes buffered and not yet decoded.
@@ -229,7 +258,10 @@ mod tests {
     fn oversized_header_fails_before_buffering_and_poisons() {
         let mut dec = FrameDecoder::new(16);
         dec.push(&1000u32.to_be_bytes());
-        assert_eq!(dec.next_message(), Err(FrameError::TooLarge { len: 1000, max: 16 }));
+        assert_eq!(
+            dec.next_message(),
+            Err(FrameError::TooLarge { len: 1000, max: 16 })
+        );
         dec.push(&[0; 100]);
         assert_eq!(dec.buffered(), 0);
         assert_eq!(dec.next_message(), Ok(None));
@@ -237,7 +269,10 @@ mod tests {
 
     #[test]
     fn encode_refuses_frames_over_the_limit() {
-        assert!(matches!(encode(&ack(1), 10), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            encode(&ack(1), 10),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -247,7 +282,10 @@ mod tests {
         dec.push(&(bad.len() as u32).to_be_bytes());
         dec.push(bad);
         dec.push(&encode(&ack(3), DEFAULT_MAX_FRAME).unwrap_or_default());
-        assert_eq!(dec.next_message(), Err(FrameError::UnknownType("nope".into())));
+        assert_eq!(
+            dec.next_message(),
+            Err(FrameError::UnknownType("nope".into()))
+        );
         assert_eq!(dec.next_message(), Ok(Some(ack(3))));
     }
 

@@ -12,7 +12,10 @@ pub const SCHEMA_PATH: &str = "schema/hearth-protocol-v1.schema.json";
 pub fn envelope_schema_json() -> String {
     let generator = SchemaSettings::draft2020_12().into_generator();
     let mut schema = generator.into_root_schema_for::<Envelope>();
-    schema.insert("$id".into(), "https://hearth.coop/protocol/v1/envelope.schema.json".into());
+    schema.insert(
+        "$id".into(),
+        "https://hearth.coop/protocol/v1/envelope.schema.json".into(),
+    );
     schema.insert("title".into(), "Hearth protocol v1 frame payload".into());
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');

@@ -25,7 +25,7 @@ use usage::{Settlement, UsageReport};
 #[serde(tag = "type", content = "body", rename_all = "snake_case")]
 pub enum Message {
     /// Node → master: enrol with a one-time token.
-    EnrolRequest(EnrolRequest),
+    EnrolRequest(Box<EnrolRequest>),
     /// Master → node: enrolment done.
     EnrolAccepted(EnrolAccepted),
     /// Node → master: open a session.
@@ -112,7 +112,11 @@ tags! {
 impl Message {
     /// An `error` message.
     pub fn error(code: error::ErrorCode, message: impl Into<String>, fatal: bool) -> Self {
-        Self::Error(ErrorMessage { code, message: message.into(), fatal })
+        Self::Error(ErrorMessage {
+            code,
+            message: message.into(),
+            fatal,
+        })
     }
 }
 

@@ -1,0 +1,537 @@
+//! Writes the golden test vectors to `protocol/vectors/` (run from the workspace root):
+//! `cargo run -p hearth-protocol --example gen_vectors -- protocol/vectors`.
+//!
+//! Keys come from fixed seeds so the output is the same on every run. The checked-in files are
+//! the reference; `tests/vectors.rs` checks the code against them, never the other way round.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use hearth_protocol::messages::audit::{AuditAnswer, AuditProbe};
+use hearth_protocol::messages::enrol::{EnrolAccepted, EnrolRequest};
+use hearth_protocol::messages::error::ErrorCode;
+use hearth_protocol::messages::fetch::{BlobChunk, FetchBlob, FetchMetadata, Metadata};
+use hearth_protocol::messages::session::{Counters, Heartbeat, HeartbeatAck, Hello, Welcome};
+use hearth_protocol::messages::state::{
+    Assignment, DesiredState, DesiredStateAck, Endpoint, Health, InstanceReport, InstanceState,
+    InstanceStatus, RecipeRef,
+};
+use hearth_protocol::messages::usage::{
+    BandwidthReceipt, RejectedReceipt, Settlement, UsageReport,
+};
+use hearth_protocol::{
+    Arch, Blob, DEFAULT_MAX_FRAME, Envelope, Hex, MasterId, Message, NodeFacts, NodeId,
+    PROTOCOL_VERSION, Resources, SecretKey, Sha256, SignerId, frame,
+};
+use serde_json::{Value, json};
+
+fn main() -> anyhow::Result<()> {
+    let dir = PathBuf::from(std::env::args().nth(1).context("usage: gen_vectors DIR")?);
+    std::fs::create_dir_all(&dir)?;
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let keys = Keys::new();
+    let mut n = 0;
+    let mut write = |name: &str, value: Value| -> anyhow::Result<()> {
+        n += 1;
+        write_vector(&dir, n, name, value)
+    };
+    for (name, message) in sample_messages(&keys) {
+        let bytes = frame::encode(&message, DEFAULT_MAX_FRAME)?;
+        let envelope = Envelope {
+            v: PROTOCOL_VERSION,
+            message,
+        };
+        write(
+            &name,
+            frame_vector(
+                &name,
+                "A valid message.",
+                &bytes,
+                json!({ "message": envelope }),
+            ),
+        )?;
+    }
+    for (name, description, bytes, code) in invalid_frames(&keys) {
+        write(
+            name,
+            frame_vector(name, description, &bytes, json!({ "error": code.as_str() })),
+        )?;
+    }
+    for (name, description, vector) in signature_vectors(&keys) {
+        let mut v = vector;
+        v["name"] = name.into();
+        v["description"] = description.into();
+        write(name, v)?;
+    }
+    for (name, description, role, text, expect) in identity_vectors(&keys) {
+        write(
+            name,
+            json!({"name": name, "description": description, "kind": "identity", "role": role,
+                   "text": text, "expect": expect}),
+        )?;
+    }
+    println!("wrote {n} vectors to {}", dir.display());
+    Ok(())
+}
+
+struct Keys {
+    node: SecretKey,
+    master: SecretKey,
+    gateway: SecretKey,
+}
+
+impl Keys {
+    fn new() -> Self {
+        Self {
+            node: SecretKey::from_seed(&[0x11; 32]),
+            master: SecretKey::from_seed(&[0x22; 32]),
+            gateway: SecretKey::from_seed(&[0x33; 32]),
+        }
+    }
+    fn node_id(&self) -> NodeId {
+        NodeId::from_key(self.node.public())
+    }
+    fn master_id(&self) -> MasterId {
+        MasterId::from_key(self.master.public())
+    }
+    fn gateway_id(&self) -> SignerId {
+        SignerId::from_key(self.gateway.public())
+    }
+}
+
+fn parse<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse()
+        .unwrap_or_else(|e| panic!("sample value {s}: {e:?}"))
+}
+
+fn facts() -> NodeFacts {
+    NodeFacts {
+        agent: "hearth-node/0.1.0".into(),
+        arch: Arch::X86_64,
+        capacity: Resources {
+            cpu_millis: 4000,
+            memory_mib: 8192,
+            disk_mib: 256_000,
+            bandwidth_mbps: 500,
+        },
+        country: parse("BE"),
+        isp: "Proximus".into(),
+        asn: Some(5432),
+        home: parse("home-ghent-12"),
+        uplink_mbps: 500,
+        downlink_mbps: 1000,
+        cgroups_v2: true,
+        labels: BTreeMap::from([("storage".into(), "ssd".into())]),
+    }
+}
+
+fn enrol_request(keys: &Keys) -> EnrolRequest {
+    let mut req = EnrolRequest {
+        token_id: "tok-3f9a".into(),
+        token_secret: "c2VjcmV0LXNlY3JldC1zZWNyZXQ".into(),
+        node: keys.node_id(),
+        master: keys.master_id(),
+        facts: facts(),
+        proof: Hex([0; 64]),
+    };
+    req.proof = keys.node.sign(&req.signing_bytes());
+    req
+}
+
+fn audit_answer(keys: &Keys) -> AuditAnswer {
+    let mut a = AuditAnswer {
+        probe: 77,
+        nonce: Hex([0xab; 32]),
+        issued_at_ms: 1_790_000_000_000,
+        node: keys.node_id(),
+        signature: Hex([0; 64]),
+    };
+    a.signature = keys.node.sign(&a.signing_bytes());
+    a
+}
+
+fn receipt(keys: &Keys) -> BandwidthReceipt {
+    let mut r = BandwidthReceipt {
+        receipt: Hex([0x5c; 32]),
+        gateway: keys.gateway_id(),
+        node: keys.node_id(),
+        instance: parse("web-0"),
+        window_start_ms: 1_790_000_000_000,
+        window_end_ms: 1_790_000_300_000,
+        bytes_from_node: 1_234_567,
+        bytes_to_node: 89_012,
+        signature: Hex([0; 64]),
+    };
+    r.signature = keys.gateway.sign(&r.signing_bytes());
+    r
+}
+
+fn report(state: InstanceState, health: Health) -> InstanceReport {
+    InstanceReport {
+        instance: parse("web-0"),
+        generation: 3,
+        state,
+        health,
+    }
+}
+
+fn sample_messages(keys: &Keys) -> Vec<(String, Message)> {
+    let recipe = RecipeRef {
+        name: parse("static-site"),
+        version: "1.2.0".into(),
+        sha256: Sha256::digest(b"recipe"),
+    };
+    let assignment = Assignment {
+        instance: parse("web-0"),
+        deployment: parse("web"),
+        generation: 3,
+        recipe,
+        params: BTreeMap::from([("site_title".into(), "Our co-op".into())]),
+        ports: BTreeMap::from([("http".into(), 18080)]),
+        resources: Resources {
+            cpu_millis: 250,
+            memory_mib: 64,
+            disk_mib: 100,
+            bandwidth_mbps: 10,
+        },
+        lease_ms: None,
+    };
+    let mut singleton = assignment.clone();
+    singleton.instance = parse("db-0");
+    singleton.deployment = parse("db");
+    singleton.lease_ms = Some(60_000);
+    let messages = vec![
+        Message::EnrolRequest(Box::new(enrol_request(keys))),
+        Message::EnrolAccepted(EnrolAccepted {
+            node: keys.node_id(),
+            master: keys.master_id(),
+            heartbeat_interval_ms: 5000,
+        }),
+        Message::Hello(Hello {
+            min_version: 1,
+            max_version: 1,
+            node: keys.node_id(),
+            agent: "hearth-node/0.1.0".into(),
+            applied_revision: 41,
+        }),
+        Message::Welcome(Welcome {
+            version: 1,
+            master: keys.master_id(),
+            heartbeat_interval_ms: 5000,
+            server_time_ms: 1_790_000_000_000,
+        }),
+        Message::Heartbeat(Heartbeat {
+            seq: 12,
+            used: Resources {
+                cpu_millis: 310,
+                memory_mib: 420,
+                disk_mib: 1500,
+                bandwidth_mbps: 3,
+            },
+            applied_revision: 42,
+            instances: vec![report(InstanceState::Running, Health::Healthy)],
+            counters: Counters {
+                bytes_in: 1000,
+                bytes_out: 52_000,
+                restarts: 1,
+                sessions: 2,
+            },
+        }),
+        Message::HeartbeatAck(HeartbeatAck { seq: 12 }),
+        Message::DesiredState(DesiredState {
+            revision: 42,
+            instances: vec![assignment, singleton],
+        }),
+        Message::DesiredStateAck(DesiredStateAck { revision: 42 }),
+        Message::InstanceStatus(InstanceStatus {
+            report: report(InstanceState::Running, Health::Healthy),
+            endpoints: vec![Endpoint {
+                name: parse("http"),
+                protocol: "tcp".into(),
+                host: "127.0.0.1".into(),
+                port: 18080,
+            }],
+            published: BTreeMap::from([("admin_password".into(), "generated-on-node".into())]),
+            message: None,
+        }),
+        Message::AuditProbe(AuditProbe {
+            probe: 77,
+            nonce: Hex([0xab; 32]),
+            issued_at_ms: 1_790_000_000_000,
+        }),
+        Message::AuditAnswer(audit_answer(keys)),
+        Message::FetchMetadata(FetchMetadata {
+            file: "timestamp.json".into(),
+        }),
+        Message::Metadata(Metadata {
+            file: "timestamp.json".into(),
+            data: Blob(b"{\"signed\":{}}".to_vec()),
+        }),
+        Message::FetchBlob(FetchBlob {
+            sha256: Sha256::digest(b"artifact"),
+            offset: 0,
+            max_len: 1 << 30,
+        }),
+        Message::BlobChunk(BlobChunk {
+            sha256: Sha256::digest(b"artifact"),
+            offset: 0,
+            total_len: 8,
+            data: Blob(b"artifact".to_vec()),
+        }),
+        Message::UsageReport(UsageReport {
+            report: 5,
+            receipts: vec![receipt(keys)],
+        }),
+        Message::Settlement(Settlement {
+            report: 5,
+            credited_bytes: 1_323_579,
+            rejected: vec![RejectedReceipt {
+                receipt: Hex([0x01; 32]),
+                code: ErrorCode::Duplicate,
+            }],
+        }),
+        Message::error(
+            ErrorCode::UnknownNode,
+            "this node is not enrolled: run `hearth-node enrol`",
+            true,
+        ),
+    ];
+    messages
+        .into_iter()
+        .map(|m| (format!("valid-{}", m.type_tag()), m))
+        .collect()
+}
+
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+type Invalid = (&'static str, &'static str, Vec<u8>, ErrorCode);
+
+fn invalid_frames(keys: &Keys) -> Vec<Invalid> {
+    let node = keys.node_id().to_string();
+    let ack = frame::encode(
+        &Message::HeartbeatAck(HeartbeatAck { seq: 1 }),
+        DEFAULT_MAX_FRAME,
+    )
+    .unwrap_or_default();
+    let mut too_large = ((DEFAULT_MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
+    too_large.extend_from_slice(b"{\"v\":1");
+    let hello_bad_node = format!(
+        r#"{{"v":1,"type":"hello","body":{{"min_version":1,"max_version":1,"node":"{}","agent":"x","applied_revision":0}}}}"#,
+        node.replace("hn-", "hm-")
+    );
+    vec![
+        ("frame-too-large", "Declared length is 1 MiB + 1: refused from the header alone.", too_large, ErrorCode::FrameTooLarge),
+        ("frame-length-max-u32", "Declared length 0xFFFFFFFF.", vec![0xff; 8], ErrorCode::FrameTooLarge),
+        ("truncated-header", "Only two bytes of the header.", vec![0, 0], ErrorCode::TruncatedFrame),
+        ("truncated-payload", "The header promises more bytes than follow.", ack[..ack.len() - 3].to_vec(), ErrorCode::TruncatedFrame),
+        ("empty-payload", "A zero-length frame is not an envelope.", framed(b""), ErrorCode::InvalidJson),
+        ("not-json", "The payload is not JSON.", framed(b"hello there"), ErrorCode::InvalidJson),
+        ("json-array", "JSON, but not an object.", framed(b"[1,2,3]"), ErrorCode::InvalidJson),
+        ("missing-body", "An envelope must have a body.", framed(br#"{"v":1,"type":"heartbeat_ack"}"#), ErrorCode::InvalidJson),
+        ("missing-version", "An envelope must have a version.", framed(br#"{"type":"heartbeat_ack","body":{"seq":1}}"#), ErrorCode::InvalidJson),
+        ("invalid-utf8", "The payload is not UTF-8.", framed(b"{\"v\":1,\"type\":\"\xff\",\"body\":{}}"), ErrorCode::InvalidJson),
+        ("trailing-garbage", "Bytes after the JSON object inside the frame.", framed(br#"{"v":1,"type":"heartbeat_ack","body":{"seq":1}} x"#), ErrorCode::InvalidJson),
+        ("version-2", "A frame of protocol version 2.", framed(br#"{"v":2,"type":"heartbeat_ack","body":{"seq":1}}"#), ErrorCode::UnsupportedVersion),
+        ("version-0", "A frame of protocol version 0.", framed(br#"{"v":0,"type":"heartbeat_ack","body":{"seq":1}}"#), ErrorCode::UnsupportedVersion),
+        ("unknown-type", "A message type this version does not have.", framed(br#"{"v":1,"type":"reboot_now","body":{}}"#), ErrorCode::UnknownMessageType),
+        ("missing-field", "A heartbeat_ack without its seq.", framed(br#"{"v":1,"type":"heartbeat_ack","body":{}}"#), ErrorCode::InvalidMessage),
+        ("negative-seq", "Sequence numbers are unsigned.", framed(br#"{"v":1,"type":"heartbeat_ack","body":{"seq":-1}}"#), ErrorCode::InvalidMessage),
+        ("wrong-role-prefix", "A hello whose node id carries the master prefix.", framed(hello_bad_node.as_bytes()), ErrorCode::InvalidMessage),
+        ("short-nonce", "An audit probe whose nonce is 31 bytes.", framed(format!(r#"{{"v":1,"type":"audit_probe","body":{{"probe":1,"nonce":"{}","issued_at_ms":1}}}}"#, "ab".repeat(31)).as_bytes()), ErrorCode::InvalidMessage),
+        ("uppercase-hex", "Hex must be lowercase.", framed(format!(r#"{{"v":1,"type":"audit_probe","body":{{"probe":1,"nonce":"{}","issued_at_ms":1}}}}"#, "AB".repeat(32)).as_bytes()), ErrorCode::InvalidMessage),
+        ("bad-instance-id", "Instance ids are DNS labels.", framed(br#"{"v":1,"type":"instance_status","body":{"instance":"Web_0","generation":1,"state":"running","health":"healthy"}}"#), ErrorCode::InvalidMessage),
+        ("unknown-instance-state", "An instance state this version does not have.", framed(br#"{"v":1,"type":"instance_status","body":{"instance":"web-0","generation":1,"state":"dancing","health":"healthy"}}"#), ErrorCode::InvalidMessage),
+        ("bad-base64", "Blob data must be base64.", framed(br#"{"v":1,"type":"metadata","body":{"file":"root.json","data":"***"}}"#), ErrorCode::InvalidMessage),
+    ]
+}
+
+fn frame_vector(name: &str, description: &str, bytes: &[u8], expect: Value) -> Value {
+    json!({
+        "name": name,
+        "description": description,
+        "kind": "frame",
+        "max_frame": DEFAULT_MAX_FRAME,
+        "frame_hex": hex::encode(bytes),
+        "expect": expect,
+    })
+}
+
+fn signature_vector(signed: &str, body: Value, signing_bytes: &[u8], valid: bool) -> Value {
+    json!({
+        "kind": "signature",
+        "signed": signed,
+        "body": body,
+        "signing_bytes_hex": hex::encode(signing_bytes),
+        "expect": { "valid": valid },
+    })
+}
+
+fn signature_vectors(keys: &Keys) -> Vec<(&'static str, &'static str, Value)> {
+    let enrol = enrol_request(keys);
+    let answer = audit_answer(keys);
+    let good = receipt(keys);
+    let mut inflated = good.clone();
+    inflated.bytes_from_node += 1_000_000;
+    let mut flipped = answer.clone();
+    flipped.signature.0[0] ^= 1;
+    let mut other_node = enrol.clone();
+    other_node.node = NodeId::from_key(SecretKey::from_seed(&[0x44; 32]).public());
+    let to_value = |v: &dyn erased::ToValue| v.to_value();
+    vec![
+        (
+            "sig-enrol-valid",
+            "Enrolment proof signed by the node key.",
+            signature_vector(
+                "enrol_request",
+                to_value(&enrol),
+                &enrol.signing_bytes(),
+                true,
+            ),
+        ),
+        (
+            "sig-enrol-other-key",
+            "The proof of one key presented with another key.",
+            signature_vector(
+                "enrol_request",
+                to_value(&other_node),
+                &other_node.signing_bytes(),
+                false,
+            ),
+        ),
+        (
+            "sig-audit-valid",
+            "Audit answer signed by the node.",
+            signature_vector(
+                "audit_answer",
+                to_value(&answer),
+                &answer.signing_bytes(),
+                true,
+            ),
+        ),
+        (
+            "sig-audit-flipped-bit",
+            "One bit of the signature flipped.",
+            signature_vector(
+                "audit_answer",
+                to_value(&flipped),
+                &flipped.signing_bytes(),
+                false,
+            ),
+        ),
+        (
+            "sig-receipt-valid",
+            "Bandwidth receipt signed by the gateway.",
+            signature_vector(
+                "bandwidth_receipt",
+                to_value(&good),
+                &good.signing_bytes(),
+                true,
+            ),
+        ),
+        (
+            "sig-receipt-inflated",
+            "A node raised the byte count of a signed receipt.",
+            signature_vector(
+                "bandwidth_receipt",
+                to_value(&inflated),
+                &inflated.signing_bytes(),
+                false,
+            ),
+        ),
+    ]
+}
+
+mod erased {
+    pub(crate) trait ToValue {
+        fn to_value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> ToValue for T {
+        fn to_value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
+        }
+    }
+}
+
+fn identity_vectors(keys: &Keys) -> Vec<(&'static str, &'static str, &'static str, String, Value)> {
+    let node = keys.node_id();
+    let text = node.to_string();
+    let ok = json!({ "key_hex": hex::encode(node.as_bytes()) });
+    let mut last_bit = text.clone();
+    last_bit.pop();
+    last_bit.push('1'); // sets trailing bits that a canonical encoding leaves zero
+    // y = 2 (little-endian) is not the y coordinate of any curve point.
+    let mut off_curve = [0u8; 32];
+    off_curve[0] = 2;
+    vec![
+        (
+            "id-node-valid",
+            "A node id and its key bytes.",
+            "node",
+            text.clone(),
+            ok,
+        ),
+        (
+            "id-master-valid",
+            "A master id.",
+            "master",
+            keys.master_id().to_string(),
+            json!({ "key_hex": hex::encode(keys.master_id().as_bytes()) }),
+        ),
+        (
+            "id-wrong-prefix",
+            "A node id parsed as a master id.",
+            "master",
+            text.clone(),
+            json!({ "error": "wrong_prefix" }),
+        ),
+        (
+            "id-uppercase",
+            "Upper-case base32hex is not canonical.",
+            "node",
+            format!("hn-{}", text[3..].to_uppercase()),
+            json!({ "error": "bad_encoding" }),
+        ),
+        (
+            "id-short",
+            "One character short.",
+            "node",
+            text[..text.len() - 1].to_owned(),
+            json!({ "error": "bad_encoding" }),
+        ),
+        (
+            "id-noncanonical-bits",
+            "Trailing bits set in the last character.",
+            "node",
+            last_bit,
+            json!({ "error": "bad_encoding" }),
+        ),
+        (
+            "id-not-a-point",
+            "32 bytes that are not an Ed25519 point.",
+            "node",
+            format!("hn-{}", data_encoding::BASE32_DNSSEC.encode(&off_curve)),
+            json!({ "error": "not_a_key" }),
+        ),
+    ]
+}
+
+fn write_vector(dir: &Path, n: usize, name: &str, value: Value) -> anyhow::Result<()> {
+    let path = dir.join(format!("{n:03}-{name}.json"));
+    let mut text = serde_json::to_string_pretty(&value)?;
+    text.push('\n');
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
