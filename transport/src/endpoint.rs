@@ -1,0 +1,132 @@
+//! quinn endpoints for the master (server) and nodes (clients), TLS 1.3 only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_protocol::{ALPN_ENROL, ALPN_SESSION, DEFAULT_MAX_FRAME, MasterId};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+
+use crate::cert::Identity;
+use crate::verify::{NodeGate, PinnedMaster};
+
+/// Why an endpoint could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// TLS configuration was refused.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The TLS configuration does not suit QUIC.
+    #[error("QUIC TLS configuration: {0}")]
+    Quic(String),
+    /// Binding the UDP socket failed.
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Transport settings. Defaults suit thousands of mostly idle sessions: small windows, few
+/// streams, keep-alives from the node so NAT bindings stay open.
+#[derive(Debug, Clone)]
+pub struct TransportTuning {
+    /// Close a connection silent for this long.
+    pub idle_timeout: Duration,
+    /// Clients send a keep-alive after this much silence (keeps home NAT mappings alive).
+    pub keep_alive: Duration,
+    /// Concurrent bidirectional streams a peer may open.
+    pub max_bidi_streams: u32,
+    /// Per-stream receive window.
+    pub stream_window: u32,
+}
+
+impl Default for TransportTuning {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(10),
+            max_bidi_streams: 16,
+            stream_window: (2 * DEFAULT_MAX_FRAME) as u32,
+        }
+    }
+}
+
+impl TransportTuning {
+    fn config(&self, keep_alive: bool) -> Arc<TransportConfig> {
+        let mut t = TransportConfig::default();
+        t.max_idle_timeout(IdleTimeout::try_from(self.idle_timeout).ok());
+        t.keep_alive_interval(keep_alive.then_some(self.keep_alive));
+        t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_bidi_streams));
+        t.max_concurrent_uni_streams(VarInt::from_u32(0));
+        t.stream_receive_window(VarInt::from_u32(self.stream_window));
+        t.receive_window(VarInt::from_u32(self.stream_window.saturating_mul(2)));
+        t.send_window(u64::from(self.stream_window) * 2);
+        t.datagram_receive_buffer_size(None);
+        Arc::new(t)
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The master's endpoint: serves both ALPNs, asks `gate` about node certificates.
+pub fn server_endpoint(
+    addr: SocketAddr,
+    identity: &Identity,
+    gate: NodeGate,
+    tuning: &TransportTuning,
+) -> Result<quinn::Endpoint, EndpointError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(gate))
+        .with_single_cert(identity.chain(), identity.private_key())?;
+    tls.alpn_protocols = vec![ALPN_SESSION.to_vec(), ALPN_ENROL.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = QuicServerConfig::try_from(tls).map_err(|e| EndpointError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(tuning.config(false));
+    config.migration(true);
+    quinn::Endpoint::server(config, addr).map_err(|source| EndpointError::Bind { addr, source })
+}
+
+/// What a node connects for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Enrolment: no client certificate, ALPN `hearth-enrol/1`.
+    Enrol,
+    /// A session: the node's certificate, ALPN `hearth/1`.
+    Session,
+}
+
+/// A client configuration pinned to `master`. `identity` is presented for sessions.
+pub fn client_config(
+    purpose: Purpose,
+    identity: Option<&Identity>,
+    master: MasterId,
+    tuning: &TransportTuning,
+) -> Result<quinn::ClientConfig, EndpointError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedMaster::new(master)));
+    let mut tls = match (purpose, identity) {
+        (Purpose::Session, Some(id)) => builder.with_client_auth_cert(id.chain(), id.private_key())?,
+        _ => builder.with_no_client_auth(),
+    };
+    tls.alpn_protocols = vec![match purpose {
+        Purpose::Enrol => ALPN_ENROL.to_vec(),
+        Purpose::Session => ALPN_SESSION.to_vec(),
+    }];
+    let crypto = QuicClientConfig::try_from(tls).map_err(|e| EndpointError::Quic(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(tuning.config(true));
+    Ok(config)
+}
+
+/// A client endpoint bound to `bind` (use port 0).
+pub fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, EndpointError> {
+    quinn::Endpoint::client(bind).map_err(|source| EndpointError::Bind { addr: bind, source })
+}
+
+/// The server name clients send; informational, never checked.
+pub const SERVER_NAME: &str = "hearth-master";

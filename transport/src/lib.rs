@@ -1,0 +1,37 @@
+//! QUIC transport shared by the master and the node agent.
+//!
+//! Certificates are self-signed X.509 carrying the party's Ed25519 key, so that the TLS identity
+//! *is* the protocol identity ([`cert`]). The master accepts enrolled nodes' certificates (or none,
+//! on enrolment connections) and nodes pin the master's key ([`verify`]). [`endpoint`] builds
+//! quinn endpoints with a transport configuration tuned for many idle sessions, and [`stream`]
+//! reads and writes framed protocol messages on QUIC streams.
+
+pub mod cert;
+pub mod endpoint;
+pub mod stream;
+pub mod verify;
+
+pub use cert::{CertError, Identity};
+pub use endpoint::{EndpointError, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint, server_endpoint};
+pub use stream::{MessageStream, StreamError};
+pub use verify::{Admission, NodeGate, PinnedMaster};
+
+/// QUIC application close codes (SPEC.md, "Close codes").
+pub mod close {
+    use quinn::VarInt;
+
+    /// Normal close.
+    pub const NORMAL: VarInt = VarInt::from_u32(0);
+    /// The peer sent frames that cannot be decoded.
+    pub const PROTOCOL_ERROR: VarInt = VarInt::from_u32(1);
+    /// The node is not enrolled.
+    pub const UNKNOWN_NODE: VarInt = VarInt::from_u32(2);
+    /// The node was revoked.
+    pub const REVOKED: VarInt = VarInt::from_u32(3);
+    /// No protocol version in common.
+    pub const UNSUPPORTED_VERSION: VarInt = VarInt::from_u32(4);
+    /// A newer session of the same node replaced this one.
+    pub const SUPERSEDED: VarInt = VarInt::from_u32(5);
+    /// The master is shutting down.
+    pub const SHUTDOWN: VarInt = VarInt::from_u32(6);
+}
