@@ -1,1 +1,20 @@
-//! The master: enrolment, node sessions, desired state, scheduling and the operator API (see issue 3).
+//! Hearth's master: the cooperative's control plane.
+//!
+//! It enrols volunteers' nodes with one-time tokens, holds their QUIC sessions (mutual TLS, the
+//! node's certificate key is its identity), tracks their liveness with a sans-IO state machine
+//! ([`liveness`]), keeps durable state behind the [`store::Store`] trait (SQLite by default), and
+//! answers operators over an HTTP/JSON API ([`api`]) used by the `hearth` CLI ([`cli`]).
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod context;
+pub mod data_dir;
+pub mod enrol;
+pub mod fleet;
+pub mod liveness;
+pub mod metrics;
+pub mod ratelimit;
+pub mod server;
+pub mod session;
+pub mod store;

@@ -137,8 +137,8 @@ fn facts() -> NodeFacts {
 
 fn enrol_request(keys: &Keys) -> EnrolRequest {
     let mut req = EnrolRequest {
-        token_id: "tok-3f9a".into(),
-        token_secret: "c2VjcmV0LXNlY3JldC1zZWNyZXQ".into(),
+        token_id: Hex([0x3f, 0x9a, 0x10, 0x07]),
+        token_secret: Hex([0x5e; 16]),
         node: keys.node_id(),
         master: keys.master_id(),
         facts: facts(),

@@ -12,6 +12,7 @@ pub mod frame;
 pub mod identity;
 pub mod messages;
 pub mod schema;
+pub mod token;
 
 pub use codec::{Blob, Hex, Nonce, Sha256, ValueError};
 pub use facts::{Arch, CountryCode, HomeId, NodeFacts, Resources};
@@ -19,6 +20,7 @@ pub use frame::{DEFAULT_MAX_FRAME, FrameDecoder, FrameError, PROTOCOL_VERSION};
 pub use identity::{IdentityError, MasterId, NodeId, PublicKey, SecretKey, Signature, SignerId};
 pub use messages::error::{ErrorCode, ErrorMessage};
 pub use messages::{Envelope, Message};
+pub use token::{EnrolToken, TokenError};
 
 /// ALPN protocol id of node sessions (QUIC, TLS 1.3, mutual authentication).
 pub const ALPN_SESSION: &[u8] = b"hearth/1";

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::Canonical;
 use crate::facts::NodeFacts;
+use crate::codec::Hex;
 use crate::identity::{MasterId, NodeId, Signature};
 
 /// `enrol_request` (node → master, on an enrolment connection): the first and only request.
@@ -12,9 +13,9 @@ use crate::identity::{MasterId, NodeId, Signature};
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct EnrolRequest {
     /// The token's identifier (public part), as printed in the token.
-    pub token_id: String,
-    /// The token's secret; the master stores only its hash.
-    pub token_secret: String,
+    pub token_id: Hex<4>,
+    /// The token's secret; the master stores only the SHA-256 of its text form.
+    pub token_secret: Hex<16>,
     /// The node's identity; must equal the key of the TLS client certificate.
     pub node: NodeId,
     /// The master the node believes it talks to (the pin carried in the token).
@@ -32,7 +33,7 @@ impl EnrolRequest {
     /// The canonical bytes that `proof` signs: token id, node key, master key.
     pub fn signing_bytes(&self) -> Vec<u8> {
         Canonical::new(Self::DOMAIN)
-            .text(&self.token_id)
+            .text(&self.token_id.to_string())
             .key(self.node.as_bytes())
             .key(self.master.as_bytes())
             .finish()

@@ -1,0 +1,289 @@
+//! The operator HTTP/JSON API (documented in `master/openapi.yaml`).
+//!
+//! Every `/v1` route needs `Authorization: Bearer <admin token>`. Errors are
+//! `{"error": {"code": "...", "message": "..."}}` with a fitting status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use hearth_protocol::{EnrolToken, Hex, NodeId, Sha256};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::clock::now_ms;
+use crate::context::Context;
+use crate::fleet::display_state;
+use crate::store::{AdminState, NodeRecord, StoreError, TokenRecord};
+use hearth_transport::close;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
+/// An API error: status, stable code, sentence.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": { "code": self.1, "message": self.2 } }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failed");
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("the master could not access its database: {e}"))
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, "bad_request", msg.into())
+}
+
+/// The router, with state.
+pub fn router(ctx: Arc<Context>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/{id}", delete(revoke_token))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{id}", get(show_node))
+        .route("/v1/nodes/{id}/{action}", post(node_action))
+        .route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(ctx)
+}
+
+async fn auth(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Comparing digests keeps the comparison time independent of the secret.
+    match presented {
+        Some(t) if Sha256::digest(t.trim().as_bytes()) == ctx.admin_token_hash => next.run(req).await,
+        Some(_) => ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is wrong".into()).into_response(),
+        None => ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing `Authorization: Bearer <token>` (the token is in the master's admin.token)".into(),
+        )
+        .into_response(),
+    }
+}
+
+async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        ctx.metrics.render(&ctx.fleet),
+    )
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+/// Body of `POST /v1/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Free text shown in listings.
+    #[serde(default)]
+    pub label: String,
+    /// Lifetime in seconds; none means the token never expires.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// Answer of `POST /v1/tokens`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// Public id.
+    pub id: String,
+    /// The whole token to give the volunteer (shown once).
+    pub token: String,
+    /// Label.
+    pub label: String,
+    /// Expiry, Unix ms.
+    pub expires_at_ms: Option<u64>,
+}
+
+async fn create_token(
+    State(ctx): State<Arc<Context>>,
+    body: Result<Json<CreateToken>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    if body.label.len() > 200 {
+        return Err(bad_request("label is longer than 200 bytes"));
+    }
+    let now = now_ms();
+    let lifetime = body.expires_in_secs.map(Duration::from_secs);
+    if lifetime.is_some_and(|d| d.is_zero() || d > Duration::from_secs(366 * 86_400)) {
+        return Err(bad_request("expires_in_secs must be between 1 second and 366 days"));
+    }
+    let token = EnrolToken { id: Hex(rand::random()), secret: Hex(rand::random()), master: ctx.id };
+    let record = TokenRecord {
+        id: token.id,
+        secret_hash: EnrolToken::secret_hash(&token.secret.to_string()),
+        label: body.label.clone(),
+        created_at_ms: now,
+        expires_at_ms: lifetime.map(|d| now + d.as_millis() as u64),
+        spent_at_ms: None,
+        spent_by: None,
+        revoked_at_ms: None,
+    };
+    let store = ctx.store.clone();
+    let stored = record.clone();
+    blocking(move || store.create_token(&stored)).await?;
+    tracing::info!(id = %token.id, label = %body.label, "enrolment token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            id: token.id.to_string(),
+            token: token.to_string(),
+            label: body.label,
+            expires_at_ms: record.expires_at_ms,
+        }),
+    ))
+}
+
+async fn list_tokens(State(ctx): State<Arc<Context>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = ctx.store.clone();
+    let tokens = blocking(move || store.tokens()).await?;
+    let now = now_ms();
+    let out: Vec<_> = tokens
+        .iter()
+        .map(|t| {
+            let mut v = serde_json::to_value(t).unwrap_or_default();
+            v["status"] = t.status(now).into();
+            v
+        })
+        .collect();
+    Ok(Json(out.into()))
+}
+
+async fn revoke_token(
+    State(ctx): State<Arc<Context>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id: Hex<4> = id
+        .parse()
+        .map_err(|_| bad_request(format!("`{id}` is not a token id (8 hex characters)")))?;
+    let store = ctx.store.clone();
+    match blocking(move || store.revoke_token(&id, now_ms())).await? {
+        Some(true) => Ok(Json(json!({ "revoked": id.to_string() }))),
+        Some(false) => Err(ApiError(StatusCode::CONFLICT, "token_spent", format!("token {id} was already used to enrol a node; revoke the node instead"))),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "unknown_token", format!("no token {id}"))),
+    }
+}
+
+/// A node as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Identity.
+    pub id: String,
+    /// Display state.
+    pub state: String,
+    /// Operator state.
+    pub admin: String,
+    /// Liveness.
+    pub liveness: String,
+    /// Whether a session is open.
+    pub connected: bool,
+    /// Last heartbeat, Unix ms.
+    pub last_heartbeat_ms: Option<u64>,
+    /// Enrolment, Unix ms.
+    pub enrolled_at_ms: u64,
+    /// Declared facts.
+    pub facts: serde_json::Value,
+}
+
+fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
+    let live = ctx.fleet.live(&r.id);
+    let (state, liveness, connected, last) = match &live {
+        Some(l) => (display_state(l.admin, &l.liveness), l.liveness.name(), l.connected, l.liveness.last_heartbeat()),
+        None => (r.admin.as_str(), "pending", false, r.last_seen_ms),
+    };
+    NodeView {
+        id: r.id.to_string(),
+        state: state.to_owned(),
+        admin: live.map_or(r.admin, |l| l.admin).to_string(),
+        liveness: liveness.to_owned(),
+        connected,
+        last_heartbeat_ms: last,
+        enrolled_at_ms: r.enrolled_at_ms,
+        facts: serde_json::to_value(&r.facts).unwrap_or_default(),
+    }
+}
+
+fn parse_node(id: &str) -> Result<NodeId, ApiError> {
+    id.parse().map_err(|e| bad_request(format!("`{id}` is not a node id: {e}")))
+}
+
+async fn list_nodes(State(ctx): State<Arc<Context>>) -> Result<Json<Vec<NodeView>>, ApiError> {
+    let store = ctx.store.clone();
+    let nodes = blocking(move || store.nodes()).await?;
+    Ok(Json(nodes.iter().map(|r| view(&ctx, r)).collect()))
+}
+
+async fn load_node(ctx: &Arc<Context>, id: NodeId) -> Result<NodeRecord, ApiError> {
+    let store = ctx.store.clone();
+    blocking(move || store.node(&id))
+        .await?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "unknown_node", format!("no node {id} is enrolled")))
+}
+
+async fn show_node(
+    State(ctx): State<Arc<Context>>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeView>, ApiError> {
+    let record = load_node(&ctx, parse_node(&id)?).await?;
+    Ok(Json(view(&ctx, &record)))
+}
+
+async fn node_action(
+    State(ctx): State<Arc<Context>>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<NodeView>, ApiError> {
+    let id = parse_node(&id)?;
+    let target = match action.as_str() {
+        "drain" => AdminState::Draining,
+        "activate" => AdminState::Active,
+        "reserve" => AdminState::Reserve,
+        "test" => AdminState::Test,
+        "retire" => AdminState::Retired,
+        "revoke" => AdminState::Revoked,
+        other => return Err(ApiError(StatusCode::NOT_FOUND, "not_found", format!("unknown node action `{other}`: use drain, activate, reserve, test, retire or revoke"))),
+    };
+    let mut record = load_node(&ctx, id).await?;
+    let current = ctx.fleet.live(&id).map_or(record.admin, |l| l.admin);
+    if current == AdminState::Revoked && target != AdminState::Revoked {
+        return Err(ApiError(StatusCode::CONFLICT, "node_revoked", format!("node {id} is revoked; a revoked node must enrol again with a new key")));
+    }
+    let store = ctx.store.clone();
+    blocking(move || store.set_admin(&id, target)).await?;
+    record.admin = target;
+    if let Some(conn) = ctx.fleet.set_admin(&id, target) {
+        let code = if target == AdminState::Revoked { close::REVOKED } else { close::NORMAL };
+        conn.close(code, format!("node {}", target.as_str()).as_bytes());
+    }
+    tracing::info!(node = %id, from = %current, to = %target, "node state set by operator");
+    Ok(Json(view(&ctx, &record)))
+}

@@ -1,0 +1,109 @@
+//! `hearth-master`: initialise a data directory, or run the master.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hearth_master::data_dir::DataDir;
+use hearth_master::liveness::LivenessConfig;
+use hearth_master::server::{ServeOptions, serve};
+
+/// The Hearth master.
+#[derive(Debug, Parser)]
+#[command(name = "hearth-master", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the master's identity, admin token and database.
+    Init {
+        /// Data directory to create.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Serve nodes (QUIC) and operators (HTTP).
+    Run {
+        /// Data directory made by `init`.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// QUIC address for nodes (port 0 picks one; written to quic.addr).
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        quic: SocketAddr,
+        /// HTTP address for the API (port 0 picks one; written to http.addr).
+        #[arg(long, default_value = "127.0.0.1:7080")]
+        http: SocketAddr,
+        /// Heartbeat interval asked of nodes, in milliseconds.
+        #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(100..))]
+        heartbeat_ms: u64,
+        /// Silence after which a node is suspect, in milliseconds.
+        #[arg(long, default_value_t = 6000)]
+        suspect_after_ms: u64,
+        /// Silence after which a node is down, in milliseconds.
+        #[arg(long, default_value_t = 10000)]
+        down_after_ms: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match main_inner(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn main_inner(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Init { data_dir } => {
+            let id = DataDir::new(&data_dir).init()?;
+            println!("{id}");
+            eprintln!(
+                "master initialised in {}; start it with `hearth-master run --data-dir {}`",
+                data_dir.display(),
+                data_dir.display()
+            );
+        }
+        Command::Run { data_dir, quic, http, heartbeat_ms, suspect_after_ms, down_after_ms } => {
+            if !(heartbeat_ms < suspect_after_ms && suspect_after_ms < down_after_ms) {
+                anyhow::bail!("timeouts must grow: heartbeat < suspect-after < down-after");
+            }
+            let opts = ServeOptions {
+                quic,
+                http,
+                liveness: LivenessConfig {
+                    heartbeat_interval: Duration::from_millis(heartbeat_ms),
+                    suspect_after: Duration::from_millis(suspect_after_ms),
+                    down_after: Duration::from_millis(down_after_ms),
+                },
+                ..ServeOptions::default()
+            };
+            serve(&DataDir::new(data_dir), opts, shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

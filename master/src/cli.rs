@@ -1,0 +1,239 @@
+//! The `hearth` operator CLI: a thin client of the HTTP API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::api::{CreatedToken, NodeView};
+use crate::data_dir::DataDir;
+
+/// Operate a Hearth cooperative cloud.
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version)]
+pub struct Cli {
+    /// Master API URL, e.g. http://127.0.0.1:7080.
+    #[arg(long, env = "HEARTH_URL", global = true)]
+    pub url: Option<String>,
+    /// File holding the admin token (default: the data dir's admin.token; or set HEARTH_TOKEN).
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// A master data dir on this machine: its API address and admin token are read from it.
+    #[arg(long, env = "HEARTH_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enrolment tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// List nodes.
+    Nodes {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One node.
+    #[command(subcommand)]
+    Node(NodeCmd),
+}
+
+/// Token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a one-time enrolment token.
+    Create {
+        /// Label shown in listings.
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Lifetime, e.g. 24h, 30m, 7days.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an unused token.
+    Revoke {
+        /// Token id (8 hex characters).
+        id: String,
+    },
+}
+
+/// Node commands.
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// Show a node.
+    Show {
+        /// Node id (`hn-…`).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move its instances elsewhere before it leaves.
+    Drain { id: String },
+    /// Make it schedulable again.
+    Activate { id: String },
+    /// Keep it in reserve.
+    Reserve { id: String },
+    /// Use it for test deployments only.
+    Test { id: String },
+    /// It left the cooperative: refuse its sessions.
+    Retire { id: String },
+    /// Revoke its identity: its session is cut now and reconnects are refused.
+    Revoke { id: String },
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Client {
+    fn new(cli: &Cli) -> anyhow::Result<Self> {
+        let dir = cli.data_dir.as_ref().map(DataDir::new);
+        let url = match (&cli.url, &dir) {
+            (Some(u), _) => u.trim_end_matches('/').to_owned(),
+            (None, Some(d)) => {
+                let path = d.http_addr_path();
+                let addr = std::fs::read_to_string(&path).with_context(|| {
+                    format!("cannot read {} (is the master running?)", path.display())
+                })?;
+                format!("http://{}", addr.trim())
+            }
+            (None, None) => bail!("say where the master is: --url URL, HEARTH_URL, or --data-dir D"),
+        };
+        let token = match (std::env::var("HEARTH_TOKEN").ok(), &cli.token_file, &dir) {
+            (Some(t), _, _) => t,
+            (None, Some(f), _) => std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read token file {}", f.display()))?,
+            (None, None, Some(d)) => d.load_admin_token()?,
+            (None, None, None) => bail!("no admin token: set HEARTH_TOKEN, --token-file or --data-dir"),
+        };
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        Ok(Self { http, url, token: token.trim().to_owned() })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| anyhow!("cannot reach the master at {}: {e}", self.url))?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        match value["error"]["message"].as_str() {
+            Some(m) => bail!("{m}"),
+            None => bail!("the master answered {status}"),
+        }
+    }
+}
+
+/// Runs the CLI; the binary prints the error and exits non-zero.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::new(&cli)?;
+    match cli.command {
+        Command::Token(TokenCmd::Create { label, expires, json }) => {
+            let body = json!({ "label": label, "expires_in_secs": expires.map(|d| d.as_secs().max(1)) });
+            let v = client.call(reqwest::Method::POST, "/v1/tokens", Some(body)).await?;
+            let created: CreatedToken = serde_json::from_value(v.clone())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}", created.token);
+                eprintln!("token {} created; give it to the volunteer for `hearth-node enrol --token …`", created.id);
+            }
+        }
+        Command::Token(TokenCmd::List { json }) => {
+            let v = client.call(reqwest::Method::GET, "/v1/tokens", None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<10} {:<8} {:<20} LABEL", "ID", "STATUS", "EXPIRES (unix ms)");
+                for t in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<10} {:<8} {:<20} {}",
+                        t["id"].as_str().unwrap_or("?"),
+                        t["status"].as_str().unwrap_or("?"),
+                        t["expires_at_ms"].as_u64().map_or("never".into(), |e| e.to_string()),
+                        t["label"].as_str().unwrap_or(""),
+                    );
+                }
+            }
+        }
+        Command::Token(TokenCmd::Revoke { id }) => {
+            client.call(reqwest::Method::DELETE, &format!("/v1/tokens/{id}"), None).await?;
+            println!("token {id} revoked");
+        }
+        Command::Nodes { json } => {
+            let v = client.call(reqwest::Method::GET, "/v1/nodes", None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let nodes: Vec<NodeView> = serde_json::from_value(v)?;
+                println!("{:<56} {:<9} {:<3} {:<12} {:<16} HOME", "ID", "STATE", "CC", "ISP", "LAST HEARTBEAT");
+                for n in nodes {
+                    println!(
+                        "{:<56} {:<9} {:<3} {:<12} {:<16} {}",
+                        n.id,
+                        n.state,
+                        n.facts["country"].as_str().unwrap_or("?"),
+                        n.facts["isp"].as_str().unwrap_or("?"),
+                        n.last_heartbeat_ms.map_or("never".into(), |t| t.to_string()),
+                        n.facts["home"].as_str().unwrap_or("?"),
+                    );
+                }
+            }
+        }
+        Command::Node(NodeCmd::Show { id, json }) => {
+            let v = client.call(reqwest::Method::GET, &format!("/v1/nodes/{id}"), None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_node(&serde_json::from_value(v)?);
+            }
+        }
+        Command::Node(action) => {
+            let (verb, id) = match &action {
+                NodeCmd::Drain { id } => ("drain", id),
+                NodeCmd::Activate { id } => ("activate", id),
+                NodeCmd::Reserve { id } => ("reserve", id),
+                NodeCmd::Test { id } => ("test", id),
+                NodeCmd::Retire { id } => ("retire", id),
+                NodeCmd::Revoke { id } => ("revoke", id),
+                NodeCmd::Show { .. } => unreachable!("handled above"),
+            };
+            let v = client.call(reqwest::Method::POST, &format!("/v1/nodes/{id}/{verb}"), None).await?;
+            let node: NodeView = serde_json::from_value(v)?;
+            println!("node {} is now {}", node.id, node.state);
+        }
+    }
+    Ok(())
+}
+
+fn print_node(n: &NodeView) {
+    println!("id:             {}", n.id);
+    println!("state:          {} (admin {}, liveness {})", n.state, n.admin, n.liveness);
+    println!("connected:      {}", n.connected);
+    println!("last heartbeat: {}", n.last_heartbeat_ms.map_or("never".into(), |t| t.to_string()));
+    println!("enrolled at:    {}", n.enrolled_at_ms);
+    println!("facts:          {}", serde_json::to_string_pretty(&n.facts).unwrap_or_default());
+}

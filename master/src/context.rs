@@ -1,0 +1,26 @@
+//! What every driver of the master shares.
+
+use std::sync::Arc;
+
+use hearth_protocol::MasterId;
+
+use crate::fleet::Fleet;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Shared state of a running master.
+#[derive(Debug)]
+pub struct Context {
+    /// The master's identity.
+    pub id: MasterId,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Live view of the nodes.
+    pub fleet: Arc<Fleet>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Largest frame accepted from nodes.
+    pub max_frame: usize,
+    /// SHA-256 of the admin API token.
+    pub admin_token_hash: hearth_protocol::Sha256,
+}

@@ -1,0 +1,226 @@
+//! The in-memory view of every enrolled node: administrative state, liveness and its session.
+//!
+//! The fleet answers the TLS handshake's admission question, takes heartbeats without touching
+//! the disk, and hands the driver the liveness changes to persist. Locks are held for map
+//! operations only, never across I/O or `.await`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use hearth_protocol::NodeId;
+use hearth_transport::Admission;
+
+use crate::liveness::{Event, Liveness, LivenessConfig, Transition};
+use crate::store::{AdminState, LivenessUpdate, NodeRecord};
+
+/// The state shown to operators: administrative state, overridden by liveness when not up.
+pub fn display_state(admin: AdminState, liveness: &Liveness) -> &'static str {
+    match (admin, liveness) {
+        (AdminState::Revoked | AdminState::Retired, _) => admin.as_str(),
+        (_, Liveness::Pending) => "pending",
+        (_, Liveness::Down { .. }) => "down",
+        (_, Liveness::Suspect { .. }) => "suspect",
+        (_, Liveness::Up { .. }) => admin.as_str(),
+    }
+}
+
+/// Live facts about one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLive {
+    /// Operator state.
+    pub admin: AdminState,
+    /// Liveness.
+    pub liveness: Liveness,
+    /// Whether a session is open now.
+    pub connected: bool,
+    /// Heartbeats received since the master started.
+    pub heartbeats: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    admin: AdminState,
+    liveness: Liveness,
+    session: Option<(u64, quinn::Connection)>,
+    heartbeats: u64,
+    dirty: bool,
+}
+
+/// Why a session was refused after the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not enrolled.
+    Unknown,
+    /// Revoked or retired.
+    Revoked,
+}
+
+/// Every enrolled node.
+#[derive(Debug)]
+pub struct Fleet {
+    cfg: LivenessConfig,
+    nodes: RwLock<HashMap<NodeId, Entry>>,
+    next_session: std::sync::atomic::AtomicU64,
+}
+
+impl Fleet {
+    /// A fleet loaded from stored records. Nodes that were not down get a full grace period
+    /// from `now_ms` (a master restart must not mark the fleet down).
+    pub fn load(cfg: LivenessConfig, records: &[NodeRecord], now_ms: u64) -> Self {
+        let nodes = records
+            .iter()
+            .map(|r| {
+                let liveness = match r.liveness.as_str() {
+                    "pending" => Liveness::Pending,
+                    "down" => Liveness::Down { since: now_ms, last_heartbeat: r.last_seen_ms },
+                    _ => Liveness::Up { last_heartbeat: now_ms },
+                };
+                let entry =
+                    Entry { admin: r.admin, liveness, session: None, heartbeats: 0, dirty: false };
+                (r.id, entry)
+            })
+            .collect();
+        Self { cfg, nodes: RwLock::new(nodes), next_session: 1.into() }
+    }
+
+    /// The liveness configuration.
+    pub fn config(&self) -> &LivenessConfig {
+        &self.cfg
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeId, Entry>> {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<NodeId, Entry>> {
+        self.nodes.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a newly enrolled node.
+    pub fn enrolled(&self, record: &NodeRecord) {
+        let entry = Entry {
+            admin: record.admin,
+            liveness: Liveness::Pending,
+            session: None,
+            heartbeats: 0,
+            dirty: false,
+        };
+        self.write().insert(record.id, entry);
+    }
+
+    /// Registers a session; returns its id and the superseded connection to close, if any.
+    pub fn open_session(
+        &self,
+        node: &NodeId,
+        conn: quinn::Connection,
+        now_ms: u64,
+    ) -> Result<(u64, Option<quinn::Connection>, Option<Transition>), Refusal> {
+        let mut nodes = self.write();
+        let entry = nodes.get_mut(node).ok_or(Refusal::Unknown)?;
+        if !entry.admin.admits_sessions() {
+            return Err(Refusal::Revoked);
+        }
+        let id = self.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let old = entry.session.replace((id, conn)).map(|(_, c)| c);
+        let (next, transition) = entry.liveness.step(&self.cfg, now_ms, Event::Heartbeat);
+        entry.liveness = next;
+        entry.dirty = true;
+        Ok((id, old, transition))
+    }
+
+    /// Records a heartbeat of session `session`. `None` if that session is no longer current.
+    pub fn heartbeat(&self, node: &NodeId, session: u64, now_ms: u64) -> Option<Option<Transition>> {
+        let mut nodes = self.write();
+        let entry = nodes.get_mut(node)?;
+        if entry.session.as_ref().map(|(id, _)| *id) != Some(session) {
+            return None;
+        }
+        let (next, transition) = entry.liveness.step(&self.cfg, now_ms, Event::Heartbeat);
+        entry.liveness = next;
+        entry.heartbeats += 1;
+        entry.dirty = true;
+        Some(transition)
+    }
+
+    /// Forgets session `session` if it is still the node's current one.
+    pub fn close_session(&self, node: &NodeId, session: u64) {
+        if let Some(entry) = self.write().get_mut(node) {
+            if entry.session.as_ref().is_some_and(|(id, _)| *id == session) {
+                entry.session = None;
+            }
+        }
+    }
+
+    /// Advances every node's liveness to `now_ms`; returns the changes.
+    pub fn tick(&self, now_ms: u64) -> Vec<(NodeId, Transition)> {
+        let mut changes = Vec::new();
+        for (id, entry) in self.write().iter_mut() {
+            let (next, transition) = entry.liveness.step(&self.cfg, now_ms, Event::Tick);
+            entry.liveness = next;
+            if let Some(t) = transition {
+                entry.dirty = true;
+                changes.push((*id, t));
+            }
+        }
+        changes
+    }
+
+    /// Liveness records changed since the last call, to persist.
+    pub fn take_dirty(&self) -> Vec<LivenessUpdate> {
+        let mut out = Vec::new();
+        for (id, entry) in self.write().iter_mut().filter(|(_, e)| e.dirty) {
+            entry.dirty = false;
+            out.push(LivenessUpdate {
+                node: *id,
+                liveness: entry.liveness.name(),
+                last_seen_ms: entry.liveness.last_heartbeat(),
+            });
+        }
+        out
+    }
+
+    /// Sets the administrative state; returns the open connection if it must be cut now.
+    pub fn set_admin(&self, node: &NodeId, admin: AdminState) -> Option<quinn::Connection> {
+        let mut nodes = self.write();
+        let entry = nodes.get_mut(node)?;
+        entry.admin = admin;
+        if admin.admits_sessions() { None } else { entry.session.take().map(|(_, c)| c) }
+    }
+
+    /// Live facts of one node.
+    pub fn live(&self, node: &NodeId) -> Option<NodeLive> {
+        self.read().get(node).map(|e| NodeLive {
+            admin: e.admin,
+            liveness: e.liveness,
+            connected: e.session.is_some(),
+            heartbeats: e.heartbeats,
+        })
+    }
+
+    /// Number of nodes per display state, and of open sessions.
+    pub fn census(&self) -> (BTreeMap<&'static str, u64>, u64) {
+        let nodes = self.read();
+        let mut by_state = BTreeMap::new();
+        let mut sessions = 0;
+        for e in nodes.values() {
+            *by_state.entry(display_state(e.admin, &e.liveness)).or_insert(0) += 1;
+            sessions += u64::from(e.session.is_some());
+        }
+        (by_state, sessions)
+    }
+
+    /// Closes every session (master shutdown).
+    pub fn close_all(&self, code: quinn::VarInt, reason: &[u8]) {
+        for e in self.write().values_mut() {
+            if let Some((_, conn)) = e.session.take() {
+                conn.close(code, reason);
+            }
+        }
+    }
+}
+
+impl Admission for Fleet {
+    fn admits(&self, node: &NodeId) -> bool {
+        self.read().get(node).is_some_and(|e| e.admin.admits_sessions())
+    }
+}

@@ -1,0 +1,89 @@
+//! Prometheus metrics: nodes by state, sessions, heartbeats, frame errors, enrolments.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::fleet::Fleet;
+
+/// Label of a per-state gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// Display state.
+    pub state: String,
+}
+
+/// Label of a per-code counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// Error code or result.
+    pub code: String,
+}
+
+/// The master's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    nodes: Family<StateLabel, Gauge>,
+    sessions: Gauge,
+    /// Heartbeats received (rate() gives heartbeats/s).
+    pub heartbeats: Counter,
+    /// Frames refused, by protocol error code.
+    pub frame_errors: Family<CodeLabel, Counter>,
+    /// Enrolment attempts, by result.
+    pub enrolments: Family<CodeLabel, Counter>,
+    /// TLS handshakes refused (unknown, revoked, bad certificates).
+    pub handshakes_refused: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hearth_master");
+        let nodes = Family::<StateLabel, Gauge>::default();
+        let sessions = Gauge::default();
+        let heartbeats = Counter::default();
+        let frame_errors = Family::<CodeLabel, Counter>::default();
+        let enrolments = Family::<CodeLabel, Counter>::default();
+        let handshakes_refused = Counter::default();
+        registry.register("nodes", "Enrolled nodes by state", nodes.clone());
+        registry.register("sessions", "Open node sessions", sessions.clone());
+        registry.register("heartbeats", "Heartbeats received", heartbeats.clone());
+        registry.register("frame_errors", "Frames refused, by error code", frame_errors.clone());
+        registry.register("enrolments", "Enrolment attempts, by result", enrolments.clone());
+        registry.register(
+            "handshakes_refused",
+            "QUIC/TLS handshakes refused",
+            handshakes_refused.clone(),
+        );
+        Self { registry, nodes, sessions, heartbeats, frame_errors, enrolments, handshakes_refused }
+    }
+}
+
+impl Metrics {
+    /// Counts a refused frame.
+    pub fn frame_error(&self, code: &str) {
+        self.frame_errors.get_or_create(&CodeLabel { code: code.to_owned() }).inc();
+    }
+
+    /// Counts an enrolment result.
+    pub fn enrolment(&self, code: &str) {
+        self.enrolments.get_or_create(&CodeLabel { code: code.to_owned() }).inc();
+    }
+
+    /// The text exposition, with fleet gauges refreshed.
+    pub fn render(&self, fleet: &Fleet) -> String {
+        let (by_state, sessions) = fleet.census();
+        self.nodes.clear();
+        for (state, n) in by_state {
+            self.nodes.get_or_create(&StateLabel { state: state.to_owned() }).set(n as i64);
+        }
+        self.sessions.set(sessions as i64);
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,158 @@
+//! Wiring of a running master: endpoint, HTTP listener, liveness ticker, store flusher.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_protocol::{DEFAULT_MAX_FRAME, MasterId, Sha256};
+use hearth_transport::{Identity, NodeGate, TransportTuning, close, server_endpoint};
+
+use crate::clock::now_ms;
+use crate::context::Context;
+use crate::data_dir::{DataDir, DataDirError};
+use crate::fleet::Fleet;
+use crate::liveness::LivenessConfig;
+use crate::metrics::Metrics;
+use crate::store::{SqliteStore, Store};
+
+/// Why the master could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Data directory problem.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// TLS material problem.
+    #[error("TLS identity: {0}")]
+    Cert(#[from] hearth_transport::CertError),
+    /// QUIC endpoint problem.
+    #[error(transparent)]
+    Endpoint(#[from] hearth_transport::EndpointError),
+    /// HTTP listener problem.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Http { addr: SocketAddr, source: std::io::Error },
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// QUIC address (port 0 picks one).
+    pub quic: SocketAddr,
+    /// HTTP address (port 0 picks one).
+    pub http: SocketAddr,
+    /// Liveness timeouts.
+    pub liveness: LivenessConfig,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+    /// QUIC transport settings.
+    pub tuning: TransportTuning,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            quic: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            http: SocketAddr::from(([127, 0, 0, 1], 7080)),
+            liveness: LivenessConfig::default(),
+            max_frame: DEFAULT_MAX_FRAME,
+            tuning: TransportTuning::default(),
+        }
+    }
+}
+
+/// Runs the master until `shutdown` resolves.
+pub async fn serve(
+    dir: &DataDir,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let key = dir.load_key()?;
+    let id = MasterId::from_key(key.public());
+    let admin_token_hash = Sha256::digest(dir.load_admin_token()?.as_bytes());
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.db_path()).map_err(DataDirError::from)?);
+    let records = store.nodes().map_err(DataDirError::from)?;
+    let fleet = Arc::new(Fleet::load(opts.liveness, &records, now_ms()));
+    let ctx = Arc::new(Context {
+        id,
+        store,
+        fleet: fleet.clone(),
+        metrics: Metrics::default(),
+        max_frame: opts.max_frame,
+        admin_token_hash,
+    });
+
+    let identity = Identity::new(&key, "hearth-master")?;
+    let endpoint = server_endpoint(opts.quic, &identity, NodeGate::new(fleet.clone()), &opts.tuning)?;
+    let quic_addr = endpoint.local_addr().map_err(|source| ServeError::Http { addr: opts.quic, source })?;
+    let listener = tokio::net::TcpListener::bind(opts.http)
+        .await
+        .map_err(|source| ServeError::Http { addr: opts.http, source })?;
+    let http_addr = listener.local_addr().map_err(|source| ServeError::Http { addr: opts.http, source })?;
+    dir.publish_addr(&dir.quic_addr_path(), quic_addr)?;
+    dir.publish_addr(&dir.http_addr_path(), http_addr)?;
+    tracing::info!(master = %id, %quic_addr, %http_addr, nodes = records.len(), "master running");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let quic = tokio::spawn(crate::session::serve(endpoint.clone(), ctx.clone()));
+    let ticker = tokio::spawn(liveness_loop(ctx.clone(), stop_rx.clone()));
+    let mut http_stop = stop_rx.clone();
+    let app = crate::api::router(ctx.clone());
+    let http = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    let mut stop = stop_rx;
+    let _ = stop.wait_for(|s| *s).await;
+    tracing::info!("shutting down");
+    fleet.close_all(close::SHUTDOWN, b"master shutting down");
+    endpoint.close(close::SHUTDOWN, b"master shutting down");
+    let _ = ticker.await;
+    let _ = http.await;
+    let _ = quic.await;
+    flush(&ctx).await;
+    endpoint.wait_idle().await;
+    Ok(())
+}
+
+/// Advances liveness twice a second and persists changes every second.
+async fn liveness_loop(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for (node, t) in ctx.fleet.tick(now_ms()) {
+            tracing::info!(%node, from = t.from, to = t.to, "node liveness");
+        }
+        n += 1;
+        if n % 2 == 0 {
+            flush(&ctx).await;
+        }
+    }
+}
+
+async fn flush(ctx: &Arc<Context>) {
+    let updates = ctx.fleet.take_dirty();
+    if updates.is_empty() {
+        return;
+    }
+    let store = ctx.store.clone();
+    let result = tokio::task::spawn_blocking(move || store.record_liveness(&updates)).await;
+    if let Ok(Err(e)) = result {
+        tracing::error!(error = %e, "could not persist liveness");
+    }
+}

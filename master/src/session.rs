@@ -1,0 +1,274 @@
+//! The QUIC driver: accepts connections, runs enrolments and node sessions.
+//!
+//! One task per connection. A node's bad frames close that node's connection only; the lines
+//! they log are rate-limited per connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_protocol::messages::session::{HeartbeatAck, Hello, Welcome};
+use hearth_protocol::{ALPN_ENROL, ALPN_SESSION, ErrorCode, Message, NodeId, PROTOCOL_VERSION};
+use hearth_transport::cert::peer_key;
+use hearth_transport::{MessageStream, StreamError, close};
+use rustls::pki_types::CertificateDer;
+use tracing::Instrument as _;
+
+use crate::clock::now_ms;
+use crate::context::Context;
+use crate::enrol::enrol_reply;
+use crate::fleet::Refusal;
+use crate::ratelimit::LogLimiter;
+
+/// Time a peer has to open its first stream and send its first message.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Recoverable bad frames tolerated in one session before it is closed.
+const MAX_BAD_FRAMES: u32 = 10;
+
+/// Accepts connections until the endpoint is closed.
+pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<Context>) {
+    let mut refused_log = LogLimiter::new(10, 60);
+    while let Some(incoming) = endpoint.accept().await {
+        let ctx = ctx.clone();
+        let remote = incoming.remote_address();
+        match incoming.accept() {
+            Ok(connecting) => {
+                tokio::spawn(async move {
+                    match connecting.await {
+                        Ok(conn) => handle(conn, ctx).await,
+                        Err(e) => {
+                            ctx.metrics.handshakes_refused.inc();
+                            tracing::debug!(%remote, error = %e, "handshake failed");
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                if let Some(suppressed) = refused_log.allow(now_ms()) {
+                    tracing::warn!(%remote, error = %e, suppressed, "connection refused");
+                }
+            }
+        }
+    }
+}
+
+async fn handle(conn: quinn::Connection, ctx: Arc<Context>) {
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    let node = conn
+        .peer_identity()
+        .and_then(|p| p.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|certs| certs.first().and_then(|c| peer_key(c).ok()))
+        .map(NodeId::from_key);
+    let remote = conn.remote_address();
+    match (alpn.as_deref(), node) {
+        (Some(a), _) if a == ALPN_ENROL => {
+            enrol(conn, &ctx).instrument(tracing::info_span!("enrol", %remote)).await;
+        }
+        (Some(a), Some(node)) if a == ALPN_SESSION => {
+            session(conn, node, &ctx).instrument(tracing::info_span!("session", %node)).await;
+        }
+        (Some(a), None) if a == ALPN_SESSION => {
+            conn.close(close::UNKNOWN_NODE, b"a session needs the node's enrolled certificate");
+        }
+        _ => conn.close(close::PROTOCOL_ERROR, b"unsupported ALPN"),
+    }
+}
+
+async fn enrol(conn: quinn::Connection, ctx: &Context) {
+    let Ok(Ok((send, recv))) = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, conn.accept_bi()).await
+    else {
+        conn.close(close::PROTOCOL_ERROR, b"no enrolment request");
+        return;
+    };
+    let mut stream = MessageStream::new(send, recv, ctx.max_frame);
+    let reply = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, stream.recv()).await {
+        Ok(Ok(Some(Message::EnrolRequest(req)))) => enrol_reply(ctx, *req).await,
+        Ok(Ok(Some(other))) => Message::error(
+            ErrorCode::UnexpectedMessage,
+            format!("an enrolment connection takes one enrol_request, not {}", other.type_tag()),
+            true,
+        ),
+        Ok(Err(StreamError::Frame(e))) => {
+            ctx.metrics.frame_error(e.code().as_str());
+            Message::error(e.code(), e.to_string(), true)
+        }
+        _ => {
+            conn.close(close::PROTOCOL_ERROR, b"no enrolment request");
+            return;
+        }
+    };
+    if let Message::Error(e) = &reply {
+        ctx.metrics.enrolment(e.code.as_str());
+        tracing::info!(code = %e.code, "enrolment refused: {}", e.message);
+    } else {
+        ctx.metrics.enrolment("accepted");
+    }
+    if stream.send(&reply).await.is_ok() && stream.finish().is_ok() {
+        // Let the node read the answer and close; then make sure the connection ends.
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+    }
+    conn.close(close::NORMAL, b"enrolment done");
+}
+
+async fn session(conn: quinn::Connection, node: NodeId, ctx: &Context) {
+    let Ok(Ok((send, recv))) = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, conn.accept_bi()).await
+    else {
+        conn.close(close::PROTOCOL_ERROR, b"no control stream");
+        return;
+    };
+    let mut control = MessageStream::new(send, recv, ctx.max_frame);
+    let hello = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, control.recv()).await {
+        Ok(Ok(Some(Message::Hello(hello)))) => hello,
+        Ok(Err(StreamError::Frame(e))) => {
+            ctx.metrics.frame_error(e.code().as_str());
+            let code = if e.code() == ErrorCode::UnsupportedVersion {
+                close::UNSUPPORTED_VERSION
+            } else {
+                close::PROTOCOL_ERROR
+            };
+            refuse(conn, &mut control, e.code(), &e.to_string(), code).await;
+            return;
+        }
+        _ => {
+            let msg = "a session starts with hello";
+            refuse(conn, &mut control, ErrorCode::UnexpectedMessage, msg, close::PROTOCOL_ERROR)
+                .await;
+            return;
+        }
+    };
+    if let Err((code, msg, close_code)) = check_hello(&hello, &node) {
+        refuse(conn, &mut control, code, &msg, close_code).await;
+        return;
+    }
+    let (session, superseded, transition) =
+        match ctx.fleet.open_session(&node, conn.clone(), now_ms()) {
+            Ok(opened) => opened,
+            Err(Refusal::Unknown) => {
+                refuse(conn, &mut control, ErrorCode::UnknownNode, "not enrolled", close::UNKNOWN_NODE)
+                    .await;
+                return;
+            }
+            Err(Refusal::Revoked) => {
+                refuse(conn, &mut control, ErrorCode::NodeRevoked, "revoked", close::REVOKED).await;
+                return;
+            }
+        };
+    if let Some(old) = superseded {
+        old.close(close::SUPERSEDED, b"a newer session of this node replaced this one");
+    }
+    if let Some(t) = transition {
+        tracing::info!(from = t.from, to = t.to, "node liveness");
+    }
+    tracing::info!(agent = %hello.agent, remote = %conn.remote_address(), "session open");
+    let welcome = Welcome {
+        version: PROTOCOL_VERSION,
+        master: ctx.id,
+        heartbeat_interval_ms: ms(ctx.fleet.config().heartbeat_interval),
+        server_time_ms: now_ms(),
+    };
+    if control.send(&Message::Welcome(welcome)).await.is_ok() {
+        run_session(&conn, &mut control, node, session, ctx).await;
+    }
+    ctx.fleet.close_session(&node, session);
+    tracing::info!(reason = ?conn.close_reason(), "session closed");
+}
+
+fn check_hello(hello: &Hello, node: &NodeId) -> Result<(), (ErrorCode, String, quinn::VarInt)> {
+    if hello.node != *node {
+        let msg = format!("hello names {} but the certificate is {node}", hello.node);
+        return Err((ErrorCode::IdentityMismatch, msg, close::PROTOCOL_ERROR));
+    }
+    if hello.min_version > PROTOCOL_VERSION || hello.max_version < PROTOCOL_VERSION {
+        let msg = format!(
+            "node speaks versions {}..={}, this master speaks {PROTOCOL_VERSION}",
+            hello.min_version, hello.max_version
+        );
+        return Err((ErrorCode::UnsupportedVersion, msg, close::UNSUPPORTED_VERSION));
+    }
+    Ok(())
+}
+
+async fn run_session(
+    conn: &quinn::Connection,
+    control: &mut MessageStream,
+    node: NodeId,
+    session: u64,
+    ctx: &Context,
+) {
+    let mut log = LogLimiter::new(5, 10);
+    let mut bad_frames = 0u32;
+    let mut last_seq = 0u64;
+    loop {
+        let received = tokio::select! {
+            r = control.recv() => r,
+            _ = conn.closed() => return,
+        };
+        let reply = match received {
+            Ok(Some(Message::Heartbeat(hb))) => {
+                if ctx.fleet.heartbeat(&node, session, now_ms()).is_none() {
+                    return; // superseded or revoked meanwhile
+                }
+                ctx.metrics.heartbeats.inc();
+                if hb.seq <= last_seq && log.allow(now_ms()).is_some() {
+                    tracing::warn!(seq = hb.seq, last_seq, "heartbeat sequence went backwards");
+                }
+                last_seq = hb.seq;
+                Some(Message::HeartbeatAck(HeartbeatAck { seq: hb.seq }))
+            }
+            Ok(Some(Message::DesiredStateAck(_) | Message::InstanceStatus(_))) => None,
+            Ok(Some(Message::AuditAnswer(answer))) => {
+                let valid = answer.node == node && answer.verify().is_ok();
+                tracing::debug!(probe = answer.probe, valid, "audit answer");
+                None
+            }
+            Ok(Some(other)) => Some(Message::error(
+                ErrorCode::UnexpectedMessage,
+                format!("`{}` is not accepted from a node in a session", other.type_tag()),
+                false,
+            )),
+            Ok(None) => {
+                conn.close(close::NORMAL, b"control stream finished");
+                return;
+            }
+            Err(StreamError::Frame(e)) => {
+                ctx.metrics.frame_error(e.code().as_str());
+                bad_frames += 1;
+                if let Some(suppressed) = log.allow(now_ms()) {
+                    tracing::warn!(error = %e, suppressed, "bad frame from node");
+                }
+                if !e.is_recoverable() || bad_frames > MAX_BAD_FRAMES {
+                    let _ = control.send(&Message::error(e.code(), e.to_string(), true)).await;
+                    conn.close(close::PROTOCOL_ERROR, b"bad frames");
+                    return;
+                }
+                Some(Message::error(e.code(), e.to_string(), false))
+            }
+            Err(_) => return, // connection lost
+        };
+        if let Some(reply) = reply {
+            if control.send(&reply).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn refuse(
+    conn: quinn::Connection,
+    control: &mut MessageStream,
+    code: ErrorCode,
+    message: &str,
+    close_code: quinn::VarInt,
+) {
+    tracing::info!(%code, "session refused: {message}");
+    let _ = control.send(&Message::error(code, message, true)).await;
+    let _ = control.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+    conn.close(close_code, message.as_bytes());
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,52 @@
+//! Schema migrations, numbered from 1 and applied in order, each in its own transaction.
+//! A released migration is never edited; changes are new migrations.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Each entry brings the schema from `version - 1` to `version`.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE tokens (
+        id            TEXT PRIMARY KEY,
+        secret_hash   TEXT NOT NULL,
+        label         TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        expires_at_ms BIGINT,
+        spent_at_ms   BIGINT,
+        spent_by      TEXT,
+        revoked_at_ms BIGINT
+    );
+    CREATE TABLE nodes (
+        id             TEXT PRIMARY KEY,
+        facts          TEXT NOT NULL,
+        facts_version  INTEGER NOT NULL,
+        admin          TEXT NOT NULL,
+        enrolled_at_ms BIGINT NOT NULL,
+        token_id       TEXT NOT NULL REFERENCES tokens(id),
+        last_seen_ms   BIGINT,
+        liveness       TEXT NOT NULL
+    );",
+)];
+
+/// The schema version this build writes.
+pub(crate) const LATEST: i64 = 1;
+
+/// Brings the database to [`LATEST`], refusing one written by a newer build.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+    let current: i64 =
+        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))?;
+    if current > LATEST {
+        return Err(StoreError::TooNew { found: current, supported: LATEST });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
+        tx.commit()?;
+        tracing::info!(version, "applied database migration");
+    }
+    Ok(())
+}

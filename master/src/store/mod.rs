@@ -1,0 +1,192 @@
+//! Durable state behind a trait, so the engine (SQLite now, PostgreSQL later) is separate from
+//! the logic. Every method is one transaction: when it returns `Ok`, the write is on disk.
+//!
+//! SQL in the engines stays portable (standard types, `ON CONFLICT`, no engine-only functions).
+
+mod migrations;
+mod sqlite;
+
+use std::fmt;
+
+use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database engine failed (disk full, I/O error, corruption).
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The database was written by a newer Hearth.
+    #[error("database schema version {found} is newer than this master understands ({supported}); upgrade hearth-master")]
+    TooNew { found: i64, supported: i64 },
+    /// A stored value no longer parses.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Why a token could not be redeemed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RedeemError {
+    /// Unknown id, or the secret does not match.
+    #[error("the enrolment token is not valid for this master")]
+    Invalid,
+    /// Past its expiry.
+    #[error("the enrolment token has expired; ask the cooperative for a new one")]
+    Expired,
+    /// Already used.
+    #[error("the enrolment token was already used")]
+    Spent,
+    /// Revoked by an operator.
+    #[error("the enrolment token was revoked")]
+    Revoked,
+    /// The key is already enrolled.
+    #[error("this node key is already enrolled")]
+    AlreadyEnrolled,
+}
+
+/// Administrative state of a node, set by operators (liveness is tracked separately).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    /// Schedulable.
+    Active,
+    /// Its instances move elsewhere; nothing new lands.
+    Draining,
+    /// Kept in reserve: connected, nothing scheduled unless needed.
+    Reserve,
+    /// Under test: only test deployments land.
+    Test,
+    /// Left the cooperative: refused at the handshake.
+    Retired,
+    /// Revoked (compromised or banned): refused at the handshake.
+    Revoked,
+}
+
+impl AdminState {
+    /// Text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Draining => "draining",
+            Self::Reserve => "reserve",
+            Self::Test => "test",
+            Self::Retired => "retired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// Parses the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Active, Self::Draining, Self::Reserve, Self::Test, Self::Retired, Self::Revoked]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+
+    /// Whether a node in this state may hold a session.
+    pub fn admits_sessions(self) -> bool {
+        !matches!(self, Self::Retired | Self::Revoked)
+    }
+}
+
+impl fmt::Display for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A node as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Identity.
+    pub id: NodeId,
+    /// Declared facts.
+    pub facts: NodeFacts,
+    /// Operator-set state.
+    pub admin: AdminState,
+    /// Enrolment time, Unix ms.
+    pub enrolled_at_ms: u64,
+    /// The token it enrolled with.
+    pub token_id: Hex<4>,
+    /// Last heartbeat persisted, Unix ms (flushed periodically, not on every heartbeat).
+    pub last_seen_ms: Option<u64>,
+    /// Last liveness persisted: `pending`, `up`, `suspect` or `down`.
+    pub liveness: String,
+}
+
+/// An enrolment token as stored (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    /// Public id.
+    pub id: Hex<4>,
+    /// SHA-256 of the secret's text.
+    #[serde(skip)]
+    pub secret_hash: Sha256,
+    /// Operator's label.
+    pub label: String,
+    /// Creation, Unix ms.
+    pub created_at_ms: u64,
+    /// Expiry, Unix ms.
+    pub expires_at_ms: Option<u64>,
+    /// When it was redeemed, Unix ms.
+    pub spent_at_ms: Option<u64>,
+    /// The node that redeemed it.
+    pub spent_by: Option<NodeId>,
+    /// When it was revoked, Unix ms.
+    pub revoked_at_ms: Option<u64>,
+}
+
+impl TokenRecord {
+    /// `active`, `spent`, `revoked` or `expired` at `now_ms`.
+    pub fn status(&self, now_ms: u64) -> &'static str {
+        if self.spent_at_ms.is_some() {
+            "spent"
+        } else if self.revoked_at_ms.is_some() {
+            "revoked"
+        } else if self.expires_at_ms.is_some_and(|e| e <= now_ms) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// A liveness change to persist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivenessUpdate {
+    /// The node.
+    pub node: NodeId,
+    /// `up`, `suspect` or `down`.
+    pub liveness: &'static str,
+    /// Last heartbeat, Unix ms.
+    pub last_seen_ms: Option<u64>,
+}
+
+/// The master's durable state.
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores a new token.
+    fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// All tokens, newest first.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes an unspent token. `Ok(None)` if unknown; `Ok(Some(false))` if already spent.
+    fn revoke_token(&self, id: &Hex<4>, now_ms: u64) -> Result<Option<bool>, StoreError>;
+    /// Checks the token and, in the same transaction, spends it and registers the node.
+    fn redeem_and_enrol(
+        &self,
+        token_id: &Hex<4>,
+        secret_hash: &Sha256,
+        node: &NodeId,
+        facts: &NodeFacts,
+        now_ms: u64,
+    ) -> Result<Result<NodeRecord, RedeemError>, StoreError>;
+    /// All nodes.
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+    /// One node.
+    fn node(&self, id: &NodeId) -> Result<Option<NodeRecord>, StoreError>;
+    /// Sets a node's administrative state. `Ok(false)` if the node is unknown.
+    fn set_admin(&self, id: &NodeId, admin: AdminState) -> Result<bool, StoreError>;
+    /// Persists liveness changes in one transaction.
+    fn record_liveness(&self, updates: &[LivenessUpdate]) -> Result<(), StoreError>;
+}

@@ -1,0 +1,234 @@
+//! The embedded SQLite engine: one file in the data dir, WAL, `synchronous=FULL`.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::migrations;
+use super::{AdminState, LivenessUpdate, NodeRecord, RedeemError, Store, StoreError, TokenRecord};
+
+/// Version of the JSON encoding of [`NodeFacts`] in the `nodes.facts` column.
+const FACTS_VERSION: i64 = 1;
+
+/// SQLite-backed [`Store`].
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::migrate(&mut conn)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-applied transaction (SQLite rolls
+        // back), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn opt_ms(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("{what}: {e}").into(),
+    )
+}
+
+fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let id: String = r.get("id")?;
+    let hash: String = r.get("secret_hash")?;
+    let spent_by: Option<String> = r.get("spent_by")?;
+    Ok(TokenRecord {
+        id: id.parse().map_err(|e| corrupt("token id", e))?,
+        secret_hash: hash.parse().map_err(|e| corrupt("token hash", e))?,
+        label: r.get("label")?,
+        created_at_ms: opt_ms(Some(r.get("created_at_ms")?)).unwrap_or(0),
+        expires_at_ms: opt_ms(r.get("expires_at_ms")?),
+        spent_at_ms: opt_ms(r.get("spent_at_ms")?),
+        spent_by: spent_by.map(|s| s.parse().map_err(|e| corrupt("spent_by", e))).transpose()?,
+        revoked_at_ms: opt_ms(r.get("revoked_at_ms")?),
+    })
+}
+
+fn node_from_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
+    let id: String = r.get("id")?;
+    let facts: String = r.get("facts")?;
+    let version: i64 = r.get("facts_version")?;
+    if version != FACTS_VERSION {
+        return Err(corrupt("facts_version", version));
+    }
+    let admin: String = r.get("admin")?;
+    let token: String = r.get("token_id")?;
+    Ok(NodeRecord {
+        id: id.parse().map_err(|e| corrupt("node id", e))?,
+        facts: serde_json::from_str(&facts).map_err(|e| corrupt("facts", e))?,
+        admin: AdminState::parse(&admin).ok_or_else(|| corrupt("admin", &admin))?,
+        enrolled_at_ms: opt_ms(Some(r.get("enrolled_at_ms")?)).unwrap_or(0),
+        token_id: token.parse().map_err(|e| corrupt("token_id", e))?,
+        last_seen_ms: opt_ms(r.get("last_seen_ms")?),
+        liveness: r.get("liveness")?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn create_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO tokens (id, secret_hash, label, created_at_ms, expires_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                t.id.to_string(),
+                t.secret_hash.to_string(),
+                t.label,
+                ms(t.created_at_ms),
+                t.expires_at_ms.map(ms)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT * FROM tokens ORDER BY created_at_ms DESC, id")?;
+        let rows = stmt.query_map([], token_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn revoke_token(&self, id: &Hex<4>, now_ms: u64) -> Result<Option<bool>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let spent: Option<Option<i64>> = tx
+            .query_row("SELECT spent_at_ms FROM tokens WHERE id = ?1", [id.to_string()], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let result = match spent {
+            None => None,
+            Some(Some(_)) => Some(false),
+            Some(None) => {
+                tx.execute(
+                    "UPDATE tokens SET revoked_at_ms = COALESCE(revoked_at_ms, ?2) WHERE id = ?1",
+                    params![id.to_string(), ms(now_ms)],
+                )?;
+                Some(true)
+            }
+        };
+        tx.commit()?;
+        Ok(result)
+    }
+
+    fn redeem_and_enrol(
+        &self,
+        token_id: &Hex<4>,
+        secret_hash: &Sha256,
+        node: &NodeId,
+        facts: &NodeFacts,
+        now_ms: u64,
+    ) -> Result<Result<NodeRecord, RedeemError>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let token = tx
+            .query_row("SELECT * FROM tokens WHERE id = ?1", [token_id.to_string()], token_from_row)
+            .optional()?;
+        let verdict = match token {
+            None => Err(RedeemError::Invalid),
+            Some(t) if t.secret_hash != *secret_hash => Err(RedeemError::Invalid),
+            Some(t) if t.spent_at_ms.is_some() => Err(RedeemError::Spent),
+            Some(t) if t.revoked_at_ms.is_some() => Err(RedeemError::Revoked),
+            Some(t) if t.expires_at_ms.is_some_and(|e| e <= now_ms) => Err(RedeemError::Expired),
+            Some(_) => Ok(()),
+        };
+        if let Err(e) = verdict {
+            return Ok(Err(e));
+        }
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM nodes WHERE id = ?1", [node.to_string()], |r| r.get(0))
+            .optional()?;
+        if exists.is_some() {
+            return Ok(Err(RedeemError::AlreadyEnrolled));
+        }
+        let facts_json =
+            serde_json::to_string(facts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "UPDATE tokens SET spent_at_ms = ?2, spent_by = ?3 WHERE id = ?1",
+            params![token_id.to_string(), ms(now_ms), node.to_string()],
+        )?;
+        tx.execute(
+            "INSERT INTO nodes (id, facts, facts_version, admin, enrolled_at_ms, token_id, liveness)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+            params![
+                node.to_string(),
+                facts_json,
+                FACTS_VERSION,
+                AdminState::Active.as_str(),
+                ms(now_ms),
+                token_id.to_string()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(Ok(NodeRecord {
+            id: *node,
+            facts: facts.clone(),
+            admin: AdminState::Active,
+            enrolled_at_ms: now_ms,
+            token_id: *token_id,
+            last_seen_ms: None,
+            liveness: "pending".into(),
+        }))
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT * FROM nodes ORDER BY enrolled_at_ms, id")?;
+        let rows = stmt.query_map([], node_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn node(&self, id: &NodeId) -> Result<Option<NodeRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT * FROM nodes WHERE id = ?1", [id.to_string()], node_from_row)
+            .optional()?)
+    }
+
+    fn set_admin(&self, id: &NodeId, admin: AdminState) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE nodes SET admin = ?2 WHERE id = ?1",
+            params![id.to_string(), admin.as_str()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn record_liveness(&self, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare(
+                "UPDATE nodes SET liveness = ?2, last_seen_ms = COALESCE(?3, last_seen_ms) WHERE id = ?1",
+            )?;
+            for u in updates {
+                stmt.execute(params![u.node.to_string(), u.liveness, u.last_seen_ms.map(ms)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
