@@ -32,14 +32,22 @@ pub struct ApiError(StatusCode, &'static str, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": { "code": self.1, "message": self.2 } }))).into_response()
+        (
+            self.0,
+            Json(json!({ "error": { "code": self.1, "message": self.2 } })),
+        )
+            .into_response()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failed");
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("the master could not access its database: {e}"))
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("the master could not access its database: {e}"),
+        )
     }
 }
 
@@ -60,7 +68,13 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .merge(v1)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint".into(),
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
 }
@@ -73,12 +87,20 @@ async fn auth(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Resp
         .and_then(|v| v.strip_prefix("Bearer "));
     // Comparing digests keeps the comparison time independent of the secret.
     match presented {
-        Some(t) if Sha256::digest(t.trim().as_bytes()) == ctx.admin_token_hash => next.run(req).await,
-        Some(_) => ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is wrong".into()).into_response(),
+        Some(t) if Sha256::digest(t.trim().as_bytes()) == ctx.admin_token_hash => {
+            next.run(req).await
+        }
+        Some(_) => ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin token is wrong".into(),
+        )
+        .into_response(),
         None => ApiError(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing `Authorization: Bearer <token>` (the token is in the master's admin.token)".into(),
+            "missing `Authorization: Bearer <token>` (the token is in the master's admin.token)"
+                .into(),
         )
         .into_response(),
     }
@@ -86,7 +108,10 @@ async fn auth(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Resp
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         ctx.metrics.render(&ctx.fleet),
     )
 }
@@ -136,9 +161,15 @@ async fn create_token(
     let now = now_ms();
     let lifetime = body.expires_in_secs.map(Duration::from_secs);
     if lifetime.is_some_and(|d| d.is_zero() || d > Duration::from_secs(366 * 86_400)) {
-        return Err(bad_request("expires_in_secs must be between 1 second and 366 days"));
+        return Err(bad_request(
+            "expires_in_secs must be between 1 second and 366 days",
+        ));
     }
-    let token = EnrolToken { id: Hex(rand::random()), secret: Hex(rand::random()), master: ctx.id };
+    let token = EnrolToken {
+        id: Hex(rand::random()),
+        secret: Hex(rand::random()),
+        master: ctx.id,
+    };
     let record = TokenRecord {
         id: token.id,
         secret_hash: EnrolToken::secret_hash(&token.secret.to_string()),
@@ -189,8 +220,16 @@ async fn revoke_token(
     let store = ctx.store.clone();
     match blocking(move || store.revoke_token(&id, now_ms())).await? {
         Some(true) => Ok(Json(json!({ "revoked": id.to_string() }))),
-        Some(false) => Err(ApiError(StatusCode::CONFLICT, "token_spent", format!("token {id} was already used to enrol a node; revoke the node instead"))),
-        None => Err(ApiError(StatusCode::NOT_FOUND, "unknown_token", format!("no token {id}"))),
+        Some(false) => Err(ApiError(
+            StatusCode::CONFLICT,
+            "token_spent",
+            format!("token {id} was already used to enrol a node; revoke the node instead"),
+        )),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "unknown_token",
+            format!("no token {id}"),
+        )),
     }
 }
 
@@ -218,7 +257,12 @@ pub struct NodeView {
 fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
     let live = ctx.fleet.live(&r.id);
     let (state, liveness, connected, last) = match &live {
-        Some(l) => (display_state(l.admin, &l.liveness), l.liveness.name(), l.connected, l.liveness.last_heartbeat()),
+        Some(l) => (
+            display_state(l.admin, &l.liveness),
+            l.liveness.name(),
+            l.connected,
+            l.liveness.last_heartbeat(),
+        ),
         None => (r.admin.as_str(), "pending", false, r.last_seen_ms),
     };
     NodeView {
@@ -234,7 +278,8 @@ fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
 }
 
 fn parse_node(id: &str) -> Result<NodeId, ApiError> {
-    id.parse().map_err(|e| bad_request(format!("`{id}` is not a node id: {e}")))
+    id.parse()
+        .map_err(|e| bad_request(format!("`{id}` is not a node id: {e}")))
 }
 
 async fn list_nodes(State(ctx): State<Arc<Context>>) -> Result<Json<Vec<NodeView>>, ApiError> {
@@ -245,9 +290,13 @@ async fn list_nodes(State(ctx): State<Arc<Context>>) -> Result<Json<Vec<NodeView
 
 async fn load_node(ctx: &Arc<Context>, id: NodeId) -> Result<NodeRecord, ApiError> {
     let store = ctx.store.clone();
-    blocking(move || store.node(&id))
-        .await?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "unknown_node", format!("no node {id} is enrolled")))
+    blocking(move || store.node(&id)).await?.ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "unknown_node",
+            format!("no node {id} is enrolled"),
+        )
+    })
 }
 
 async fn show_node(
@@ -270,18 +319,34 @@ async fn node_action(
         "test" => AdminState::Test,
         "retire" => AdminState::Retired,
         "revoke" => AdminState::Revoked,
-        other => return Err(ApiError(StatusCode::NOT_FOUND, "not_found", format!("unknown node action `{other}`: use drain, activate, reserve, test, retire or revoke"))),
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "unknown node action `{other}`: use drain, activate, reserve, test, retire or revoke"
+                ),
+            ));
+        }
     };
     let mut record = load_node(&ctx, id).await?;
     let current = ctx.fleet.live(&id).map_or(record.admin, |l| l.admin);
     if current == AdminState::Revoked && target != AdminState::Revoked {
-        return Err(ApiError(StatusCode::CONFLICT, "node_revoked", format!("node {id} is revoked; a revoked node must enrol again with a new key")));
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "node_revoked",
+            format!("node {id} is revoked; a revoked node must enrol again with a new key"),
+        ));
     }
     let store = ctx.store.clone();
     blocking(move || store.set_admin(&id, target)).await?;
     record.admin = target;
     if let Some(conn) = ctx.fleet.set_admin(&id, target) {
-        let code = if target == AdminState::Revoked { close::REVOKED } else { close::NORMAL };
+        let code = if target == AdminState::Revoked {
+            close::REVOKED
+        } else {
+            close::NORMAL
+        };
         conn.close(code, format!("node {}", target.as_str()).as_bytes());
     }
     tracing::info!(node = %id, from = %current, to = %target, "node state set by operator");

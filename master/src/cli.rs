@@ -116,25 +116,46 @@ impl Client {
                 })?;
                 format!("http://{}", addr.trim())
             }
-            (None, None) => bail!("say where the master is: --url URL, HEARTH_URL, or --data-dir D"),
+            (None, None) => {
+                bail!("say where the master is: --url URL, HEARTH_URL, or --data-dir D")
+            }
         };
         let token = match (std::env::var("HEARTH_TOKEN").ok(), &cli.token_file, &dir) {
             (Some(t), _, _) => t,
             (None, Some(f), _) => std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read token file {}", f.display()))?,
             (None, None, Some(d)) => d.load_admin_token()?,
-            (None, None, None) => bail!("no admin token: set HEARTH_TOKEN, --token-file or --data-dir"),
+            (None, None, None) => {
+                bail!("no admin token: set HEARTH_TOKEN, --token-file or --data-dir")
+            }
         };
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(Self { http, url, token: token.trim().to_owned() })
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            http,
+            url,
+            token: token.trim().to_owned(),
+        })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| anyhow!("cannot reach the master at {}: {e}", self.url))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach the master at {}: {e}", self.url))?;
         let status = resp.status();
         let value: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -151,36 +172,55 @@ impl Client {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::new(&cli)?;
     match cli.command {
-        Command::Token(TokenCmd::Create { label, expires, json }) => {
-            let body = json!({ "label": label, "expires_in_secs": expires.map(|d| d.as_secs().max(1)) });
-            let v = client.call(reqwest::Method::POST, "/v1/tokens", Some(body)).await?;
+        Command::Token(TokenCmd::Create {
+            label,
+            expires,
+            json,
+        }) => {
+            let body =
+                json!({ "label": label, "expires_in_secs": expires.map(|d| d.as_secs().max(1)) });
+            let v = client
+                .call(reqwest::Method::POST, "/v1/tokens", Some(body))
+                .await?;
             let created: CreatedToken = serde_json::from_value(v.clone())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("{}", created.token);
-                eprintln!("token {} created; give it to the volunteer for `hearth-node enrol --token …`", created.id);
+                eprintln!(
+                    "token {} created; give it to the volunteer for `hearth-node enrol --token …`",
+                    created.id
+                );
             }
         }
         Command::Token(TokenCmd::List { json }) => {
-            let v = client.call(reqwest::Method::GET, "/v1/tokens", None).await?;
+            let v = client
+                .call(reqwest::Method::GET, "/v1/tokens", None)
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("{:<10} {:<8} {:<20} LABEL", "ID", "STATUS", "EXPIRES (unix ms)");
+                println!(
+                    "{:<10} {:<8} {:<20} LABEL",
+                    "ID", "STATUS", "EXPIRES (unix ms)"
+                );
                 for t in v.as_array().into_iter().flatten() {
                     println!(
                         "{:<10} {:<8} {:<20} {}",
                         t["id"].as_str().unwrap_or("?"),
                         t["status"].as_str().unwrap_or("?"),
-                        t["expires_at_ms"].as_u64().map_or("never".into(), |e| e.to_string()),
+                        t["expires_at_ms"]
+                            .as_u64()
+                            .map_or("never".into(), |e| e.to_string()),
                         t["label"].as_str().unwrap_or(""),
                     );
                 }
             }
         }
         Command::Token(TokenCmd::Revoke { id }) => {
-            client.call(reqwest::Method::DELETE, &format!("/v1/tokens/{id}"), None).await?;
+            client
+                .call(reqwest::Method::DELETE, &format!("/v1/tokens/{id}"), None)
+                .await?;
             println!("token {id} revoked");
         }
         Command::Nodes { json } => {
@@ -189,7 +229,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let nodes: Vec<NodeView> = serde_json::from_value(v)?;
-                println!("{:<56} {:<9} {:<3} {:<12} {:<16} HOME", "ID", "STATE", "CC", "ISP", "LAST HEARTBEAT");
+                println!(
+                    "{:<56} {:<9} {:<3} {:<12} {:<16} HOME",
+                    "ID", "STATE", "CC", "ISP", "LAST HEARTBEAT"
+                );
                 for n in nodes {
                     println!(
                         "{:<56} {:<9} {:<3} {:<12} {:<16} {}",
@@ -197,14 +240,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         n.state,
                         n.facts["country"].as_str().unwrap_or("?"),
                         n.facts["isp"].as_str().unwrap_or("?"),
-                        n.last_heartbeat_ms.map_or("never".into(), |t| t.to_string()),
+                        n.last_heartbeat_ms
+                            .map_or("never".into(), |t| t.to_string()),
                         n.facts["home"].as_str().unwrap_or("?"),
                     );
                 }
             }
         }
         Command::Node(NodeCmd::Show { id, json }) => {
-            let v = client.call(reqwest::Method::GET, &format!("/v1/nodes/{id}"), None).await?;
+            let v = client
+                .call(reqwest::Method::GET, &format!("/v1/nodes/{id}"), None)
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -221,7 +267,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 NodeCmd::Revoke { id } => ("revoke", id),
                 NodeCmd::Show { .. } => unreachable!("handled above"),
             };
-            let v = client.call(reqwest::Method::POST, &format!("/v1/nodes/{id}/{verb}"), None).await?;
+            let v = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/v1/nodes/{id}/{verb}"),
+                    None,
+                )
+                .await?;
             let node: NodeView = serde_json::from_value(v)?;
             println!("node {} is now {}", node.id, node.state);
         }
@@ -231,9 +283,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn print_node(n: &NodeView) {
     println!("id:             {}", n.id);
-    println!("state:          {} (admin {}, liveness {})", n.state, n.admin, n.liveness);
+    println!(
+        "state:          {} (admin {}, liveness {})",
+        n.state, n.admin, n.liveness
+    );
     println!("connected:      {}", n.connected);
-    println!("last heartbeat: {}", n.last_heartbeat_ms.map_or("never".into(), |t| t.to_string()));
+    println!(
+        "last heartbeat: {}",
+        n.last_heartbeat_ms
+            .map_or("never".into(), |t| t.to_string())
+    );
     println!("enrolled at:    {}", n.enrolled_at_ms);
-    println!("facts:          {}", serde_json::to_string_pretty(&n.facts).unwrap_or_default());
+    println!(
+        "facts:          {}",
+        serde_json::to_string_pretty(&n.facts).unwrap_or_default()
+    );
 }

@@ -22,7 +22,10 @@ use crate::store::{SqliteStore, StoreError};
 pub enum DataDirError {
     /// Filesystem error on a path.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// `init` on a directory that already has a master.
     #[error("{0} already holds a master identity; refusing to overwrite it")]
     AlreadyInitialised(PathBuf),
@@ -42,7 +45,10 @@ pub enum DataDirError {
 pub struct DataDir(PathBuf);
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
-    move |source| DataDirError::Io { path: path.to_owned(), source }
+    move |source| DataDirError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl DataDir {
@@ -100,9 +106,13 @@ impl DataDir {
             return Err(DataDirError::NotInitialised(self.0.clone()));
         }
         let text = fs::read_to_string(&path).map_err(io(&path))?;
-        let seed: Hex<32> = text.trim().parse().map_err(|e: hearth_protocol::ValueError| {
-            DataDirError::Damaged { path: path.clone(), reason: e.to_string() }
-        })?;
+        let seed: Hex<32> = text
+            .trim()
+            .parse()
+            .map_err(|e: hearth_protocol::ValueError| DataDirError::Damaged {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(SecretKey::from_seed(&seed.0))
     }
 
@@ -114,7 +124,11 @@ impl DataDir {
     }
 
     /// Writes `addr` to `path` atomically (readers never see a partial address).
-    pub fn publish_addr(&self, path: &Path, addr: std::net::SocketAddr) -> Result<(), DataDirError> {
+    pub fn publish_addr(
+        &self,
+        path: &Path,
+        addr: std::net::SocketAddr,
+    ) -> Result<(), DataDirError> {
         let tmp = path.with_extension("tmp");
         fs::write(&tmp, format!("{addr}\n")).map_err(io(&tmp))?;
         fs::rename(&tmp, path).map_err(io(path))

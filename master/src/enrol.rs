@@ -25,12 +25,20 @@ fn check(ctx: &Context, req: &EnrolRequest) -> Result<Hex<4>, (ErrorCode, String
     if req.master != ctx.id {
         return Err((
             ErrorCode::TokenInvalid,
-            format!("this token was issued by master {}, not by this one ({})", req.master, ctx.id),
+            format!(
+                "this token was issued by master {}, not by this one ({})",
+                req.master, ctx.id
+            ),
         ));
     }
-    req.node.verify(&req.signing_bytes(), &req.proof).map_err(|_| {
-        (ErrorCode::BadSignature, "the enrolment proof is not signed by the node's key".to_owned())
-    })?;
+    req.node
+        .verify(&req.signing_bytes(), &req.proof)
+        .map_err(|_| {
+            (
+                ErrorCode::BadSignature,
+                "the enrolment proof is not signed by the node's key".to_owned(),
+            )
+        })?;
     check_facts(&req.facts).map_err(|m| (ErrorCode::InvalidMessage, m))?;
     Ok(req.token_id)
 }
@@ -38,10 +46,17 @@ fn check(ctx: &Context, req: &EnrolRequest) -> Result<Hex<4>, (ErrorCode, String
 fn check_facts(facts: &NodeFacts) -> Result<(), String> {
     let long = [("agent", &facts.agent), ("isp", &facts.isp)]
         .into_iter()
-        .chain(facts.labels.iter().flat_map(|(k, v)| [("label", k), ("label", v)]))
+        .chain(
+            facts
+                .labels
+                .iter()
+                .flat_map(|(k, v)| [("label", k), ("label", v)]),
+        )
         .find(|(_, v)| v.len() > MAX_FACT_LEN);
     if let Some((what, _)) = long {
-        return Err(format!("the {what} fact is longer than {MAX_FACT_LEN} bytes"));
+        return Err(format!(
+            "the {what} fact is longer than {MAX_FACT_LEN} bytes"
+        ));
     }
     if facts.labels.len() > MAX_LABELS {
         return Err(format!("at most {MAX_LABELS} labels may be declared"));
@@ -83,7 +98,11 @@ async fn register(ctx: &Context, req: EnrolRequest, token_id: Hex<4>) -> Message
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "enrolment could not be stored");
-            Message::error(ErrorCode::Internal, "the master could not store the enrolment; try again later", true)
+            Message::error(
+                ErrorCode::Internal,
+                "the master could not store the enrolment; try again later",
+                true,
+            )
         }
         Err(e) => {
             tracing::error!(error = %e, "enrolment task failed");

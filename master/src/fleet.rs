@@ -72,15 +72,29 @@ impl Fleet {
             .map(|r| {
                 let liveness = match r.liveness.as_str() {
                     "pending" => Liveness::Pending,
-                    "down" => Liveness::Down { since: now_ms, last_heartbeat: r.last_seen_ms },
-                    _ => Liveness::Up { last_heartbeat: now_ms },
+                    "down" => Liveness::Down {
+                        since: now_ms,
+                        last_heartbeat: r.last_seen_ms,
+                    },
+                    _ => Liveness::Up {
+                        last_heartbeat: now_ms,
+                    },
                 };
-                let entry =
-                    Entry { admin: r.admin, liveness, session: None, heartbeats: 0, dirty: false };
+                let entry = Entry {
+                    admin: r.admin,
+                    liveness,
+                    session: None,
+                    heartbeats: 0,
+                    dirty: false,
+                };
                 (r.id, entry)
             })
             .collect();
-        Self { cfg, nodes: RwLock::new(nodes), next_session: 1.into() }
+        Self {
+            cfg,
+            nodes: RwLock::new(nodes),
+            next_session: 1.into(),
+        }
     }
 
     /// The liveness configuration.
@@ -120,7 +134,9 @@ impl Fleet {
         if !entry.admin.admits_sessions() {
             return Err(Refusal::Revoked);
         }
-        let id = self.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let old = entry.session.replace((id, conn)).map(|(_, c)| c);
         let (next, transition) = entry.liveness.step(&self.cfg, now_ms, Event::Heartbeat);
         entry.liveness = next;
@@ -129,7 +145,12 @@ impl Fleet {
     }
 
     /// Records a heartbeat of session `session`. `None` if that session is no longer current.
-    pub fn heartbeat(&self, node: &NodeId, session: u64, now_ms: u64) -> Option<Option<Transition>> {
+    pub fn heartbeat(
+        &self,
+        node: &NodeId,
+        session: u64,
+        now_ms: u64,
+    ) -> Option<Option<Transition>> {
         let mut nodes = self.write();
         let entry = nodes.get_mut(node)?;
         if entry.session.as_ref().map(|(id, _)| *id) != Some(session) {
@@ -184,7 +205,11 @@ impl Fleet {
         let mut nodes = self.write();
         let entry = nodes.get_mut(node)?;
         entry.admin = admin;
-        if admin.admits_sessions() { None } else { entry.session.take().map(|(_, c)| c) }
+        if admin.admits_sessions() {
+            None
+        } else {
+            entry.session.take().map(|(_, c)| c)
+        }
     }
 
     /// Live facts of one node.
@@ -203,7 +228,9 @@ impl Fleet {
         let mut by_state = BTreeMap::new();
         let mut sessions = 0;
         for e in nodes.values() {
-            *by_state.entry(display_state(e.admin, &e.liveness)).or_insert(0) += 1;
+            *by_state
+                .entry(display_state(e.admin, &e.liveness))
+                .or_insert(0) += 1;
             sessions += u64::from(e.session.is_some());
         }
         (by_state, sessions)
@@ -221,6 +248,8 @@ impl Fleet {
 
 impl Admission for Fleet {
     fn admits(&self, node: &NodeId) -> bool {
-        self.read().get(node).is_some_and(|e| e.admin.admits_sessions())
+        self.read()
+            .get(node)
+            .is_some_and(|e| e.admin.admits_sessions())
     }
 }

@@ -110,13 +110,23 @@ impl Liveness {
     }
 
     /// The next state after `event` at `now_ms`, and the transition if the state name changed.
-    pub fn step(self, cfg: &LivenessConfig, now_ms: u64, event: Event) -> (Self, Option<Transition>) {
+    pub fn step(
+        self,
+        cfg: &LivenessConfig,
+        now_ms: u64,
+        event: Event,
+    ) -> (Self, Option<Transition>) {
         let next = match (self, event) {
-            (_, Event::Heartbeat) => Self::Up { last_heartbeat: now_ms },
+            (_, Event::Heartbeat) => Self::Up {
+                last_heartbeat: now_ms,
+            },
             (Self::Up { last_heartbeat } | Self::Suspect { last_heartbeat }, Event::Tick) => {
                 let silent = Duration::from_millis(now_ms.saturating_sub(last_heartbeat));
                 if silent >= cfg.down_after {
-                    Self::Down { since: now_ms, last_heartbeat: Some(last_heartbeat) }
+                    Self::Down {
+                        since: now_ms,
+                        last_heartbeat: Some(last_heartbeat),
+                    }
                 } else if silent >= cfg.suspect_after {
                     Self::Suspect { last_heartbeat }
                 } else {
@@ -126,7 +136,13 @@ impl Liveness {
             (state @ (Self::Pending | Self::Down { .. }), Event::Tick) => state,
         };
         let changed = next.name() != self.name();
-        (next, changed.then_some(Transition { from: self.name(), to: next.name() }))
+        (
+            next,
+            changed.then_some(Transition {
+                from: self.name(),
+                to: next.name(),
+            }),
+        )
     }
 }
 
@@ -142,10 +158,28 @@ mod tests {
         let (s, t) = s.step(&cfg, 6_999, Event::Tick);
         assert_eq!((s.name(), t), ("up", None));
         let (s, t) = s.step(&cfg, 7_000, Event::Tick);
-        assert_eq!(t, Some(Transition { from: "up", to: "suspect" }));
+        assert_eq!(
+            t,
+            Some(Transition {
+                from: "up",
+                to: "suspect"
+            })
+        );
         let (s, t) = s.step(&cfg, 11_000, Event::Tick);
-        assert_eq!(t, Some(Transition { from: "suspect", to: "down" }));
-        assert_eq!(s, Liveness::Down { since: 11_000, last_heartbeat: Some(1_000) });
+        assert_eq!(
+            t,
+            Some(Transition {
+                from: "suspect",
+                to: "down"
+            })
+        );
+        assert_eq!(
+            s,
+            Liveness::Down {
+                since: 11_000,
+                last_heartbeat: Some(1_000)
+            }
+        );
         let (s, _) = s.step(&cfg, 50_000, Event::Tick);
         assert_eq!(s.name(), "down");
         let (s, t) = s.step(&cfg, 60_000, Event::Heartbeat);
@@ -156,6 +190,12 @@ mod tests {
     fn a_long_gap_goes_straight_to_down() {
         let cfg = LivenessConfig::default();
         let (_, t) = Liveness::Up { last_heartbeat: 0 }.step(&cfg, 60_000, Event::Tick);
-        assert_eq!(t, Some(Transition { from: "up", to: "down" }));
+        assert_eq!(
+            t,
+            Some(Transition {
+                from: "up",
+                to: "down"
+            })
+        );
     }
 }

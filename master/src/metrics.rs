@@ -50,26 +50,50 @@ impl Default for Metrics {
         registry.register("nodes", "Enrolled nodes by state", nodes.clone());
         registry.register("sessions", "Open node sessions", sessions.clone());
         registry.register("heartbeats", "Heartbeats received", heartbeats.clone());
-        registry.register("frame_errors", "Frames refused, by error code", frame_errors.clone());
-        registry.register("enrolments", "Enrolment attempts, by result", enrolments.clone());
+        registry.register(
+            "frame_errors",
+            "Frames refused, by error code",
+            frame_errors.clone(),
+        );
+        registry.register(
+            "enrolments",
+            "Enrolment attempts, by result",
+            enrolments.clone(),
+        );
         registry.register(
             "handshakes_refused",
             "QUIC/TLS handshakes refused",
             handshakes_refused.clone(),
         );
-        Self { registry, nodes, sessions, heartbeats, frame_errors, enrolments, handshakes_refused }
+        Self {
+            registry,
+            nodes,
+            sessions,
+            heartbeats,
+            frame_errors,
+            enrolments,
+            handshakes_refused,
+        }
     }
 }
 
 impl Metrics {
     /// Counts a refused frame.
     pub fn frame_error(&self, code: &str) {
-        self.frame_errors.get_or_create(&CodeLabel { code: code.to_owned() }).inc();
+        self.frame_errors
+            .get_or_create(&CodeLabel {
+                code: code.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts an enrolment result.
     pub fn enrolment(&self, code: &str) {
-        self.enrolments.get_or_create(&CodeLabel { code: code.to_owned() }).inc();
+        self.enrolments
+            .get_or_create(&CodeLabel {
+                code: code.to_owned(),
+            })
+            .inc();
     }
 
     /// The text exposition, with fleet gauges refreshed.
@@ -77,7 +101,11 @@ impl Metrics {
         let (by_state, sessions) = fleet.census();
         self.nodes.clear();
         for (state, n) in by_state {
-            self.nodes.get_or_create(&StateLabel { state: state.to_owned() }).set(n as i64);
+            self.nodes
+                .get_or_create(&StateLabel {
+                    state: state.to_owned(),
+                })
+                .set(n as i64);
         }
         self.sessions.set(sessions as i64);
         let mut out = String::new();

@@ -30,7 +30,10 @@ pub enum ServeError {
     Endpoint(#[from] hearth_transport::EndpointError),
     /// HTTP listener problem.
     #[error("cannot listen for HTTP on {addr}: {source}")]
-    Http { addr: SocketAddr, source: std::io::Error },
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// How to run.
@@ -83,12 +86,26 @@ pub async fn serve(
     });
 
     let identity = Identity::new(&key, "hearth-master")?;
-    let endpoint = server_endpoint(opts.quic, &identity, NodeGate::new(fleet.clone()), &opts.tuning)?;
-    let quic_addr = endpoint.local_addr().map_err(|source| ServeError::Http { addr: opts.quic, source })?;
+    let endpoint = server_endpoint(
+        opts.quic,
+        &identity,
+        NodeGate::new(fleet.clone()),
+        &opts.tuning,
+    )?;
+    let quic_addr = endpoint.local_addr().map_err(|source| ServeError::Http {
+        addr: opts.quic,
+        source,
+    })?;
     let listener = tokio::net::TcpListener::bind(opts.http)
         .await
-        .map_err(|source| ServeError::Http { addr: opts.http, source })?;
-    let http_addr = listener.local_addr().map_err(|source| ServeError::Http { addr: opts.http, source })?;
+        .map_err(|source| ServeError::Http {
+            addr: opts.http,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| ServeError::Http {
+        addr: opts.http,
+        source,
+    })?;
     dir.publish_addr(&dir.quic_addr_path(), quic_addr)?;
     dir.publish_addr(&dir.http_addr_path(), http_addr)?;
     tracing::info!(master = %id, %quic_addr, %http_addr, nodes = records.len(), "master running");
@@ -107,7 +124,10 @@ pub async fn serve(
         let stopped = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });

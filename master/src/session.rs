@@ -64,13 +64,20 @@ async fn handle(conn: quinn::Connection, ctx: Arc<Context>) {
     let remote = conn.remote_address();
     match (alpn.as_deref(), node) {
         (Some(a), _) if a == ALPN_ENROL => {
-            enrol(conn, &ctx).instrument(tracing::info_span!("enrol", %remote)).await;
+            enrol(conn, &ctx)
+                .instrument(tracing::info_span!("enrol", %remote))
+                .await;
         }
         (Some(a), Some(node)) if a == ALPN_SESSION => {
-            session(conn, node, &ctx).instrument(tracing::info_span!("session", %node)).await;
+            session(conn, node, &ctx)
+                .instrument(tracing::info_span!("session", %node))
+                .await;
         }
         (Some(a), None) if a == ALPN_SESSION => {
-            conn.close(close::UNKNOWN_NODE, b"a session needs the node's enrolled certificate");
+            conn.close(
+                close::UNKNOWN_NODE,
+                b"a session needs the node's enrolled certificate",
+            );
         }
         _ => conn.close(close::PROTOCOL_ERROR, b"unsupported ALPN"),
     }
@@ -87,7 +94,10 @@ async fn enrol(conn: quinn::Connection, ctx: &Context) {
         Ok(Ok(Some(Message::EnrolRequest(req)))) => enrol_reply(ctx, *req).await,
         Ok(Ok(Some(other))) => Message::error(
             ErrorCode::UnexpectedMessage,
-            format!("an enrolment connection takes one enrol_request, not {}", other.type_tag()),
+            format!(
+                "an enrolment connection takes one enrol_request, not {}",
+                other.type_tag()
+            ),
             true,
         ),
         Ok(Err(StreamError::Frame(e))) => {
@@ -133,8 +143,14 @@ async fn session(conn: quinn::Connection, node: NodeId, ctx: &Context) {
         }
         _ => {
             let msg = "a session starts with hello";
-            refuse(conn, &mut control, ErrorCode::UnexpectedMessage, msg, close::PROTOCOL_ERROR)
-                .await;
+            refuse(
+                conn,
+                &mut control,
+                ErrorCode::UnexpectedMessage,
+                msg,
+                close::PROTOCOL_ERROR,
+            )
+            .await;
             return;
         }
     };
@@ -146,17 +162,33 @@ async fn session(conn: quinn::Connection, node: NodeId, ctx: &Context) {
         match ctx.fleet.open_session(&node, conn.clone(), now_ms()) {
             Ok(opened) => opened,
             Err(Refusal::Unknown) => {
-                refuse(conn, &mut control, ErrorCode::UnknownNode, "not enrolled", close::UNKNOWN_NODE)
-                    .await;
+                refuse(
+                    conn,
+                    &mut control,
+                    ErrorCode::UnknownNode,
+                    "not enrolled",
+                    close::UNKNOWN_NODE,
+                )
+                .await;
                 return;
             }
             Err(Refusal::Revoked) => {
-                refuse(conn, &mut control, ErrorCode::NodeRevoked, "revoked", close::REVOKED).await;
+                refuse(
+                    conn,
+                    &mut control,
+                    ErrorCode::NodeRevoked,
+                    "revoked",
+                    close::REVOKED,
+                )
+                .await;
                 return;
             }
         };
     if let Some(old) = superseded {
-        old.close(close::SUPERSEDED, b"a newer session of this node replaced this one");
+        old.close(
+            close::SUPERSEDED,
+            b"a newer session of this node replaced this one",
+        );
     }
     if let Some(t) = transition {
         tracing::info!(from = t.from, to = t.to, "node liveness");
@@ -185,7 +217,11 @@ fn check_hello(hello: &Hello, node: &NodeId) -> Result<(), (ErrorCode, String, q
             "node speaks versions {}..={}, this master speaks {PROTOCOL_VERSION}",
             hello.min_version, hello.max_version
         );
-        return Err((ErrorCode::UnsupportedVersion, msg, close::UNSUPPORTED_VERSION));
+        return Err((
+            ErrorCode::UnsupportedVersion,
+            msg,
+            close::UNSUPPORTED_VERSION,
+        ));
     }
     Ok(())
 }
@@ -225,7 +261,10 @@ async fn run_session(
             }
             Ok(Some(other)) => Some(Message::error(
                 ErrorCode::UnexpectedMessage,
-                format!("`{}` is not accepted from a node in a session", other.type_tag()),
+                format!(
+                    "`{}` is not accepted from a node in a session",
+                    other.type_tag()
+                ),
                 false,
             )),
             Ok(None) => {
@@ -239,7 +278,9 @@ async fn run_session(
                     tracing::warn!(error = %e, suppressed, "bad frame from node");
                 }
                 if !e.is_recoverable() || bad_frames > MAX_BAD_FRAMES {
-                    let _ = control.send(&Message::error(e.code(), e.to_string(), true)).await;
+                    let _ = control
+                        .send(&Message::error(e.code(), e.to_string(), true))
+                        .await;
                     conn.close(close::PROTOCOL_ERROR, b"bad frames");
                     return;
                 }

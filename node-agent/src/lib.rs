@@ -1,1 +1,11 @@
-//! `hearth-node`: the agent a volunteer runs on a home server (see issue 4).
+//! `hearth-node`: the agent a volunteer runs on a home server.
+//!
+//! It enrols once with a one-time token that also pins the master's key ([`enrol`]), keeps its
+//! identity and enrolment in a data directory ([`state`]), detects what the machine offers
+//! ([`facts`]), and keeps one outbound QUIC session to the master with heartbeats and jittered
+//! reconnects ([`link`]).
+
+pub mod enrol;
+pub mod facts;
+pub mod link;
+pub mod state;

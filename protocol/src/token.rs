@@ -46,15 +46,21 @@ impl FromStr for EnrolToken {
     type Err = TokenError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut parts = s.trim().split(':');
-        let (Some("ht1"), Some(id), Some(secret), Some(master), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some("ht1"), Some(id), Some(secret), Some(master), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(TokenError::Shape);
         };
         Ok(Self {
             id: id.parse().map_err(|_| TokenError::Part("id"))?,
             secret: secret.parse().map_err(|_| TokenError::Part("secret"))?,
-            master: master.parse().map_err(|e: crate::IdentityError| TokenError::Master(e.to_string()))?,
+            master: master
+                .parse()
+                .map_err(|e: crate::IdentityError| TokenError::Master(e.to_string()))?,
         })
     }
 }
@@ -67,7 +73,11 @@ impl fmt::Display for EnrolToken {
 
 impl fmt::Debug for EnrolToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EnrolToken(id={}, master={}, secret=…)", self.id, self.master)
+        write!(
+            f,
+            "EnrolToken(id={}, master={}, secret=…)",
+            self.id, self.master
+        )
     }
 }
 
@@ -79,11 +89,25 @@ mod tests {
     #[test]
     fn token_text_round_trips_and_rejects_damage() {
         let master = MasterId::from_key(SecretKey::from_seed(&[3; 32]).public());
-        let t = EnrolToken { id: Hex([1, 2, 3, 4]), secret: Hex([9; 16]), master };
+        let t = EnrolToken {
+            id: Hex([1, 2, 3, 4]),
+            secret: Hex([9; 16]),
+            master,
+        };
         let text = t.to_string();
         assert_eq!(text.parse::<EnrolToken>(), Ok(t));
-        assert_eq!(text[..text.len() - 2].parse::<EnrolToken>().map(|_| ()).map_err(|e| matches!(e, TokenError::Master(_))), Err(true));
+        assert_eq!(
+            text[..text.len() - 2]
+                .parse::<EnrolToken>()
+                .map(|_| ())
+                .map_err(|e| matches!(e, TokenError::Master(_))),
+            Err(true)
+        );
         assert_eq!("ht2:a:b:c".parse::<EnrolToken>(), Err(TokenError::Shape));
-        assert_eq!(text.replacen("01020304", "0102030", 1).parse::<EnrolToken>(), Err(TokenError::Part("id")));
+        assert_eq!(
+            text.replacen("01020304", "0102030", 1)
+                .parse::<EnrolToken>(),
+            Err(TokenError::Part("id"))
+        );
     }
 }

@@ -46,7 +46,10 @@ impl Identity {
         params.not_before = rcgen::date_time_ymd(2024, 1, 1);
         params.not_after = rcgen::date_time_ymd(4000, 1, 1);
         let cert = params.self_signed(&pair).map_err(|e| gen_err(&e))?;
-        Ok(Self { cert: cert.der().clone(), key_der })
+        Ok(Self {
+            cert: cert.der().clone(),
+            key_der,
+        })
     }
 
     /// The certificate chain to present.
@@ -68,8 +71,12 @@ pub fn peer_key(cert: &CertificateDer<'_>) -> Result<PublicKey, CertError> {
     if spki.algorithm.algorithm.to_id_string() != ED25519_OID {
         return Err(CertError::NotEd25519);
     }
-    let bytes: [u8; 32] =
-        spki.subject_public_key.data.as_ref().try_into().map_err(|_| CertError::BadKey)?;
+    let bytes: [u8; 32] = spki
+        .subject_public_key
+        .data
+        .as_ref()
+        .try_into()
+        .map_err(|_| CertError::BadKey)?;
     PublicKey::from_bytes(&bytes).map_err(|_| CertError::BadKey)
 }
 

@@ -22,7 +22,10 @@ pub enum EndpointError {
     Quic(String),
     /// Binding the UDP socket failed.
     #[error("cannot bind UDP {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Transport settings. Defaults suit thousands of mostly idle sessions: small windows, few
@@ -110,7 +113,9 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedMaster::new(master)));
     let mut tls = match (purpose, identity) {
-        (Purpose::Session, Some(id)) => builder.with_client_auth_cert(id.chain(), id.private_key())?,
+        (Purpose::Session, Some(id)) => {
+            builder.with_client_auth_cert(id.chain(), id.private_key())?
+        }
         _ => builder.with_no_client_auth(),
     };
     tls.alpn_protocols = vec![match purpose {

@@ -12,7 +12,10 @@ pub mod stream;
 pub mod verify;
 
 pub use cert::{CertError, Identity};
-pub use endpoint::{EndpointError, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint, server_endpoint};
+pub use endpoint::{
+    EndpointError, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
+    server_endpoint,
+};
 pub use stream::{MessageStream, StreamError};
 pub use verify::{Admission, NodeGate, PinnedMaster};
 

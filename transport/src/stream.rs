@@ -31,7 +31,11 @@ pub struct MessageStream {
 impl MessageStream {
     /// Wraps a stream; frames over `max_frame` bytes are refused both ways.
     pub fn new(send: quinn::SendStream, recv: quinn::RecvStream, max_frame: usize) -> Self {
-        Self { send, recv, max_frame }
+        Self {
+            send,
+            recv,
+            max_frame,
+        }
     }
 
     /// The next message; `Ok(None)` when the peer finished the stream between frames.
@@ -43,7 +47,11 @@ impl MessageStream {
         let len = frame::payload_len(header, self.max_frame)?;
         let mut payload = vec![0u8; len];
         if !read_full(&mut self.recv, &mut payload, HEADER_LEN).await? && len > 0 {
-            return Err(FrameError::Truncated { expected: HEADER_LEN + len, got: HEADER_LEN }.into());
+            return Err(FrameError::Truncated {
+                expected: HEADER_LEN + len,
+                got: HEADER_LEN,
+            }
+            .into());
         }
         Ok(Some(frame::decode_payload(&payload)?))
     }
@@ -83,7 +91,9 @@ async fn read_full(
 ) -> Result<bool, StreamError> {
     let mut filled = 0;
     while filled < buf.len() {
-        let Some(rest) = buf.get_mut(filled..) else { break };
+        let Some(rest) = buf.get_mut(filled..) else {
+            break;
+        };
         match recv.read(rest).await? {
             Some(n) => filled += n,
             None if filled == 0 => return Ok(false),

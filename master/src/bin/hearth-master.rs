@@ -56,6 +56,7 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info,quinn=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match main_inner(Args::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -77,7 +78,14 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 data_dir.display()
             );
         }
-        Command::Run { data_dir, quic, http, heartbeat_ms, suspect_after_ms, down_after_ms } => {
+        Command::Run {
+            data_dir,
+            quic,
+            http,
+            heartbeat_ms,
+            suspect_after_ms,
+            down_after_ms,
+        } => {
             if !(heartbeat_ms < suspect_after_ms && suspect_after_ms < down_after_ms) {
                 anyhow::bail!("timeouts must grow: heartbeat < suspect-after < down-after");
             }

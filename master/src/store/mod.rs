@@ -20,7 +20,9 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
     /// The database was written by a newer Hearth.
-    #[error("database schema version {found} is newer than this master understands ({supported}); upgrade hearth-master")]
+    #[error(
+        "database schema version {found} is newer than this master understands ({supported}); upgrade hearth-master"
+    )]
     TooNew { found: i64, supported: i64 },
     /// A stored value no longer parses.
     #[error("stored record is corrupt: {0}")]
@@ -80,9 +82,16 @@ impl AdminState {
 
     /// Parses the text form.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Active, Self::Draining, Self::Reserve, Self::Test, Self::Retired, Self::Revoked]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            Self::Active,
+            Self::Draining,
+            Self::Reserve,
+            Self::Test,
+            Self::Retired,
+            Self::Revoked,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 
     /// Whether a node in this state may hold a session.

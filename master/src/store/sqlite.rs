@@ -27,7 +27,9 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::migrate(&mut conn)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -64,7 +66,9 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
         created_at_ms: opt_ms(Some(r.get("created_at_ms")?)).unwrap_or(0),
         expires_at_ms: opt_ms(r.get("expires_at_ms")?),
         spent_at_ms: opt_ms(r.get("spent_at_ms")?),
-        spent_by: spent_by.map(|s| s.parse().map_err(|e| corrupt("spent_by", e))).transpose()?,
+        spent_by: spent_by
+            .map(|s| s.parse().map_err(|e| corrupt("spent_by", e)))
+            .transpose()?,
         revoked_at_ms: opt_ms(r.get("revoked_at_ms")?),
     })
 }
@@ -116,9 +120,11 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let spent: Option<Option<i64>> = tx
-            .query_row("SELECT spent_at_ms FROM tokens WHERE id = ?1", [id.to_string()], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT spent_at_ms FROM tokens WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
             .optional()?;
         let result = match spent {
             None => None,
@@ -146,7 +152,11 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let token = tx
-            .query_row("SELECT * FROM tokens WHERE id = ?1", [token_id.to_string()], token_from_row)
+            .query_row(
+                "SELECT * FROM tokens WHERE id = ?1",
+                [token_id.to_string()],
+                token_from_row,
+            )
             .optional()?;
         let verdict = match token {
             None => Err(RedeemError::Invalid),
@@ -160,7 +170,11 @@ impl Store for SqliteStore {
             return Ok(Err(e));
         }
         let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM nodes WHERE id = ?1", [node.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT 1 FROM nodes WHERE id = ?1",
+                [node.to_string()],
+                |r| r.get(0),
+            )
             .optional()?;
         if exists.is_some() {
             return Ok(Err(RedeemError::AlreadyEnrolled));
@@ -205,7 +219,11 @@ impl Store for SqliteStore {
     fn node(&self, id: &NodeId) -> Result<Option<NodeRecord>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT * FROM nodes WHERE id = ?1", [id.to_string()], node_from_row)
+            .query_row(
+                "SELECT * FROM nodes WHERE id = ?1",
+                [id.to_string()],
+                node_from_row,
+            )
             .optional()?)
     }
 
@@ -225,7 +243,11 @@ impl Store for SqliteStore {
                 "UPDATE nodes SET liveness = ?2, last_seen_ms = COALESCE(?3, last_seen_ms) WHERE id = ?1",
             )?;
             for u in updates {
-                stmt.execute(params![u.node.to_string(), u.liveness, u.last_seen_ms.map(ms)])?;
+                stmt.execute(params![
+                    u.node.to_string(),
+                    u.liveness,
+                    u.last_seen_ms.map(ms)
+                ])?;
             }
         }
         tx.commit()?;

@@ -4,8 +4,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::Canonical;
-use crate::facts::NodeFacts;
 use crate::codec::Hex;
+use crate::facts::NodeFacts;
 use crate::identity::{MasterId, NodeId, Signature};
 
 /// `enrol_request` (node → master, on an enrolment connection): the first and only request.

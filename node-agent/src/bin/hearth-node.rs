@@ -1,0 +1,200 @@
+//! `hearth-node`: enrol this home server, run the agent, show its status.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use hearth_node_agent::enrol::enrol;
+use hearth_node_agent::facts::Declared;
+use hearth_node_agent::link::{self, LinkStatus};
+use hearth_node_agent::state::NodeDir;
+use hearth_protocol::{CountryCode, EnrolToken, HomeId};
+
+/// The Hearth node agent.
+#[derive(Debug, Parser)]
+#[command(name = "hearth-node", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enrol this machine with a one-time token from the cooperative.
+    Enrol {
+        /// Master QUIC address, HOST:PORT.
+        #[arg(long)]
+        master: String,
+        /// The token (`ht1:…`). Also read from HEARTH_ENROL_TOKEN.
+        #[arg(long, env = "HEARTH_ENROL_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Country of the home (ISO 3166-1 alpha-2).
+        #[arg(long, default_value = "BE")]
+        country: CountryCode,
+        /// Internet service provider.
+        #[arg(long, default_value = "unknown")]
+        isp: String,
+        /// ISP's autonomous system number.
+        #[arg(long)]
+        asn: Option<u32>,
+        /// Household id (nodes in one home share it).
+        #[arg(long, default_value = "home")]
+        home: HomeId,
+        /// Uplink in Mbit/s.
+        #[arg(long, default_value_t = 100)]
+        uplink_mbps: u32,
+        /// Downlink in Mbit/s.
+        #[arg(long, default_value_t = 100)]
+        downlink_mbps: u32,
+        /// Placement labels, KEY=VALUE (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Run the agent: keep the session to the master.
+    Run {
+        /// Data directory of an enrolled node.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Show what this node runs and its link to the master.
+    Status {
+        /// Data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match main_inner(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn main_inner(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Enrol {
+            master,
+            token,
+            data_dir,
+            country,
+            isp,
+            asn,
+            home,
+            uplink_mbps,
+            downlink_mbps,
+            labels,
+        } => {
+            let token: EnrolToken = token.parse()?;
+            let addr = resolve(&master)?;
+            let declared = Declared {
+                country,
+                isp,
+                asn,
+                home,
+                uplink_mbps,
+                downlink_mbps,
+                labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+            };
+            let e = enrol(&NodeDir::new(&data_dir), addr, &token, declared).await?;
+            println!("{}", e.node);
+            eprintln!(
+                "enrolled with master {}; start with `hearth-node run --data-dir {}`",
+                e.master,
+                data_dir.display()
+            );
+        }
+        Command::Run { data_dir } => {
+            let dir = NodeDir::new(data_dir);
+            let enrolment = dir.require_enrolment()?;
+            let key = dir.require_key()?;
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = tx.send(true);
+            });
+            tracing::info!(node = %enrolment.node, master = %enrolment.master_addr, "agent starting");
+            link::run(&dir, &enrolment, &key, rx).await?;
+        }
+        Command::Status { data_dir, json } => {
+            let dir = NodeDir::new(&data_dir);
+            let enrolment = dir.require_enrolment()?;
+            let link: LinkStatus = std::fs::read_to_string(data_dir.join("link.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            if json {
+                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "link": link, "instances": [] });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("node:     {}", enrolment.node);
+                println!(
+                    "master:   {} at {}",
+                    enrolment.master, enrolment.master_addr
+                );
+                println!(
+                    "link:     {} (sessions {}, revision {})",
+                    if link.state.is_empty() {
+                        "not running"
+                    } else {
+                        &link.state
+                    },
+                    link.sessions,
+                    link.revision
+                );
+                if let Some(e) = link.last_error {
+                    println!("last error: {e}");
+                }
+                println!("instances: none");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resolve(master: &str) -> anyhow::Result<SocketAddr> {
+    let mut addrs = master
+        .to_socket_addrs()
+        .with_context(|| format!("`{master}` is not HOST:PORT"))?;
+    match addrs.next() {
+        Some(a) => Ok(a),
+        None => bail!("`{master}` resolves to no address"),
+    }
+}
+
+async fn shutdown_signal() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
