@@ -51,6 +51,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+fn rejection(e: JsonRejection) -> ApiError {
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError(e.status(), "payload_too_large", e.body_text()),
+        _ => bad_request(e.body_text()),
+    }
+}
+
 fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, "bad_request", msg.into())
 }
@@ -154,7 +161,7 @@ async fn create_token(
     State(ctx): State<Arc<Context>>,
     body: Result<Json<CreateToken>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let Json(body) = body.map_err(rejection)?;
     if body.label.len() > 200 {
         return Err(bad_request("label is longer than 200 bytes"));
     }
@@ -203,7 +210,9 @@ async fn list_tokens(State(ctx): State<Arc<Context>>) -> Result<Json<serde_json:
         .iter()
         .map(|t| {
             let mut v = serde_json::to_value(t).unwrap_or_default();
-            v["status"] = t.status(now).into();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("status".into(), t.status(now).into());
+            }
             v
         })
         .collect();

@@ -161,7 +161,7 @@ impl Client {
         if status.is_success() {
             return Ok(value);
         }
-        match value["error"]["message"].as_str() {
+        match value.pointer("/error/message").and_then(Value::as_str) {
             Some(m) => bail!("{m}"),
             None => bail!("the master answered {status}"),
         }
@@ -207,12 +207,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 for t in v.as_array().into_iter().flatten() {
                     println!(
                         "{:<10} {:<8} {:<20} {}",
-                        t["id"].as_str().unwrap_or("?"),
-                        t["status"].as_str().unwrap_or("?"),
+                        t.get("id").and_then(Value::as_str).unwrap_or("?"),
+                        t.get("status").and_then(Value::as_str).unwrap_or("?"),
                         t["expires_at_ms"]
                             .as_u64()
                             .map_or("never".into(), |e| e.to_string()),
-                        t["label"].as_str().unwrap_or(""),
+                        t.get("label").and_then(Value::as_str).unwrap_or(""),
                     );
                 }
             }
@@ -238,11 +238,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         "{:<56} {:<9} {:<3} {:<12} {:<16} {}",
                         n.id,
                         n.state,
-                        n.facts["country"].as_str().unwrap_or("?"),
-                        n.facts["isp"].as_str().unwrap_or("?"),
+                        n.facts
+                            .get("country")
+                            .and_then(Value::as_str)
+                            .unwrap_or("?"),
+                        n.facts.get("isp").and_then(Value::as_str).unwrap_or("?"),
                         n.last_heartbeat_ms
                             .map_or("never".into(), |t| t.to_string()),
-                        n.facts["home"].as_str().unwrap_or("?"),
+                        n.facts.get("home").and_then(Value::as_str).unwrap_or("?"),
                     );
                 }
             }

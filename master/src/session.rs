@@ -278,10 +278,8 @@ async fn run_session(
                     tracing::warn!(error = %e, suppressed, "bad frame from node");
                 }
                 if !e.is_recoverable() || bad_frames > MAX_BAD_FRAMES {
-                    let _ = control
-                        .send(&Message::error(e.code(), e.to_string(), true))
-                        .await;
-                    conn.close(close::PROTOCOL_ERROR, b"bad frames");
+                    let msg = e.to_string();
+                    refuse(conn.clone(), control, e.code(), &msg, close::PROTOCOL_ERROR).await;
                     return;
                 }
                 Some(Message::error(e.code(), e.to_string(), false))
@@ -306,7 +304,8 @@ async fn refuse(
     tracing::info!(%code, "session refused: {message}");
     let _ = control.send(&Message::error(code, message, true)).await;
     let _ = control.finish();
-    let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+    // A close discards unacknowledged stream data: give the peer a moment to read the error.
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
     conn.close(close_code, message.as_bytes());
 }
 

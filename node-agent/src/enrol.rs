@@ -13,7 +13,7 @@ use crate::facts::{Declared, detect};
 use crate::state::{Enrolment, NodeDir, StateError};
 
 /// How long the whole enrolment may take.
-const ENROL_TIMEOUT: Duration = Duration::from_secs(15);
+const ENROL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why enrolment failed. In every case nothing was written to the data directory.
 #[derive(Debug, thiserror::Error)]

@@ -73,7 +73,7 @@ fn memory_mib() -> Option<u64> {
 /// Space available to the data directory's filesystem.
 fn disk_mib(path: &Path) -> Option<u64> {
     let stat = nix::sys::statvfs::statvfs(path).ok()?;
-    let bytes = u64::from(stat.blocks_available()).saturating_mul(stat.fragment_size());
+    let bytes = stat.blocks_available().saturating_mul(stat.fragment_size());
     Some(bytes / (1024 * 1024))
 }
 

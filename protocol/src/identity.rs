@@ -148,39 +148,29 @@ key_id!(
     "hk-"
 );
 
-/// A valid Ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublicKey(VerifyingKey);
+/// A valid Ed25519 public key: 32 bytes known to decode to a curve point. Kept compressed
+/// (32 bytes) so that ids are cheap to store and hash; decompressed only to verify.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey([u8; 32]);
 
 impl PublicKey {
     /// Parses 32 bytes, rejecting values that are not a point on the curve.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, IdentityError> {
         VerifyingKey::from_bytes(bytes)
-            .map(Self)
+            .map(|_| Self(*bytes))
             .map_err(|_| IdentityError::NotAKey(hex::encode(bytes)))
     }
 
     /// The raw 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
+        &self.0
     }
 
     /// Strict Ed25519 verification (RFC 8032, rejecting small-order keys and malleable signatures).
     fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), ()> {
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| ())?;
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        self.0.verify_strict(message, &sig).map_err(|_| ())
-    }
-}
-
-impl PartialOrd for PublicKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for PublicKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_bytes().cmp(other.as_bytes())
+        key.verify_strict(message, &sig).map_err(|_| ())
     }
 }
 
@@ -211,7 +201,7 @@ impl SecretKey {
 
     /// The public half.
     pub fn public(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key())
+        PublicKey(self.0.verifying_key().to_bytes())
     }
 
     /// Signs `message` (pure Ed25519).

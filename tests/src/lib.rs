@@ -1,1 +1,60 @@
-//! End-to-end tests that start the real binaries on loopback.
+//! End-to-end test harness: builds and starts the real binaries on loopback (port 0), talks to
+//! them through their public interfaces, and kills them when dropped.
+//!
+//! Every wait is a bounded poll; nothing sleeps to "let things settle".
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
+
+pub mod master;
+pub mod node;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Path of a workspace binary, built (once per test process) by `cargo build`.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "--bins",
+                "-p",
+                "hearth-master",
+                "-p",
+                "hearth-node-agent",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+        // target/debug/deps/this-test → target/debug
+        let exe = std::env::current_exe().expect("current exe");
+        exe.parent()
+            .and_then(|p| p.parent())
+            .expect("target dir")
+            .to_owned()
+    });
+    dir.join(name)
+}
+
+/// Polls `check` every 25 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T>(
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,202 @@
+//! A real `hearth-master` process and its API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use hearth_protocol::MasterId;
+use serde_json::Value;
+
+use crate::bin;
+
+/// A running master; killed on drop.
+#[derive(Debug)]
+pub struct MasterProc {
+    /// Its data directory.
+    pub dir: PathBuf,
+    /// Master identity.
+    pub id: MasterId,
+    /// QUIC address.
+    pub quic: SocketAddr,
+    /// HTTP address.
+    pub http: SocketAddr,
+    /// Admin token.
+    pub token: String,
+    child: Child,
+    extra: Vec<String>,
+}
+
+/// Fast liveness timeouts for tests: heartbeat 200 ms, suspect 600 ms, down 1200 ms.
+pub const FAST: &[&str] = &[
+    "--heartbeat-ms",
+    "200",
+    "--suspect-after-ms",
+    "600",
+    "--down-after-ms",
+    "1200",
+];
+
+impl MasterProc {
+    /// `init` a data dir under `root` and `run` it.
+    pub fn start(root: &Path, extra: &[&str]) -> Self {
+        let dir = root.join("master");
+        let out = Command::new(bin("hearth-master"))
+            .arg("init")
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .expect("init");
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("master id printed by init");
+        Self::run(dir, id, extra.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    fn run(dir: PathBuf, id: MasterId, extra: Vec<String>) -> Self {
+        let _ = std::fs::remove_file(dir.join("quic.addr"));
+        let _ = std::fs::remove_file(dir.join("http.addr"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("master.log"))
+            .expect("log");
+        let child = Command::new(bin("hearth-master"))
+            .arg("run")
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--quic", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(&extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn master");
+        let read = |name: &str| -> Option<SocketAddr> {
+            std::fs::read_to_string(dir.join(name))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let mut addrs = None;
+        for _ in 0..400 {
+            if let (Some(q), Some(h)) = (read("quic.addr"), read("http.addr")) {
+                addrs = Some((q, h));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let (quic, http) = addrs.expect("master published its addresses within 10 s");
+        let token = std::fs::read_to_string(dir.join("admin.token"))
+            .expect("admin token")
+            .trim()
+            .to_owned();
+        Self {
+            dir,
+            id,
+            quic,
+            http,
+            token,
+            child,
+            extra,
+        }
+    }
+
+    /// `kill -9`, then start again on the same data dir (new ports).
+    pub fn kill9_and_restart(mut self) -> Self {
+        self.kill9();
+        let dir = self.dir.clone();
+        let extra = std::mem::take(&mut self.extra);
+        let id = self.id;
+        drop(self);
+        Self::run(dir, id, extra)
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The master's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("master.log")).unwrap_or_default()
+    }
+
+    /// Runs the `hearth` CLI against this master.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("hearth"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .env_remove("HEARTH_URL")
+            .env_remove("HEARTH_TOKEN")
+            .output()
+            .expect("run hearth")
+    }
+
+    /// Creates a token through the CLI and returns its text.
+    pub fn token(&self, extra: &[&str]) -> String {
+        let mut args = vec!["token", "create"];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `GET path` with the admin token; returns status and JSON.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None, Some(&self.token))
+            .await
+    }
+
+    /// Any API call; `token` None sends no Authorization header.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = reqwest::Client::new().request(method, format!("http://{}{path}", self.http));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let resp = req.send().await.expect("API reachable");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// A node's display state as the API reports it.
+    pub async fn node_state(&self, node: &str) -> String {
+        let (status, v) = self.get(&format!("/v1/nodes/{node}")).await;
+        assert_eq!(status, 200, "{v}");
+        v["state"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl Drop for MasterProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

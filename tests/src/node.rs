@@ -1,0 +1,143 @@
+//! A protocol-level test node: enrols through the real agent library, then drives a session by
+//! hand so tests can stop heartbeats or send bad frames.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use hearth_node_agent::enrol::{EnrolError, enrol};
+use hearth_node_agent::facts::Declared;
+use hearth_node_agent::state::NodeDir;
+use hearth_protocol::messages::session::{Counters, Heartbeat, Hello};
+use hearth_protocol::{
+    EnrolToken, MasterId, Message, NodeId, PROTOCOL_VERSION, Resources, SecretKey,
+};
+use hearth_transport::{
+    Identity, MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
+};
+
+/// What a test volunteer declares.
+pub fn declared(country: &str, isp: &str, home: &str) -> Declared {
+    Declared {
+        country: country.parse().unwrap(),
+        isp: isp.into(),
+        asn: None,
+        home: home.parse().unwrap(),
+        uplink_mbps: 100,
+        downlink_mbps: 500,
+        labels: Default::default(),
+    }
+}
+
+/// Enrols a node in `dir` with the real agent code.
+pub async fn enrol_node(
+    dir: &Path,
+    master: SocketAddr,
+    token: &str,
+) -> Result<(NodeId, SecretKey), EnrolError> {
+    let token: EnrolToken = token.parse().unwrap();
+    let nd = NodeDir::new(dir);
+    let e = enrol(&nd, master, &token, declared("BE", "Proximus", "home-1")).await?;
+    Ok((e.node, nd.require_key().unwrap()))
+}
+
+/// An open session driven by the test.
+#[derive(Debug)]
+pub struct TestSession {
+    /// The connection.
+    pub conn: quinn::Connection,
+    /// The control stream.
+    pub control: MessageStream,
+    /// Keeps the endpoint alive.
+    pub endpoint: quinn::Endpoint,
+    seq: u64,
+}
+
+/// Connects with `key`'s certificate (ALPN `hearth/1`). Errors are connection failures.
+pub async fn connect(
+    master: SocketAddr,
+    master_id: MasterId,
+    key: &SecretKey,
+) -> Result<(quinn::Endpoint, quinn::Connection), quinn::ConnectionError> {
+    let identity = Identity::new(key, "test-node").unwrap();
+    let config = client_config(
+        Purpose::Session,
+        Some(&identity),
+        master_id,
+        &TransportTuning::default(),
+    )
+    .unwrap();
+    let endpoint = client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = endpoint
+        .connect_with(config, master, SERVER_NAME)
+        .unwrap()
+        .await?;
+    Ok((endpoint, conn))
+}
+
+impl TestSession {
+    /// Connects and completes hello/welcome.
+    pub async fn open(master: SocketAddr, master_id: MasterId, key: &SecretKey) -> Self {
+        let (endpoint, conn) = connect(master, master_id, key).await.expect("connect");
+        let (send, recv) = conn.open_bi().await.expect("control stream");
+        let mut control = MessageStream::new(send, recv, hearth_protocol::DEFAULT_MAX_FRAME);
+        let node = NodeId::from_key(key.public());
+        let hello = Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            node,
+            agent: "test".into(),
+            applied_revision: 0,
+        };
+        control
+            .send(&Message::Hello(hello))
+            .await
+            .expect("send hello");
+        match tokio::time::timeout(Duration::from_secs(5), control.recv()).await {
+            Ok(Ok(Some(Message::Welcome(_)))) => {}
+            other => panic!("expected welcome, got {other:?}"),
+        }
+        Self {
+            conn,
+            control,
+            endpoint,
+            seq: 0,
+        }
+    }
+
+    /// Sends one heartbeat and waits for its ack.
+    pub async fn heartbeat(&mut self) {
+        self.seq += 1;
+        let hb = Heartbeat {
+            seq: self.seq,
+            used: Resources::default(),
+            applied_revision: 0,
+            instances: vec![],
+            counters: Counters::default(),
+        };
+        self.control
+            .send(&Message::Heartbeat(hb))
+            .await
+            .expect("send heartbeat");
+        let reply = self.next().await;
+        assert!(
+            matches!(reply, Some(Message::HeartbeatAck(ref a)) if a.seq == self.seq),
+            "expected ack, got {reply:?}"
+        );
+    }
+
+    /// The next message (5 s limit).
+    pub async fn next(&mut self) -> Option<Message> {
+        tokio::time::timeout(Duration::from_secs(5), self.control.recv())
+            .await
+            .ok()?
+            .ok()?
+    }
+
+    /// Waits (5 s limit) for the connection to close; returns the close reason.
+    pub async fn closed(&self) -> Option<quinn::ConnectionError> {
+        tokio::time::timeout(Duration::from_secs(5), self.conn.closed())
+            .await
+            .ok()
+    }
+}
