@@ -67,7 +67,7 @@ pub async fn enrol(
         proof: Hex([0; 64]),
     };
     request.proof = key.sign(&request.signing_bytes());
-    let accepted = tokio::time::timeout(ENROL_TIMEOUT, exchange(master_addr, token, request))
+    let accepted = tokio::time::timeout(ENROL_TIMEOUT, request_enrolment(master_addr, token, request))
         .await
         .map_err(|_| EnrolError::Unreachable(master_addr))??;
     let enrolment = Enrolment::new(master_addr, token.master, node, accepted, facts);
@@ -78,7 +78,9 @@ pub async fn enrol(
     Ok(enrolment)
 }
 
-async fn exchange(
+/// Sends a signed enrolment request and returns the heartbeat interval the master accepted it
+/// with. Network only, writes nothing (used by [`enrol`] and by load benchmarks).
+pub async fn request_enrolment(
     addr: SocketAddr,
     token: &EnrolToken,
     request: EnrolRequest,
