@@ -200,18 +200,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!(
-                    "{:<10} {:<8} {:<20} LABEL",
-                    "ID", "STATUS", "EXPIRES (unix ms)"
-                );
+                println!("{:<10} {:<8} {:<20} LABEL", "ID", "STATUS", "EXPIRES");
                 for t in v.as_array().into_iter().flatten() {
                     println!(
                         "{:<10} {:<8} {:<20} {}",
                         t.get("id").and_then(Value::as_str).unwrap_or("?"),
                         t.get("status").and_then(Value::as_str).unwrap_or("?"),
-                        t["expires_at_ms"]
-                            .as_u64()
-                            .map_or("never".into(), |e| e.to_string()),
+                        t["expires_at_ms"].as_u64().map_or("never".into(), relative),
                         t.get("label").and_then(Value::as_str).unwrap_or(""),
                     );
                 }
@@ -243,8 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             .and_then(Value::as_str)
                             .unwrap_or("?"),
                         n.facts.get("isp").and_then(Value::as_str).unwrap_or("?"),
-                        n.last_heartbeat_ms
-                            .map_or("never".into(), |t| t.to_string()),
+                        n.last_heartbeat_ms.map_or("never".into(), relative),
                         n.facts.get("home").and_then(Value::as_str).unwrap_or("?"),
                     );
                 }
@@ -284,6 +278,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `12s ago`, `3m ago`, `in 2h` relative to now.
+fn relative(ms: u64) -> String {
+    let now = crate::clock::now_ms();
+    let (d, past) = if ms <= now {
+        (now - ms, true)
+    } else {
+        (ms - now, false)
+    };
+    let text = humantime::format_duration(std::time::Duration::from_secs(d / 1000)).to_string();
+    let text = text.split(' ').take(2).collect::<Vec<_>>().join(" ");
+    let text = if text.is_empty() {
+        "0s".to_owned()
+    } else {
+        text
+    };
+    if past {
+        format!("{text} ago")
+    } else {
+        format!("in {text}")
+    }
+}
+
 fn print_node(n: &NodeView) {
     println!("id:             {}", n.id);
     println!(
@@ -293,8 +309,7 @@ fn print_node(n: &NodeView) {
     println!("connected:      {}", n.connected);
     println!(
         "last heartbeat: {}",
-        n.last_heartbeat_ms
-            .map_or("never".into(), |t| t.to_string())
+        n.last_heartbeat_ms.map_or("never".into(), relative)
     );
     println!("enrolled at:    {}", n.enrolled_at_ms);
     println!(

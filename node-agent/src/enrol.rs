@@ -67,9 +67,12 @@ pub async fn enrol(
         proof: Hex([0; 64]),
     };
     request.proof = key.sign(&request.signing_bytes());
-    let accepted = tokio::time::timeout(ENROL_TIMEOUT, request_enrolment(master_addr, token, request))
-        .await
-        .map_err(|_| EnrolError::Unreachable(master_addr))??;
+    let accepted = tokio::time::timeout(
+        ENROL_TIMEOUT,
+        request_enrolment(master_addr, token, request),
+    )
+    .await
+    .map_err(|_| EnrolError::Unreachable(master_addr))??;
     let enrolment = Enrolment::new(master_addr, token.master, node, accepted, facts);
     if fresh {
         dir.save_key(&key)?;

@@ -57,7 +57,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("master");
-    let out = Command::new(&master_bin).arg("init").arg("--data-dir").arg(&dir).output()
+    let out = Command::new(&master_bin)
+        .arg("init")
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
         .with_context(|| format!("running {}", master_bin.display()))?;
     if !out.status.success() {
         bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -65,9 +69,18 @@ async fn main() -> anyhow::Result<()> {
     let master_id: MasterId = String::from_utf8_lossy(&out.stdout).trim().parse()?;
     let i = args.interval_ms;
     let mut child = Command::new(&master_bin)
-        .arg("run").arg("--data-dir").arg(&dir)
+        .arg("run")
+        .arg("--data-dir")
+        .arg(&dir)
         .args(["--quic", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args(["--heartbeat-ms", &i.to_string(), "--suspect-after-ms", &(3 * i).to_string(), "--down-after-ms", &(6 * i).to_string()])
+        .args([
+            "--heartbeat-ms",
+            &i.to_string(),
+            "--suspect-after-ms",
+            &(3 * i).to_string(),
+            "--down-after-ms",
+            &(6 * i).to_string(),
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -79,10 +92,21 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn run(args: &Args, dir: &std::path::Path, master_id: MasterId, pid: u32) -> anyhow::Result<()> {
+async fn run(
+    args: &Args,
+    dir: &std::path::Path,
+    master_id: MasterId,
+    pid: u32,
+) -> anyhow::Result<()> {
     let mut addrs = None;
     for _ in 0..400 {
-        let read = |n: &str| std::fs::read_to_string(dir.join(n)).ok()?.trim().parse::<SocketAddr>().ok();
+        let read = |n: &str| {
+            std::fs::read_to_string(dir.join(n))
+                .ok()?
+                .trim()
+                .parse::<SocketAddr>()
+                .ok()
+        };
         if let (Some(q), Some(h)) = (read("quic.addr"), read("http.addr")) {
             addrs = Some((q, h));
             break;
@@ -90,11 +114,17 @@ async fn run(args: &Args, dir: &std::path::Path, master_id: MasterId, pid: u32) 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let (quic, http) = addrs.context("master did not start")?;
-    let admin = std::fs::read_to_string(dir.join("admin.token"))?.trim().to_owned();
+    let admin = std::fs::read_to_string(dir.join("admin.token"))?
+        .trim()
+        .to_owned();
 
     let t = Instant::now();
     let keys = enrol_all(args.nodes, quic, http, &admin).await?;
-    println!("enrolled {} nodes in {:.1} s", keys.len(), t.elapsed().as_secs_f64());
+    println!(
+        "enrolled {} nodes in {:.1} s",
+        keys.len(),
+        t.elapsed().as_secs_f64()
+    );
     let rss_idle = rss_kib(pid)?;
 
     let connected = Arc::new(AtomicU64::new(0));
@@ -109,21 +139,48 @@ async fn run(args: &Args, dir: &std::path::Path, master_id: MasterId, pid: u32) 
         let endpoint = endpoints[n % endpoints.len()].clone();
         let (connected, acks, gate) = (connected.clone(), acks.clone(), gate.clone());
         tokio::spawn(async move {
-            if let Err(e) = session(endpoint, quic, master_id, key, interval, gate, connected, acks).await {
+            // Like an agent: reconnect after a lost session, with a jittered pause.
+            loop {
+                let e = session(
+                    &endpoint, quic, master_id, &key, interval, &gate, &connected, &acks,
+                )
+                .await;
                 eprintln!("session {n} ended: {e:#}");
+                tokio::time::sleep(Duration::from_millis(500 + rand::random::<u64>() % 2000)).await;
             }
         });
     }
+    let mut last_report = Instant::now();
     while connected.load(Ordering::Relaxed) < args.nodes as u64 {
         if t.elapsed() > Duration::from_secs(300) {
-            bail!("only {} of {} sessions connected", connected.load(Ordering::Relaxed), args.nodes);
+            bail!(
+                "only {} of {} sessions connected",
+                connected.load(Ordering::Relaxed),
+                args.nodes
+            );
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            println!(
+                "  {} sessions connected after {:.0} s",
+                connected.load(Ordering::Relaxed),
+                t.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("{} sessions connected in {:.1} s", args.nodes, t.elapsed().as_secs_f64());
+    println!(
+        "{} sessions connected in {:.1} s",
+        args.nodes,
+        t.elapsed().as_secs_f64()
+    );
     // Let the heartbeat phases spread out, then measure.
     tokio::time::sleep(interval * 2).await;
-    let (cpu0, acks0, t0) = (cpu_ticks(pid)?, acks.load(Ordering::Relaxed), Instant::now());
+    let (cpu0, acks0, t0) = (
+        cpu_ticks(pid)?,
+        acks.load(Ordering::Relaxed),
+        Instant::now(),
+    );
     tokio::time::sleep(Duration::from_secs(args.measure_secs)).await;
     let (cpu1, acks1, elapsed) = (cpu_ticks(pid)?, acks.load(Ordering::Relaxed), t0.elapsed());
     let rss = rss_kib(pid)?;
@@ -131,15 +188,36 @@ async fn run(args: &Args, dir: &std::path::Path, master_id: MasterId, pid: u32) 
     let cpu_share = (cpu1 - cpu0) as f64 / tick / elapsed.as_secs_f64() * 100.0;
     println!("nodes:                 {}", args.nodes);
     println!("heartbeat interval:    {} ms", args.interval_ms);
-    println!("heartbeats acked/s:    {:.0}", (acks1 - acks0) as f64 / elapsed.as_secs_f64());
-    println!("master CPU:            {cpu_share:.2} % of one core (over {:.0} s)", elapsed.as_secs_f64());
-    println!("master RSS idle:       {} KiB (after enrolment, no sessions)", rss_idle);
+    println!(
+        "heartbeats acked/s:    {:.0}",
+        (acks1 - acks0) as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "master CPU:            {cpu_share:.2} % of one core (over {:.0} s)",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "master RSS idle:       {} KiB (after enrolment, no sessions)",
+        rss_idle
+    );
     println!("master RSS sessions:   {} KiB", rss);
-    println!("RSS per session:       {:.1} KiB", (rss.saturating_sub(rss_idle)) as f64 / args.nodes as f64);
+    println!(
+        "RSS per session:       {:.1} KiB",
+        (rss.saturating_sub(rss_idle)) as f64 / args.nodes as f64
+    );
+    println!(
+        "sessions at the end:   {}",
+        connected.load(Ordering::Relaxed)
+    );
     Ok(())
 }
 
-async fn enrol_all(n: usize, quic: SocketAddr, http: SocketAddr, admin: &str) -> anyhow::Result<Vec<SecretKey>> {
+async fn enrol_all(
+    n: usize,
+    quic: SocketAddr,
+    http: SocketAddr,
+    admin: &str,
+) -> anyhow::Result<Vec<SecretKey>> {
     let client = reqwest::Client::new();
     let gate = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::with_capacity(n);
@@ -151,7 +229,10 @@ async fn enrol_all(n: usize, quic: SocketAddr, http: SocketAddr, admin: &str) ->
                 .post(format!("http://{http}/v1/tokens"))
                 .bearer_auth(&admin)
                 .json(&serde_json::json!({ "label": format!("bench-{i}") }))
-                .send().await?.json().await?;
+                .send()
+                .await?
+                .json()
+                .await?;
             let token: EnrolToken = v["token"].as_str().context("token")?.parse()?;
             let key = SecretKey::generate();
             let mut req = EnrolRequest {
@@ -179,7 +260,12 @@ fn facts(i: usize) -> NodeFacts {
     NodeFacts {
         agent: "bench/0".into(),
         arch: Arch::X86_64,
-        capacity: Resources { cpu_millis: 4000, memory_mib: 8192, disk_mib: 100_000, bandwidth_mbps: 500 },
+        capacity: Resources {
+            cpu_millis: 4000,
+            memory_mib: 8192,
+            disk_mib: 100_000,
+            bandwidth_mbps: 500,
+        },
         country: countries[i % countries.len()].parse().unwrap(),
         isp: format!("isp-{}", i % 50),
         asn: None,
@@ -191,26 +277,55 @@ fn facts(i: usize) -> NodeFacts {
     }
 }
 
+/// One session until it fails; `connected` counts the sessions open now.
 #[allow(clippy::too_many_arguments)]
 async fn session(
-    endpoint: quinn::Endpoint,
+    endpoint: &quinn::Endpoint,
     quic: SocketAddr,
     master: MasterId,
-    key: SecretKey,
+    key: &SecretKey,
     interval: Duration,
-    gate: Arc<Semaphore>,
-    connected: Arc<AtomicU64>,
-    acks: Arc<AtomicU64>,
+    gate: &Semaphore,
+    connected: &AtomicU64,
+    acks: &AtomicU64,
+) -> anyhow::Error {
+    match session_inner(endpoint, quic, master, key, interval, gate, connected, acks).await {
+        Err(e) => e,
+        Ok(()) => anyhow::anyhow!("ended"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session_inner(
+    endpoint: &quinn::Endpoint,
+    quic: SocketAddr,
+    master: MasterId,
+    key: &SecretKey,
+    interval: Duration,
+    gate: &Semaphore,
+    connected: &AtomicU64,
+    acks: &AtomicU64,
 ) -> anyhow::Result<()> {
     let node = NodeId::from_key(key.public());
     let (conn, mut control) = {
         let _permit = gate.acquire().await?;
-        let identity = Identity::new(&key, "bench")?;
-        let config = client_config(Purpose::Session, Some(&identity), master, &TransportTuning::default())?;
+        let identity = Identity::new(key, "bench")?;
+        let config = client_config(
+            Purpose::Session,
+            Some(&identity),
+            master,
+            &TransportTuning::default(),
+        )?;
         let conn = endpoint.connect_with(config, quic, SERVER_NAME)?.await?;
         let (send, recv) = conn.open_bi().await?;
         let mut control = MessageStream::new(send, recv, 1 << 20);
-        let hello = Hello { min_version: PROTOCOL_VERSION, max_version: PROTOCOL_VERSION, node, agent: "bench".into(), applied_revision: 0 };
+        let hello = Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            node,
+            agent: "bench".into(),
+            applied_revision: 0,
+        };
         control.send(&Message::Hello(hello)).await?;
         match control.recv().await? {
             Some(Message::Welcome(_)) => {}
@@ -219,11 +334,31 @@ async fn session(
         (conn, control)
     };
     connected.fetch_add(1, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % interval.as_millis() as u64)).await;
+    let result = heartbeats(&mut control, interval, acks).await;
+    connected.fetch_sub(1, Ordering::Relaxed);
+    drop(conn);
+    result
+}
+
+async fn heartbeats(
+    control: &mut MessageStream,
+    interval: Duration,
+    acks: &AtomicU64,
+) -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_millis(
+        rand::random::<u64>() % interval.as_millis() as u64,
+    ))
+    .await;
     let mut tick = tokio::time::interval(interval);
     for seq in 1.. {
         tick.tick().await;
-        let hb = Heartbeat { seq, used: Resources::default(), applied_revision: 0, instances: vec![], counters: Counters::default() };
+        let hb = Heartbeat {
+            seq,
+            used: Resources::default(),
+            applied_revision: 0,
+            instances: vec![],
+            counters: Counters::default(),
+        };
         control.send(&Message::Heartbeat(hb)).await?;
         match control.recv().await? {
             Some(Message::HeartbeatAck(_)) => {
@@ -232,7 +367,6 @@ async fn session(
             other => bail!("expected ack, got {other:?}"),
         }
     }
-    drop(conn);
     Ok(())
 }
 
@@ -246,6 +380,13 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
 }
