@@ -8,4 +8,5 @@
 pub mod enrol;
 pub mod facts;
 pub mod link;
+pub mod reconcile;
 pub mod state;
