@@ -28,7 +28,7 @@ const MAX_BODY: usize = 64 * 1024;
 
 /// An API error: status, stable code, sentence.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, &'static str, String);
+pub struct ApiError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -51,14 +51,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn rejection(e: JsonRejection) -> ApiError {
+pub(crate) fn rejection(e: JsonRejection) -> ApiError {
     match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError(e.status(), "payload_too_large", e.body_text()),
         _ => bad_request(e.body_text()),
     }
 }
 
-fn bad_request(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, "bad_request", msg.into())
 }
 
@@ -70,6 +70,19 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{id}", get(show_node))
         .route("/v1/nodes/{id}/{action}", post(node_action))
+        .route(
+            "/v1/blobs/{sha256}",
+            axum::routing::put(crate::workload_api::put_blob)
+                .layer(DefaultBodyLimit::max(crate::workload_api::MAX_BLOB)),
+        )
+        .route(
+            "/v1/instances",
+            post(crate::workload_api::place_instance).get(crate::workload_api::list_instances),
+        )
+        .route(
+            "/v1/instances/{id}",
+            delete(crate::workload_api::remove_instance),
+        )
         .route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
     Router::new()
         .merge(v1)
@@ -123,7 +136,7 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
     )
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

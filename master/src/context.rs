@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use hearth_protocol::MasterId;
 
+use crate::blobs::BlobStore;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -21,6 +22,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Largest frame accepted from nodes.
     pub max_frame: usize,
+    /// Content-addressed blobs served to nodes.
+    pub blobs: BlobStore,
     /// SHA-256 of the admin API token.
     pub admin_token_hash: hearth_protocol::Sha256,
 }

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
-use hearth_protocol::NodeId;
+use hearth_protocol::messages::state::{InstanceId, InstanceStatus};
+use hearth_protocol::{Message, NodeId};
 use hearth_transport::Admission;
 
 use crate::liveness::{Event, Liveness, LivenessConfig, Transition};
@@ -42,6 +43,7 @@ struct Entry {
     admin: AdminState,
     liveness: Liveness,
     session: Option<(u64, quinn::Connection)>,
+    outbox: Option<tokio::sync::mpsc::UnboundedSender<Message>>,
     heartbeats: u64,
     dirty: bool,
 }
@@ -61,6 +63,7 @@ pub struct Fleet {
     cfg: LivenessConfig,
     nodes: RwLock<HashMap<NodeId, Entry>>,
     next_session: std::sync::atomic::AtomicU64,
+    instances: RwLock<BTreeMap<InstanceId, (NodeId, InstanceStatus)>>,
 }
 
 impl Fleet {
@@ -84,6 +87,7 @@ impl Fleet {
                     admin: r.admin,
                     liveness,
                     session: None,
+                    outbox: None,
                     heartbeats: 0,
                     dirty: false,
                 };
@@ -94,6 +98,7 @@ impl Fleet {
             cfg,
             nodes: RwLock::new(nodes),
             next_session: 1.into(),
+            instances: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -116,6 +121,7 @@ impl Fleet {
             admin: record.admin,
             liveness: Liveness::Pending,
             session: None,
+            outbox: None,
             heartbeats: 0,
             dirty: false,
         };
@@ -127,6 +133,7 @@ impl Fleet {
         &self,
         node: &NodeId,
         conn: quinn::Connection,
+        outbox: tokio::sync::mpsc::UnboundedSender<Message>,
         now_ms: u64,
     ) -> Result<(u64, Option<quinn::Connection>, Option<Transition>), Refusal> {
         let mut nodes = self.write();
@@ -138,6 +145,7 @@ impl Fleet {
             .next_session
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let old = entry.session.replace((id, conn)).map(|(_, c)| c);
+        entry.outbox = Some(outbox);
         let (next, transition) = entry.liveness.step(&self.cfg, now_ms, Event::Heartbeat);
         entry.liveness = next;
         entry.dirty = true;
@@ -168,6 +176,7 @@ impl Fleet {
         if let Some(entry) = self.write().get_mut(node) {
             if entry.session.as_ref().is_some_and(|(id, _)| *id == session) {
                 entry.session = None;
+                entry.outbox = None;
             }
         }
     }
@@ -210,6 +219,44 @@ impl Fleet {
         } else {
             entry.session.take().map(|(_, c)| c)
         }
+    }
+
+    /// Queues a message for a node's session; false if it has none.
+    pub fn push(&self, node: &NodeId, message: Message) -> bool {
+        self.read()
+            .get(node)
+            .and_then(|e| e.outbox.as_ref())
+            .is_some_and(|tx| tx.send(message).is_ok())
+    }
+
+    /// Records an instance status reported by `node`. Reports of an older generation than the
+    /// one recorded are ignored (fencing).
+    pub fn record_status(&self, node: &NodeId, status: InstanceStatus) {
+        let mut instances = self.instances.write().unwrap_or_else(|p| p.into_inner());
+        let id = status.report.instance.clone();
+        let stale = instances
+            .get(&id)
+            .is_some_and(|(_, s)| s.report.generation > status.report.generation);
+        if !stale {
+            instances.insert(id, (*node, status));
+        }
+    }
+
+    /// Forgets the status of a removed instance.
+    pub fn forget_instance(&self, instance: &InstanceId) {
+        self.instances
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(instance);
+    }
+
+    /// The last status of an instance.
+    pub fn instance_status(&self, instance: &InstanceId) -> Option<(NodeId, InstanceStatus)> {
+        self.instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(instance)
+            .cloned()
     }
 
     /// Live facts of one node.

@@ -6,11 +6,13 @@
 //! answers operators over an HTTP/JSON API ([`api`]) used by the `hearth` CLI ([`cli`]).
 
 pub mod api;
+pub mod blobs;
 pub mod cli;
 pub mod clock;
 pub mod context;
 pub mod data_dir;
 pub mod enrol;
+pub mod fetch;
 pub mod fleet;
 pub mod liveness;
 pub mod metrics;
@@ -18,3 +20,4 @@ pub mod ratelimit;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod workload_api;

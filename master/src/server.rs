@@ -82,6 +82,12 @@ pub async fn serve(
         fleet: fleet.clone(),
         metrics: Metrics::default(),
         max_frame: opts.max_frame,
+        blobs: crate::blobs::BlobStore::open(&dir.path().join("blobs")).map_err(|e| {
+            DataDirError::Damaged {
+                path: dir.path().join("blobs"),
+                reason: e.to_string(),
+            }
+        })?,
         admin_token_hash,
     });
 

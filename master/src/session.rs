@@ -122,7 +122,7 @@ async fn enrol(conn: quinn::Connection, ctx: &Context) {
     conn.close(close::NORMAL, b"enrolment done");
 }
 
-async fn session(conn: quinn::Connection, node: NodeId, ctx: &Context) {
+async fn session(conn: quinn::Connection, node: NodeId, ctx: &Arc<Context>) {
     let Ok(Ok((send, recv))) = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, conn.accept_bi()).await
     else {
         conn.close(close::PROTOCOL_ERROR, b"no control stream");
@@ -158,8 +158,12 @@ async fn session(conn: quinn::Connection, node: NodeId, ctx: &Context) {
         refuse(conn, &mut control, code, &msg, close_code).await;
         return;
     }
+    let (outbox, mut inbox) = tokio::sync::mpsc::unbounded_channel();
     let (session, superseded, transition) =
-        match ctx.fleet.open_session(&node, conn.clone(), now_ms()) {
+        match ctx
+            .fleet
+            .open_session(&node, conn.clone(), outbox, now_ms())
+        {
             Ok(opened) => opened,
             Err(Refusal::Unknown) => {
                 refuse(
@@ -200,8 +204,10 @@ async fn session(conn: quinn::Connection, node: NodeId, ctx: &Context) {
         heartbeat_interval_ms: ms(ctx.fleet.config().heartbeat_interval),
         server_time_ms: now_ms(),
     };
-    if control.send(&Message::Welcome(welcome)).await.is_ok() {
-        run_session(&conn, &mut control, node, session, ctx).await;
+    if control.send(&Message::Welcome(welcome)).await.is_ok()
+        && send_desired_state(ctx, &mut control, node).await
+    {
+        run_session(&conn, &mut control, &mut inbox, node, session, ctx).await;
     }
     ctx.fleet.close_session(&node, session);
     tracing::info!(reason = ?conn.close_reason(), "session closed");
@@ -226,12 +232,27 @@ fn check_hello(hello: &Hello, node: &NodeId) -> Result<(), (ErrorCode, String, q
     Ok(())
 }
 
+/// Sends the node's current desired state, if it has one. False if the stream failed.
+async fn send_desired_state(ctx: &Context, control: &mut MessageStream, node: NodeId) -> bool {
+    let store = ctx.store.clone();
+    match tokio::task::spawn_blocking(move || store.desired_state(&node)).await {
+        Ok(Ok(ds)) if ds.revision > 0 => control.send(&Message::DesiredState(ds)).await.is_ok(),
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot load desired state");
+            true
+        }
+        Err(_) => true,
+    }
+}
+
 async fn run_session(
     conn: &quinn::Connection,
     control: &mut MessageStream,
+    inbox: &mut tokio::sync::mpsc::UnboundedReceiver<Message>,
     node: NodeId,
     session: u64,
-    ctx: &Context,
+    ctx: &Arc<Context>,
 ) {
     let mut log = LogLimiter::new(5, 10);
     let mut bad_frames = 0u32;
@@ -239,7 +260,19 @@ async fn run_session(
     loop {
         let received = tokio::select! {
             r = control.recv() => r,
-            _ = conn.closed() => return,
+            Some(out) = inbox.recv() => {
+                if control.send(&out).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            bi = conn.accept_bi() => {
+                let Ok((send, recv)) = bi else { return };
+                let ctx = ctx.clone();
+                let stream = MessageStream::new(send, recv, ctx.max_frame);
+                tokio::spawn(async move { crate::fetch::serve_fetch(&ctx, stream).await });
+                continue;
+            }
         };
         let reply = match received {
             Ok(Some(Message::Heartbeat(hb))) => {
@@ -253,7 +286,12 @@ async fn run_session(
                 last_seq = hb.seq;
                 Some(Message::HeartbeatAck(HeartbeatAck { seq: hb.seq }))
             }
-            Ok(Some(Message::DesiredStateAck(_) | Message::InstanceStatus(_))) => None,
+            Ok(Some(Message::DesiredStateAck(_))) => None,
+            Ok(Some(Message::InstanceStatus(status))) => {
+                tracing::debug!(instance = %status.report.instance, state = ?status.report.state, "instance status");
+                ctx.fleet.record_status(&node, status);
+                None
+            }
             Ok(Some(Message::AuditAnswer(answer))) => {
                 let valid = answer.node == node && answer.verify().is_ok();
                 tracing::debug!(probe = answer.probe, valid, "audit answer");

@@ -53,7 +53,8 @@ pub fn detect(declared: Declared, data_dir: &Path) -> NodeFacts {
     }
 }
 
-fn arch() -> Arch {
+/// This machine's architecture.
+pub fn arch() -> Arch {
     match std::env::consts::ARCH {
         "aarch64" => Arch::Aarch64,
         "arm" => Arch::Arm,

@@ -7,6 +7,11 @@
 
 pub mod enrol;
 pub mod facts;
+pub mod fetcher;
+pub mod health;
 pub mod link;
+pub mod partition;
+pub mod process;
 pub mod reconcile;
 pub mod state;
+pub mod supervisor;

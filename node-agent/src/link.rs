@@ -19,7 +19,23 @@ use hearth_transport::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::reconcile::Event;
 use crate::state::{Enrolment, NodeDir};
+use crate::supervisor::Input;
+
+/// What the link shares with the supervisor.
+#[derive(Debug)]
+pub struct Hooks {
+    /// Desired states and link up/down go here.
+    pub inputs: tokio::sync::mpsc::UnboundedSender<Input>,
+    /// Messages to forward to the master.
+    pub outbound: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    /// Instance summary for heartbeats.
+    pub reports:
+        tokio::sync::watch::Receiver<Vec<hearth_protocol::messages::state::InstanceReport>>,
+    /// The current connection, for fetches.
+    pub conn: tokio::sync::watch::Sender<Option<quinn::Connection>>,
+}
 
 /// Why the link stopped for good.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +83,7 @@ pub async fn run(
     enrolment: &Enrolment,
     key: &SecretKey,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut hooks: Hooks,
 ) -> Result<(), LinkError> {
     let identity =
         Identity::new(key, "hearth-node").map_err(|e| LinkError::Setup(e.to_string()))?;
@@ -95,8 +112,11 @@ pub async fn run(
             &mut status,
             dir,
             &mut shutdown,
+            &mut hooks,
         )
         .await;
+        let _ = hooks.conn.send(None);
+        let _ = hooks.inputs.send(Input::Core(Event::LinkDown));
         match ended {
             Ended::Shutdown => {
                 endpoint.close(close::NORMAL, b"node shutting down");
@@ -140,6 +160,7 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_millis(rand::random::<u64>() % (cap_ms + 1))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
     endpoint: &quinn::Endpoint,
     config: quinn::ClientConfig,
@@ -148,6 +169,7 @@ async fn session(
     status: &mut LinkStatus,
     dir: &NodeDir,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    hooks: &mut Hooks,
 ) -> Ended {
     let lost = |reason: String| Ended::Lost {
         established: false,
@@ -202,6 +224,8 @@ async fn session(
     status.last_error = None;
     write_status(dir, status);
     tracing::info!(master = %enrolment.master_addr, ?interval, "session open");
+    let _ = hooks.conn.send(Some(conn.clone()));
+    let _ = hooks.inputs.send(Input::Core(Event::LinkUp));
     let established = |reason: String| Ended::Lost {
         established: true,
         reason,
@@ -221,7 +245,7 @@ async fn session(
                     seq,
                     used: Resources::default(),
                     applied_revision: status.revision,
-                    instances: Vec::new(),
+                    instances: hooks.reports.borrow().clone(),
                     counters: Counters { sessions: status.sessions, ..Counters::default() },
                 };
                 if let Err(e) = control.send(&Message::Heartbeat(hb)).await {
@@ -235,11 +259,13 @@ async fn session(
                         status.last_ack_ms = Some(now_ms());
                     }
                     Ok(Some(Message::DesiredState(ds))) => {
-                        if ds.revision > status.revision {
-                            status.revision = ds.revision;
+                        let revision = ds.revision;
+                        if revision > status.revision {
+                            status.revision = revision;
                             write_status(dir, status);
                         }
-                        let ack = Message::DesiredStateAck(DesiredStateAck { revision: ds.revision });
+                        let _ = hooks.inputs.send(Input::Core(Event::Desired(ds)));
+                        let ack = Message::DesiredStateAck(DesiredStateAck { revision });
                         if control.send(&ack).await.is_err() {
                             return established("send failed".into());
                         }
@@ -257,6 +283,11 @@ async fn session(
                     Ok(Some(other)) => tracing::debug!(kind = other.type_tag(), "ignored message"),
                     Ok(None) => return established("master finished the control stream".into()),
                     Err(e) => return classify_close_stream(&conn).unwrap_or_else(|| established(e.to_string())),
+                }
+            }
+            Some(out) = hooks.outbound.recv() => {
+                if let Err(e) = control.send(&out).await {
+                    return established(e.to_string());
                 }
             }
             _ = shutdown.changed() => {

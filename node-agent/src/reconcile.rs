@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use hearth_protocol::messages::state::{Assignment, DesiredState, Health, InstanceId, InstanceReport, InstanceState};
+use hearth_protocol::messages::state::{
+    Assignment, DesiredState, Health, InstanceId, InstanceReport, InstanceState,
+};
 use serde::{Deserialize, Serialize};
 
 /// Restart backoff: 1 s doubling to 60 s; a run longer than [`STABLE_MS`] resets it.
@@ -76,15 +78,36 @@ pub enum Event {
     /// A desired state arrived.
     Desired(DesiredState),
     /// Preparation finished.
-    Prepared { instance: InstanceId, generation: u64, result: Result<(), Prepare> },
+    Prepared {
+        instance: InstanceId,
+        generation: u64,
+        result: Result<(), Prepare>,
+    },
     /// The process was started.
-    Started { instance: InstanceId, generation: u64, pid: u32, start_ticks: u64 },
+    Started {
+        instance: InstanceId,
+        generation: u64,
+        pid: u32,
+        start_ticks: u64,
+    },
     /// The process could not be started.
-    StartFailed { instance: InstanceId, generation: u64, reason: String },
+    StartFailed {
+        instance: InstanceId,
+        generation: u64,
+        reason: String,
+    },
     /// A process exited.
-    Exited { instance: InstanceId, pid: u32, status: String },
+    Exited {
+        instance: InstanceId,
+        pid: u32,
+        status: String,
+    },
     /// A health check finished.
-    Health { instance: InstanceId, pid: u32, healthy: bool },
+    Health {
+        instance: InstanceId,
+        pid: u32,
+        healthy: bool,
+    },
     /// Time passed.
     Tick,
     /// The session to the master is up.
@@ -110,9 +133,16 @@ pub enum Action {
     /// Start the prepared instance.
     Start(Assignment),
     /// Signal a process group: SIGTERM, or SIGKILL when `kill`.
-    Signal { instance: InstanceId, pid: u32, kill: bool },
+    Signal {
+        instance: InstanceId,
+        pid: u32,
+        kill: bool,
+    },
     /// Tell the master about a change.
-    Report { report: InstanceReport, message: Option<String> },
+    Report {
+        report: InstanceReport,
+        message: Option<String>,
+    },
     /// Forget everything about an instance (keeps its data directory).
     Forget(InstanceId),
     /// Persist the state.
@@ -142,7 +172,11 @@ impl Agent {
         let mut out = Vec::new();
         match event {
             Event::Desired(ds) => self.desired(now_ms, ds, &mut out),
-            Event::Prepared { instance, generation, result } => {
+            Event::Prepared {
+                instance,
+                generation,
+                result,
+            } => {
                 if let Some(i) = self.current(&instance, generation) {
                     if i.phase == Phase::Preparing && i.wanted {
                         match result {
@@ -152,11 +186,15 @@ impl Agent {
                             }
                             Err(Prepare::Retry(why)) => {
                                 i.restarts += 1;
-                                i.phase = Phase::Backoff { until_ms: now_ms + backoff(i.restarts) };
+                                i.phase = Phase::Backoff {
+                                    until_ms: now_ms + backoff(i.restarts),
+                                };
                                 out.push(report(i, Some(why)));
                             }
                             Err(Prepare::Refused(why)) => {
-                                i.phase = Phase::Failed { reason: why.clone() };
+                                i.phase = Phase::Failed {
+                                    reason: why.clone(),
+                                };
                                 out.push(report(i, Some(why)));
                                 out.push(Action::Persist);
                             }
@@ -164,33 +202,67 @@ impl Agent {
                     }
                 }
             }
-            Event::Started { instance, generation, pid, start_ticks } => {
+            Event::Started {
+                instance,
+                generation,
+                pid,
+                start_ticks,
+            } => {
                 if let Some(i) = self.current(&instance, generation) {
                     if i.phase == Phase::Starting {
-                        i.phase = Phase::Running { pid, start_ticks, since_ms: now_ms };
+                        i.phase = Phase::Running {
+                            pid,
+                            start_ticks,
+                            since_ms: now_ms,
+                        };
                         i.health = Health::Unknown;
                         out.push(report(i, None));
                         out.push(Action::Persist);
                     } else {
                         // Started after it was no longer wanted: stop it at once.
-                        out.push(Action::Signal { instance, pid, kill: true });
+                        out.push(Action::Signal {
+                            instance,
+                            pid,
+                            kill: true,
+                        });
                     }
                 }
             }
-            Event::StartFailed { instance, generation, reason } => {
+            Event::StartFailed {
+                instance,
+                generation,
+                reason,
+            } => {
                 if let Some(i) = self.current(&instance, generation) {
                     i.restarts += 1;
-                    i.phase = Phase::Backoff { until_ms: now_ms + backoff(i.restarts) };
+                    i.phase = Phase::Backoff {
+                        until_ms: now_ms + backoff(i.restarts),
+                    };
                     out.push(report(i, Some(reason)));
                 }
             }
-            Event::Exited { instance, pid, status } => self.exited(now_ms, instance, pid, status, &mut out),
-            Event::Health { instance, pid, healthy } => {
+            Event::Exited {
+                instance,
+                pid,
+                status,
+            } => self.exited(now_ms, instance, pid, status, &mut out),
+            Event::Health {
+                instance,
+                pid,
+                healthy,
+            } => {
                 if let Some(i) = self.instances.get_mut(&instance) {
-                    let health = if healthy { Health::Healthy } else { Health::Unhealthy };
-                    if matches!(i.phase, Phase::Running { pid: p, .. } if p == pid) && i.health != health {
+                    let health = if healthy {
+                        Health::Healthy
+                    } else {
+                        Health::Unhealthy
+                    };
+                    if matches!(i.phase, Phase::Running { pid: p, .. } if p == pid)
+                        && i.health != health
+                    {
                         i.health = health;
                         out.push(report(i, None));
+                        out.push(Action::Persist);
                     }
                 }
             }
@@ -214,7 +286,9 @@ impl Agent {
     }
 
     fn current(&mut self, instance: &InstanceId, generation: u64) -> Option<&mut Instance> {
-        self.instances.get_mut(instance).filter(|i| i.spec.generation == generation)
+        self.instances
+            .get_mut(instance)
+            .filter(|i| i.spec.generation == generation)
     }
 
     fn desired(&mut self, now_ms: u64, ds: DesiredState, out: &mut Vec<Action>) {
@@ -236,7 +310,13 @@ impl Agent {
             match self.instances.get_mut(&id) {
                 None => {
                     out.push(Action::Prepare(spec.clone()));
-                    let i = Instance { spec, phase: Phase::Preparing, restarts: 0, health: Health::Unknown, wanted: true };
+                    let i = Instance {
+                        spec,
+                        phase: Phase::Preparing,
+                        restarts: 0,
+                        health: Health::Unknown,
+                        wanted: true,
+                    };
                     out.push(report(&i, None));
                     self.instances.insert(id, i);
                 }
@@ -261,17 +341,33 @@ impl Agent {
         out.push(Action::Persist);
     }
 
-    fn exited(&mut self, now_ms: u64, instance: InstanceId, pid: u32, status: String, out: &mut Vec<Action>) {
-        let Some(i) = self.instances.get_mut(&instance) else { return };
+    fn exited(
+        &mut self,
+        now_ms: u64,
+        instance: InstanceId,
+        pid: u32,
+        status: String,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(i) = self.instances.get_mut(&instance) else {
+            return;
+        };
         match i.phase.clone() {
-            Phase::Running { pid: p, since_ms, .. } if p == pid => {
+            Phase::Running {
+                pid: p, since_ms, ..
+            } if p == pid => {
                 if now_ms.saturating_sub(since_ms) >= STABLE_MS {
                     i.restarts = 0;
                 }
                 i.restarts += 1;
                 i.health = Health::Unknown;
-                i.phase = Phase::Backoff { until_ms: now_ms + backoff(i.restarts) };
-                out.push(report(i, Some(format!("process exited ({status}); restarting"))));
+                i.phase = Phase::Backoff {
+                    until_ms: now_ms + backoff(i.restarts),
+                };
+                out.push(report(
+                    i,
+                    Some(format!("process exited ({status}); restarting")),
+                ));
                 out.push(Action::Persist);
             }
             Phase::Stopping { pid: p, .. } if p == pid => {
@@ -291,21 +387,41 @@ impl Agent {
     }
 
     fn tick(&mut self, now_ms: u64, out: &mut Vec<Action>) {
-        let down_for = self.link_down_since.map(|since| now_ms.saturating_sub(since));
+        let down_for = self
+            .link_down_since
+            .map(|since| now_ms.saturating_sub(since));
         for (id, i) in &mut self.instances {
             match i.phase {
                 Phase::Backoff { until_ms } if until_ms <= now_ms && i.wanted => {
                     i.phase = Phase::Preparing;
                     out.push(Action::Prepare(i.spec.clone()));
                 }
-                Phase::Stopping { pid, deadline_ms, killed: false } if deadline_ms <= now_ms => {
-                    i.phase = Phase::Stopping { pid, deadline_ms, killed: true };
-                    out.push(Action::Signal { instance: id.clone(), pid, kill: true });
+                Phase::Stopping {
+                    pid,
+                    deadline_ms,
+                    killed: false,
+                } if deadline_ms <= now_ms => {
+                    i.phase = Phase::Stopping {
+                        pid,
+                        deadline_ms,
+                        killed: true,
+                    };
+                    out.push(Action::Signal {
+                        instance: id.clone(),
+                        pid,
+                        kill: true,
+                    });
                 }
                 _ => {}
             }
-            let lease_over = matches!((i.spec.lease_ms, down_for), (Some(lease), Some(d)) if d >= lease);
-            if lease_over && !matches!(i.phase, Phase::Stopping { .. } | Phase::Stopped | Phase::Failed { .. }) {
+            let lease_over =
+                matches!((i.spec.lease_ms, down_for), (Some(lease), Some(d)) if d >= lease);
+            if lease_over
+                && !matches!(
+                    i.phase,
+                    Phase::Stopping { .. } | Phase::Stopped | Phase::Failed { .. }
+                )
+            {
                 stop(i, now_ms, out);
                 out.push(Action::Persist);
             }
@@ -316,7 +432,9 @@ impl Agent {
         let gone: Vec<_> = self
             .instances
             .iter()
-            .filter(|(_, i)| !i.wanted && !matches!(i.phase, Phase::Stopping { .. } | Phase::Starting))
+            .filter(|(_, i)| {
+                !i.wanted && !matches!(i.phase, Phase::Stopping { .. } | Phase::Starting)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
@@ -331,8 +449,16 @@ fn stop(i: &mut Instance, now_ms: u64, out: &mut Vec<Action>) {
     match i.phase {
         Phase::Running { pid, .. } => {
             let grace = 10_000;
-            i.phase = Phase::Stopping { pid, deadline_ms: now_ms + grace, killed: false };
-            out.push(Action::Signal { instance: i.spec.instance.clone(), pid, kill: false });
+            i.phase = Phase::Stopping {
+                pid,
+                deadline_ms: now_ms + grace,
+                killed: false,
+            };
+            out.push(Action::Signal {
+                instance: i.spec.instance.clone(),
+                pid,
+                kill: false,
+            });
             out.push(report(i, None));
         }
         Phase::Stopping { .. } => {}
@@ -344,7 +470,9 @@ fn stop(i: &mut Instance, now_ms: u64, out: &mut Vec<Action>) {
 }
 
 fn backoff(restarts: u32) -> u64 {
-    1000u64.saturating_mul(1 << restarts.saturating_sub(1).min(16)).min(MAX_BACKOFF_MS)
+    1000u64
+        .saturating_mul(1 << restarts.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF_MS)
 }
 
 fn state_of(phase: &Phase) -> InstanceState {
@@ -373,7 +501,10 @@ fn report(i: &Instance, message: Option<String>) -> Action {
         Phase::Failed { reason } => Some(reason.clone()),
         _ => None,
     });
-    Action::Report { report: report_of(i), message }
+    Action::Report {
+        report: report_of(i),
+        message,
+    }
 }
 
 #[cfg(test)]

@@ -164,17 +164,27 @@ impl Recipe {
     }
 
     fn check(&self) -> Result<(), RecipeError> {
-        let field = |field: &str, reason: String| RecipeError::Field { field: field.into(), reason };
+        let field = |field: &str, reason: String| RecipeError::Field {
+            field: field.into(),
+            reason,
+        };
         let mut names = std::collections::BTreeSet::new();
         for a in &self.artifacts {
             if !names.insert(a.name.as_str()) {
-                return Err(field("artifacts", format!("artifact `{}` is listed twice", a.name)));
+                return Err(field(
+                    "artifacts",
+                    format!("artifact `{}` is listed twice", a.name),
+                ));
             }
         }
-        let ports: std::collections::BTreeSet<_> = self.ports.iter().map(|p| p.name.as_str()).collect();
+        let ports: std::collections::BTreeSet<_> =
+            self.ports.iter().map(|p| p.name.as_str()).collect();
         for p in &self.ports {
             if p.protocol != "tcp" && p.protocol != "udp" {
-                return Err(field("ports.protocol", format!("`{}` is neither tcp nor udp", p.protocol)));
+                return Err(field(
+                    "ports.protocol",
+                    format!("`{}` is neither tcp nor udp", p.protocol),
+                ));
             }
         }
         if let Some(HealthCheck::Http { port, .. } | HealthCheck::Tcp { port }) = &self.health {

@@ -27,9 +27,14 @@ pub fn expand(text: &str, ctx: &Context<'_>) -> Result<String, String> {
     while let Some(start) = rest.find('{') {
         out.push_str(rest.get(..start).unwrap_or_default());
         let after = rest.get(start + 1..).unwrap_or_default();
-        let end = after.find('}').ok_or_else(|| format!("unclosed `{{` in `{text}`"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `{{` in `{text}`"))?;
         let key = after.get(..end).unwrap_or_default();
-        out.push_str(&lookup(key, ctx).ok_or_else(|| format!("unknown placeholder `{{{key}}}` in `{text}`"))?);
+        out.push_str(
+            &lookup(key, ctx)
+                .ok_or_else(|| format!("unknown placeholder `{{{key}}}` in `{text}`"))?,
+        );
         rest = after.get(end + 1..).unwrap_or_default();
     }
     out.push_str(rest);
@@ -50,9 +55,17 @@ fn lookup(key: &str, ctx: &Context<'_>) -> Option<String> {
 /// Checks that every placeholder in the recipe's run section names something the recipe has.
 pub(crate) fn check(recipe: &Recipe) -> Result<(), String> {
     let probe = Context {
-        artifacts: recipe.artifacts.iter().map(|a| (a.name.clone(), String::new())).collect(),
+        artifacts: recipe
+            .artifacts
+            .iter()
+            .map(|a| (a.name.clone(), String::new()))
+            .collect(),
         ports: recipe.ports.iter().map(|p| (p.name.clone(), 0)).collect(),
-        params: recipe.params.keys().map(|k| (k.clone(), String::new())).collect(),
+        params: recipe
+            .params
+            .keys()
+            .map(|k| (k.clone(), String::new()))
+            .collect(),
         dir: Some(Path::new("")),
         data: Some(Path::new("")),
     };
@@ -62,7 +75,9 @@ pub(crate) fn check(recipe: &Recipe) -> Result<(), String> {
     if let Some(crate::recipe::HealthCheck::Command { argv }) = &recipe.health {
         texts.extend(argv.iter());
     }
-    texts.into_iter().try_for_each(|t| expand(t, &probe).map(|_| ()))
+    texts
+        .into_iter()
+        .try_for_each(|t| expand(t, &probe).map(|_| ()))
 }
 
 #[cfg(test)]
@@ -71,7 +86,10 @@ mod tests {
 
     #[test]
     fn expands_known_and_refuses_unknown_placeholders() {
-        let ctx = Context { ports: [("http".to_owned(), 8080)].into(), ..Context::default() };
+        let ctx = Context {
+            ports: [("http".to_owned(), 8080)].into(),
+            ..Context::default()
+        };
         assert_eq!(expand("--port={port:http}", &ctx).unwrap(), "--port=8080");
         assert!(expand("{port:ssh}", &ctx).unwrap_err().contains("port:ssh"));
         assert!(expand("{port:http", &ctx).is_err());

@@ -10,7 +10,12 @@ use crate::recipe::{Artifact, Recipe, RecipeError};
 pub enum VerifyError {
     /// The recipe bytes do not hash to what the master named.
     #[error("recipe {name} {version}: content hash {got} differs from the expected {expected}")]
-    RecipeHash { name: String, version: String, expected: Sha256, got: Sha256 },
+    RecipeHash {
+        name: String,
+        version: String,
+        expected: Sha256,
+        got: Sha256,
+    },
     /// The recipe is not what the master named.
     #[error("recipe names itself {got} but {expected} was assigned")]
     Mismatch { expected: String, got: String },
@@ -41,13 +46,27 @@ impl VerifiedRecipe {
     }
 
     /// Checks an artifact's bytes (size and SHA-256) against this recipe.
-    pub fn check_artifact(&self, artifact: &Artifact, size: u64, sha256: &Sha256) -> Result<(), VerifyError> {
-        let bad = |reason: String| VerifyError::Artifact { name: artifact.name.clone(), reason };
+    pub fn check_artifact(
+        &self,
+        artifact: &Artifact,
+        size: u64,
+        sha256: &Sha256,
+    ) -> Result<(), VerifyError> {
+        let bad = |reason: String| VerifyError::Artifact {
+            name: artifact.name.clone(),
+            reason,
+        };
         if size != artifact.size {
-            return Err(bad(format!("{size} bytes, the recipe says {}", artifact.size)));
+            return Err(bad(format!(
+                "{size} bytes, the recipe says {}",
+                artifact.size
+            )));
         }
         if *sha256 != artifact.sha256 {
-            return Err(bad(format!("SHA-256 {sha256}, the recipe says {}", artifact.sha256)));
+            return Err(bad(format!(
+                "SHA-256 {sha256}, the recipe says {}",
+                artifact.sha256
+            )));
         }
         Ok(())
     }
@@ -75,7 +94,10 @@ pub fn verify_recipe(bytes: &[u8], reference: &RecipeRef) -> Result<VerifiedReci
             got: format!("{} {}", recipe.name, recipe.version),
         });
     }
-    Ok(VerifiedRecipe { recipe, sha256: got })
+    Ok(VerifiedRecipe {
+        recipe,
+        sha256: got,
+    })
 }
 
 #[cfg(test)]
@@ -102,7 +124,11 @@ path = "/healthz"
 "#;
 
     fn reference(bytes: &[u8]) -> RecipeRef {
-        RecipeRef { name: "static-site".parse().unwrap(), version: "1.0.0".into(), sha256: Sha256::digest(bytes) }
+        RecipeRef {
+            name: "static-site".parse().unwrap(),
+            version: "1.0.0".into(),
+            sha256: Sha256::digest(bytes),
+        }
     }
 
     #[test]
@@ -111,7 +137,10 @@ path = "/healthz"
         let v = verify_recipe(DOC.as_bytes(), &r).unwrap();
         assert_eq!(v.recipe().ports.len(), 1);
         let tampered = DOC.replace("--root", "--rm");
-        assert!(matches!(verify_recipe(tampered.as_bytes(), &r), Err(VerifyError::RecipeHash { .. })));
+        assert!(matches!(
+            verify_recipe(tampered.as_bytes(), &r),
+            Err(VerifyError::RecipeHash { .. })
+        ));
     }
 
     #[test]

@@ -71,7 +71,12 @@ impl MasterProc {
             .arg("run")
             .arg("--data-dir")
             .arg(&dir)
-            .args(["--quic", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(if extra.iter().any(|a| a == "--quic") {
+                vec![]
+            } else {
+                vec!["--quic", "127.0.0.1:0"]
+            })
+            .args(["--http", "127.0.0.1:0"])
             .args(&extra)
             .stdout(Stdio::null())
             .stderr(log)
@@ -116,6 +121,37 @@ impl MasterProc {
         let id = self.id;
         drop(self);
         Self::run(dir, id, extra)
+    }
+
+    /// `kill -9`, then start again on the same data dir and the same QUIC port (nodes know it).
+    pub fn kill9_and_restart_same_quic(mut self) -> Self {
+        self.kill9();
+        let dir = self.dir.clone();
+        let mut extra = std::mem::take(&mut self.extra);
+        extra.extend(["--quic".to_owned(), self.quic.to_string()]);
+        let id = self.id;
+        drop(self);
+        Self::run(dir, id, extra)
+    }
+
+    /// Uploads a blob through the API; returns its SHA-256.
+    pub async fn put_blob(&self, bytes: Vec<u8>) -> hearth_protocol::Sha256 {
+        let sha = hearth_protocol::Sha256::digest(&bytes);
+        let resp = reqwest::Client::new()
+            .put(format!("http://{}/v1/blobs/{sha}", self.http))
+            .bearer_auth(&self.token)
+            .body(bytes)
+            .send()
+            .await
+            .expect("API reachable");
+        assert!(resp.status().is_success(), "blob upload: {}", resp.status());
+        sha
+    }
+
+    /// The instance's entry in `GET /v1/instances`.
+    pub async fn instance(&self, id: &str) -> Option<Value> {
+        let (_, v) = self.get("/v1/instances").await;
+        v.as_array()?.iter().find(|i| i["instance"] == id).cloned()
     }
 
     /// Sends SIGKILL and reaps the process.

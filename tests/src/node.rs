@@ -141,3 +141,102 @@ impl TestSession {
             .ok()
     }
 }
+
+/// A real `hearth-node run` process; killed on drop.
+#[derive(Debug)]
+pub struct NodeProc {
+    /// Data directory.
+    pub dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl NodeProc {
+    /// `hearth-node enrol` (the real binary), then `run`.
+    pub fn enrol_and_run(dir: &Path, master: SocketAddr, token: &str) -> Self {
+        let out = std::process::Command::new(crate::bin("hearth-node"))
+            .args([
+                "enrol",
+                "--master",
+                &master.to_string(),
+                "--token",
+                token,
+                "--data-dir",
+            ])
+            .arg(dir)
+            .args(["--country", "BE", "--isp", "Proximus", "--home", "home-1"])
+            .output()
+            .expect("run hearth-node enrol");
+        assert!(
+            out.status.success(),
+            "enrol: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self::run(dir)
+    }
+
+    /// Starts `hearth-node run` on an enrolled data directory.
+    pub fn run(dir: &Path) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .expect("log");
+        let child = std::process::Command::new(crate::bin("hearth-node"))
+            .args(["run", "--data-dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hearth-node");
+        Self {
+            dir: dir.to_owned(),
+            child,
+        }
+    }
+
+    /// `kill -9` the agent (its instances keep running).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `hearth-node status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        let out = std::process::Command::new(crate::bin("hearth-node"))
+            .args(["status", "--json", "--data-dir"])
+            .arg(&self.dir)
+            .output()
+            .expect("run hearth-node status");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The agent's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// Processes tagged as instance `id` of this agent.
+    pub fn processes_of(&self, id: &str) -> Vec<u32> {
+        let root = std::fs::canonicalize(&self.dir).expect("dir");
+        hearth_node_agent::process::find_tagged(&root)
+            .into_iter()
+            .filter(|(_, i)| i == id)
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    /// Kills every process of this agent's instances (test cleanup).
+    pub fn kill_instances(&self) {
+        let root = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        for (pid, _) in hearth_node_agent::process::find_tagged(&root) {
+            let _ = hearth_node_agent::process::signal(pid, true);
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill9();
+        self.kill_instances();
+    }
+}

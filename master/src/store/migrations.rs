@@ -6,9 +6,10 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Each entry brings the schema from `version - 1` to `version`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE tokens (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE tokens (
         id            TEXT PRIMARY KEY,
         secret_hash   TEXT NOT NULL,
         label         TEXT NOT NULL,
@@ -28,10 +29,26 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         last_seen_ms   BIGINT,
         liveness       TEXT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE assignments (
+        instance      TEXT PRIMARY KEY,
+        node          TEXT NOT NULL REFERENCES nodes(id),
+        generation    BIGINT NOT NULL,
+        spec          TEXT NOT NULL,
+        spec_version  INTEGER NOT NULL
+    );
+    CREATE INDEX assignments_by_node ON assignments(node);
+    CREATE TABLE node_revisions (
+        node          TEXT PRIMARY KEY REFERENCES nodes(id),
+        revision      BIGINT NOT NULL
+    );",
+    ),
+];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 1;
+pub(crate) const LATEST: i64 = 2;
 
 /// Brings the database to [`LATEST`], refusing one written by a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@ mod sqlite;
 
 use std::fmt;
 
+use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId};
 use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 use serde::{Deserialize, Serialize};
 
@@ -198,4 +199,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn set_admin(&self, id: &NodeId, admin: AdminState) -> Result<bool, StoreError>;
     /// Persists liveness changes in one transaction.
     fn record_liveness(&self, updates: &[LivenessUpdate]) -> Result<(), StoreError>;
+    /// Places `spec` on `node` at the next generation of its instance (the given generation is
+    /// ignored). Returns the stored assignment and every node whose desired state changed, with
+    /// its new revision. `Ok(None)` if the node is unknown.
+    fn put_assignment(
+        &self,
+        node: &NodeId,
+        spec: &Assignment,
+    ) -> Result<Option<(Assignment, Vec<NodeId>)>, StoreError>;
+    /// Removes an instance; returns the node whose desired state changed.
+    fn remove_assignment(&self, instance: &InstanceId) -> Result<Option<NodeId>, StoreError>;
+    /// A node's whole desired state.
+    fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError>;
+    /// Every assignment with its node.
+    fn assignments(&self) -> Result<Vec<(NodeId, Assignment)>, StoreError>;
 }

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
+use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId};
 use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -11,6 +12,30 @@ use super::{AdminState, LivenessUpdate, NodeRecord, RedeemError, Store, StoreErr
 
 /// Version of the JSON encoding of [`NodeFacts`] in the `nodes.facts` column.
 const FACTS_VERSION: i64 = 1;
+/// Version of the JSON encoding of [`Assignment`] in the `assignments.spec` column.
+const SPEC_VERSION: i64 = 1;
+
+fn bump_revision(tx: &rusqlite::Transaction<'_>, node: &NodeId) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO node_revisions (node, revision) VALUES (?1, 1)
+         ON CONFLICT (node) DO UPDATE SET revision = node_revisions.revision + 1",
+        [node.to_string()],
+    )?;
+    Ok(())
+}
+
+fn spec_from_row(r: &Row<'_>) -> rusqlite::Result<(NodeId, Assignment)> {
+    let node: String = r.get("node")?;
+    let spec: String = r.get("spec")?;
+    let version: i64 = r.get("spec_version")?;
+    if version != SPEC_VERSION {
+        return Err(corrupt("spec_version", version));
+    }
+    Ok((
+        node.parse().map_err(|e| corrupt("assignment node", e))?,
+        serde_json::from_str(&spec).map_err(|e| corrupt("assignment spec", e))?,
+    ))
+}
 
 /// SQLite-backed [`Store`].
 #[derive(Debug)]
@@ -252,5 +277,100 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn put_assignment(
+        &self,
+        node: &NodeId,
+        spec: &Assignment,
+    ) -> Result<Option<(Assignment, Vec<NodeId>)>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let known: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM nodes WHERE id = ?1",
+                [node.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if known.is_none() {
+            return Ok(None);
+        }
+        let previous = tx
+            .query_row(
+                "SELECT * FROM assignments WHERE instance = ?1",
+                [spec.instance.to_string()],
+                spec_from_row,
+            )
+            .optional()?;
+        let mut stored = spec.clone();
+        stored.generation = previous.as_ref().map_or(1, |(_, p)| p.generation + 1);
+        let json =
+            serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO assignments (instance, node, generation, spec, spec_version)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (instance) DO UPDATE SET node = ?2, generation = ?3, spec = ?4, spec_version = ?5",
+            params![stored.instance.to_string(), node.to_string(), ms(stored.generation), json, SPEC_VERSION],
+        )?;
+        let mut changed = vec![*node];
+        if let Some((old, _)) = previous.filter(|(old, _)| old != node) {
+            changed.push(old);
+        }
+        for n in &changed {
+            bump_revision(&tx, n)?;
+        }
+        tx.commit()?;
+        Ok(Some((stored, changed)))
+    }
+
+    fn remove_assignment(&self, instance: &InstanceId) -> Result<Option<NodeId>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let previous = tx
+            .query_row(
+                "SELECT * FROM assignments WHERE instance = ?1",
+                [instance.to_string()],
+                spec_from_row,
+            )
+            .optional()?;
+        let Some((node, _)) = previous else {
+            return Ok(None);
+        };
+        tx.execute(
+            "DELETE FROM assignments WHERE instance = ?1",
+            [instance.to_string()],
+        )?;
+        bump_revision(&tx, &node)?;
+        tx.commit()?;
+        Ok(Some(node))
+    }
+
+    fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError> {
+        let conn = self.conn();
+        let revision: Option<i64> = conn
+            .query_row(
+                "SELECT revision FROM node_revisions WHERE node = ?1",
+                [node.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut stmt =
+            conn.prepare("SELECT * FROM assignments WHERE node = ?1 ORDER BY instance")?;
+        let instances = stmt
+            .query_map([node.to_string()], spec_from_row)?
+            .map(|r| r.map(|(_, spec)| spec))
+            .collect::<Result<_, _>>()?;
+        Ok(DesiredState {
+            revision: opt_ms(revision).unwrap_or(0),
+            instances,
+        })
+    }
+
+    fn assignments(&self) -> Result<Vec<(NodeId, Assignment)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT * FROM assignments ORDER BY instance")?;
+        let rows = stmt.query_map([], spec_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

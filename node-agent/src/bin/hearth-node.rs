@@ -8,8 +8,10 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use hearth_node_agent::enrol::enrol;
 use hearth_node_agent::facts::Declared;
-use hearth_node_agent::link::{self, LinkStatus};
+use hearth_node_agent::fetcher::Fetcher;
+use hearth_node_agent::link::{self, Hooks, LinkStatus};
 use hearth_node_agent::state::NodeDir;
+use hearth_node_agent::supervisor::{Supervisor, Wiring};
 use hearth_protocol::{CountryCode, EnrolToken, HomeId};
 
 /// The Hearth node agent.
@@ -60,6 +62,9 @@ enum Command {
         /// Data directory of an enrolled node.
         #[arg(long)]
         data_dir: PathBuf,
+        /// Address at which this node's instances are reachable, published in their endpoints.
+        #[arg(long, default_value = "127.0.0.1")]
+        advertise_host: std::net::IpAddr,
     },
     /// Show what this node runs and its link to the master.
     Status {
@@ -130,7 +135,10 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 data_dir.display()
             );
         }
-        Command::Run { data_dir } => {
+        Command::Run {
+            data_dir,
+            advertise_host,
+        } => {
             let dir = NodeDir::new(data_dir);
             let enrolment = dir.require_enrolment()?;
             let key = dir.require_key()?;
@@ -140,7 +148,28 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 let _ = tx.send(true);
             });
             tracing::info!(node = %enrolment.node, master = %enrolment.master_addr, "agent starting");
-            link::run(&dir, &enrolment, &key, rx).await?;
+            let (inputs_tx, inputs_rx) = tokio::sync::mpsc::unbounded_channel();
+            let (outbound_tx, outbound_rx) = tokio::sync::mpsc::unbounded_channel();
+            let (reports_tx, reports_rx) = tokio::sync::watch::channel(Vec::new());
+            let (conn_tx, conn_rx) = tokio::sync::watch::channel(None);
+            let wiring = Wiring {
+                inputs: inputs_tx.clone(),
+                outbound: outbound_tx,
+                reports: reports_tx,
+            };
+            let root = std::fs::canonicalize(dir.path())?;
+            let supervisor =
+                Supervisor::start(root, Fetcher::new(conn_rx), advertise_host, wiring)?;
+            let supervised = tokio::spawn(supervisor.run(inputs_rx, rx.clone()));
+            let hooks = Hooks {
+                inputs: inputs_tx,
+                outbound: outbound_rx,
+                reports: reports_rx,
+                conn: conn_tx,
+            };
+            let linked = link::run(&dir, &enrolment, &key, rx, hooks).await;
+            let _ = supervised.await;
+            linked?;
         }
         Command::Status { data_dir, json } => {
             let dir = NodeDir::new(&data_dir);
@@ -149,8 +178,17 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default();
+            let state: serde_json::Value =
+                std::fs::read_to_string(data_dir.join("agent-state.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default();
+            let instances = state
+                .pointer("/agent/instances")
+                .cloned()
+                .unwrap_or_default();
             if json {
-                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "link": link, "instances": [] });
+                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "link": link, "instances": instances });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("node:     {}", enrolment.node);
@@ -171,7 +209,25 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 if let Some(e) = link.last_error {
                     println!("last error: {e}");
                 }
-                println!("instances: none");
+                let list = instances.as_object().cloned().unwrap_or_default();
+                if list.is_empty() {
+                    println!("instances: none");
+                }
+                for (id, i) in list {
+                    let phase = i
+                        .pointer("/phase/phase")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?");
+                    let pid = i
+                        .pointer("/phase/pid")
+                        .and_then(|v| v.as_u64())
+                        .map_or(String::new(), |p| format!(" pid {p}"));
+                    let health = i.get("health").and_then(|v| v.as_str()).unwrap_or("?");
+                    println!(
+                        "instance: {id} {phase}{pid} health {health} restarts {}",
+                        i.get("restarts").and_then(|v| v.as_u64()).unwrap_or(0)
+                    );
+                }
             }
         }
     }

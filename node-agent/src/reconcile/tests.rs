@@ -10,7 +10,11 @@ fn spec(id: &str, generation: u64, lease_ms: Option<u64>) -> Assignment {
         instance: id.parse().unwrap(),
         deployment: "web".parse().unwrap(),
         generation,
-        recipe: RecipeRef { name: "site".parse().unwrap(), version: "1".into(), sha256: Sha256::digest(b"r") },
+        recipe: RecipeRef {
+            name: "site".parse().unwrap(),
+            version: "1".into(),
+            sha256: Sha256::digest(b"r"),
+        },
         params: BTreeMap::new(),
         ports: BTreeMap::new(),
         resources: Resources::default(),
@@ -19,7 +23,10 @@ fn spec(id: &str, generation: u64, lease_ms: Option<u64>) -> Assignment {
 }
 
 fn desired(revision: u64, specs: Vec<Assignment>) -> Event {
-    Event::Desired(DesiredState { revision, instances: specs })
+    Event::Desired(DesiredState {
+        revision,
+        instances: specs,
+    })
 }
 
 fn id(s: &str) -> InstanceId {
@@ -31,13 +38,32 @@ fn running(agent: &mut Agent, s: Assignment, pid: u32) {
     let (i, g) = (s.instance.clone(), s.generation);
     let rev = agent.applied_revision + 1;
     agent.step(0, desired(rev, vec![s]));
-    let a = agent.step(0, Event::Prepared { instance: i.clone(), generation: g, result: Ok(()) });
+    let a = agent.step(
+        0,
+        Event::Prepared {
+            instance: i.clone(),
+            generation: g,
+            result: Ok(()),
+        },
+    );
     assert!(matches!(a.as_slice(), [Action::Start(_)]), "{a:?}");
-    agent.step(0, Event::Started { instance: i, generation: g, pid, start_ticks: 7 });
+    agent.step(
+        0,
+        Event::Started {
+            instance: i,
+            generation: g,
+            pid,
+            start_ticks: 7,
+        },
+    );
 }
 
 fn state(agent: &Agent, s: &str) -> Option<InstanceState> {
-    agent.reports().into_iter().find(|r| r.instance.as_str() == s).map(|r| r.state)
+    agent
+        .reports()
+        .into_iter()
+        .find(|r| r.instance.as_str() == s)
+        .map(|r| r.state)
 }
 
 #[test]
@@ -55,7 +81,10 @@ fn the_same_desired_state_twice_changes_nothing() {
     let mut a = Agent::default();
     running(&mut a, spec("web-0", 1, None), 42);
     let before = a.clone();
-    assert!(a.step(5, desired(1, vec![spec("web-0", 1, None)])).is_empty());
+    assert!(
+        a.step(5, desired(1, vec![spec("web-0", 1, None)]))
+            .is_empty()
+    );
     let actions = a.step(5, desired(2, vec![spec("web-0", 1, None)]));
     assert_eq!(actions, vec![Action::Persist]);
     assert_eq!(a.instances, before.instances);
@@ -65,14 +94,49 @@ fn the_same_desired_state_twice_changes_nothing() {
 fn a_crash_is_restarted_after_a_growing_backoff() {
     let mut a = Agent::default();
     running(&mut a, spec("web-0", 1, None), 42);
-    a.step(1_000, Event::Exited { instance: id("web-0"), pid: 42, status: "signal 9".into() });
+    a.step(
+        1_000,
+        Event::Exited {
+            instance: id("web-0"),
+            pid: 42,
+            status: "signal 9".into(),
+        },
+    );
     assert_eq!(state(&a, "web-0"), Some(InstanceState::Restarting));
     assert!(a.step(1_500, Event::Tick).is_empty());
-    assert_eq!(a.step(2_000, Event::Tick), vec![Action::Prepare(spec("web-0", 1, None))]);
-    a.step(2_000, Event::Prepared { instance: id("web-0"), generation: 1, result: Ok(()) });
-    a.step(2_000, Event::Started { instance: id("web-0"), generation: 1, pid: 43, start_ticks: 8 });
-    a.step(2_100, Event::Exited { instance: id("web-0"), pid: 43, status: "exit 1".into() });
-    assert!(a.step(3_100, Event::Tick).is_empty(), "second backoff is 2 s");
+    assert_eq!(
+        a.step(2_000, Event::Tick),
+        vec![Action::Prepare(spec("web-0", 1, None))]
+    );
+    a.step(
+        2_000,
+        Event::Prepared {
+            instance: id("web-0"),
+            generation: 1,
+            result: Ok(()),
+        },
+    );
+    a.step(
+        2_000,
+        Event::Started {
+            instance: id("web-0"),
+            generation: 1,
+            pid: 43,
+            start_ticks: 8,
+        },
+    );
+    a.step(
+        2_100,
+        Event::Exited {
+            instance: id("web-0"),
+            pid: 43,
+            status: "exit 1".into(),
+        },
+    );
+    assert!(
+        a.step(3_100, Event::Tick).is_empty(),
+        "second backoff is 2 s"
+    );
     assert!(!a.step(4_100, Event::Tick).is_empty());
 }
 
@@ -80,7 +144,17 @@ fn a_crash_is_restarted_after_a_growing_backoff() {
 fn an_exit_of_an_unknown_pid_is_ignored() {
     let mut a = Agent::default();
     running(&mut a, spec("web-0", 1, None), 42);
-    assert!(a.step(1, Event::Exited { instance: id("web-0"), pid: 99, status: "x".into() }).is_empty());
+    assert!(
+        a.step(
+            1,
+            Event::Exited {
+                instance: id("web-0"),
+                pid: 99,
+                status: "x".into()
+            }
+        )
+        .is_empty()
+    );
     assert_eq!(state(&a, "web-0"), Some(InstanceState::Running));
 }
 
@@ -89,9 +163,27 @@ fn a_removed_instance_is_terminated_then_killed_then_forgotten() {
     let mut a = Agent::default();
     running(&mut a, spec("web-0", 1, None), 42);
     let actions = a.step(0, desired(2, vec![]));
-    assert!(actions.contains(&Action::Signal { instance: id("web-0"), pid: 42, kill: false }));
-    assert_eq!(a.step(10_000, Event::Tick), vec![Action::Signal { instance: id("web-0"), pid: 42, kill: true }]);
-    let actions = a.step(10_001, Event::Exited { instance: id("web-0"), pid: 42, status: "signal 9".into() });
+    assert!(actions.contains(&Action::Signal {
+        instance: id("web-0"),
+        pid: 42,
+        kill: false
+    }));
+    assert_eq!(
+        a.step(10_000, Event::Tick),
+        vec![Action::Signal {
+            instance: id("web-0"),
+            pid: 42,
+            kill: true
+        }]
+    );
+    let actions = a.step(
+        10_001,
+        Event::Exited {
+            instance: id("web-0"),
+            pid: 42,
+            status: "signal 9".into(),
+        },
+    );
     assert!(actions.contains(&Action::Forget(id("web-0"))));
     assert!(a.instances.is_empty());
 }
@@ -101,20 +193,52 @@ fn a_new_generation_replaces_the_running_process() {
     let mut a = Agent::default();
     running(&mut a, spec("web-0", 1, None), 42);
     let actions = a.step(0, desired(2, vec![spec("web-0", 2, None)]));
-    assert!(actions.contains(&Action::Signal { instance: id("web-0"), pid: 42, kill: false }));
-    let actions = a.step(1, Event::Exited { instance: id("web-0"), pid: 42, status: "exit 0".into() });
+    assert!(actions.contains(&Action::Signal {
+        instance: id("web-0"),
+        pid: 42,
+        kill: false
+    }));
+    let actions = a.step(
+        1,
+        Event::Exited {
+            instance: id("web-0"),
+            pid: 42,
+            status: "exit 0".into(),
+        },
+    );
     assert!(actions.contains(&Action::Prepare(spec("web-0", 2, None))));
     // A report for the old generation is stale: ignored.
-    assert!(a.step(2, Event::Prepared { instance: id("web-0"), generation: 1, result: Ok(()) }).is_empty());
+    assert!(
+        a.step(
+            2,
+            Event::Prepared {
+                instance: id("web-0"),
+                generation: 1,
+                result: Ok(())
+            }
+        )
+        .is_empty()
+    );
     // An older generation never replaces a newer one.
-    assert!(!a.step(3, desired(3, vec![spec("web-0", 1, None)])).iter().any(|x| matches!(x, Action::Prepare(_))));
+    assert!(
+        !a.step(3, desired(3, vec![spec("web-0", 1, None)]))
+            .iter()
+            .any(|x| matches!(x, Action::Prepare(_)))
+    );
 }
 
 #[test]
 fn a_refused_recipe_fails_and_never_starts() {
     let mut a = Agent::default();
     a.step(0, desired(1, vec![spec("web-0", 1, None)]));
-    let actions = a.step(0, Event::Prepared { instance: id("web-0"), generation: 1, result: Err(Prepare::Refused("hash mismatch".into())) });
+    let actions = a.step(
+        0,
+        Event::Prepared {
+            instance: id("web-0"),
+            generation: 1,
+            result: Err(Prepare::Refused("hash mismatch".into())),
+        },
+    );
     assert!(!actions.iter().any(|x| matches!(x, Action::Start(_))));
     assert_eq!(state(&a, "web-0"), Some(InstanceState::Failed));
     assert!(a.step(100_000, Event::Tick).is_empty());
@@ -123,16 +247,51 @@ fn a_refused_recipe_fails_and_never_starts() {
 #[test]
 fn a_leased_instance_stops_when_the_master_is_gone_too_long_and_returns_with_it() {
     let mut a = Agent::default();
-    a.step(0, desired(1, vec![spec("db-0", 1, Some(30_000)), spec("web-0", 1, None)]));
+    a.step(
+        0,
+        desired(
+            1,
+            vec![spec("db-0", 1, Some(30_000)), spec("web-0", 1, None)],
+        ),
+    );
     for (name, pid) in [("db-0", 42), ("web-0", 43)] {
-        a.step(0, Event::Prepared { instance: id(name), generation: 1, result: Ok(()) });
-        a.step(0, Event::Started { instance: id(name), generation: 1, pid, start_ticks: 1 });
+        a.step(
+            0,
+            Event::Prepared {
+                instance: id(name),
+                generation: 1,
+                result: Ok(()),
+            },
+        );
+        a.step(
+            0,
+            Event::Started {
+                instance: id(name),
+                generation: 1,
+                pid,
+                start_ticks: 1,
+            },
+        );
     }
     a.step(1_000, Event::LinkDown);
     assert!(a.step(30_000, Event::Tick).is_empty());
     let actions = a.step(31_000, Event::Tick);
-    assert_eq!(actions.first(), Some(&Action::Signal { instance: id("db-0"), pid: 42, kill: false }));
-    a.step(31_500, Event::Exited { instance: id("db-0"), pid: 42, status: "exit 0".into() });
+    assert_eq!(
+        actions.first(),
+        Some(&Action::Signal {
+            instance: id("db-0"),
+            pid: 42,
+            kill: false
+        })
+    );
+    a.step(
+        31_500,
+        Event::Exited {
+            instance: id("db-0"),
+            pid: 42,
+            status: "exit 0".into(),
+        },
+    );
     assert_eq!(state(&a, "db-0"), Some(InstanceState::Stopped));
     assert_eq!(state(&a, "web-0"), Some(InstanceState::Running));
     let actions = a.step(40_000, Event::LinkUp);

@@ -37,20 +37,31 @@ async fn main() -> anyhow::Result<()> {
     let index = args.root.join("index.html");
     if !index.exists() {
         let title = args.title.replace('<', "&lt;");
-        std::fs::write(&index, format!("<!doctype html><title>{title}</title><h1>{title}</h1>\n"))?;
+        std::fs::write(
+            &index,
+            format!("<!doctype html><title>{title}</title><h1>{title}</h1>\n"),
+        )?;
     }
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(serve)
         .with_state(args.root.clone());
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port)).await?;
-    eprintln!("hearth-static serving {} on {}", args.root.display(), listener.local_addr()?);
+    eprintln!(
+        "hearth-static serving {} on {}",
+        args.root.display(),
+        listener.local_addr()?
+    );
     let shutdown = async {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             term.recv().await;
         }
     };
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -58,7 +69,11 @@ async fn serve(State(root): State<PathBuf>, uri: Uri) -> Response {
     let Some(path) = safe_join(&root, uri.path()) else {
         return (StatusCode::BAD_REQUEST, "bad path\n").into_response();
     };
-    let path = if path.is_dir() { path.join("index.html") } else { path };
+    let path = if path.is_dir() {
+        path.join("index.html")
+    } else {
+        path
+    };
     match tokio::fs::read(&path).await {
         Ok(body) => ([(header::CONTENT_TYPE, content_type(&path))], body).into_response(),
         Err(_) => (StatusCode::NOT_FOUND, "not found\n").into_response(),

@@ -1,0 +1,84 @@
+//! Serving fetch streams: `fetch_blob` → `blob_chunk`s, each on its own stream.
+
+use std::io::{Read as _, Seek as _, SeekFrom};
+
+use hearth_protocol::frame::MAX_CHUNK;
+use hearth_protocol::messages::fetch::{BlobChunk, FetchBlob};
+use hearth_protocol::{Blob, ErrorCode, Message};
+use hearth_transport::{MessageStream, StreamError};
+
+use crate::context::Context;
+
+/// Answers one fetch stream.
+pub async fn serve_fetch(ctx: &Context, mut stream: MessageStream) {
+    let reply = match stream.recv().await {
+        Ok(Some(Message::FetchBlob(req))) => send_blob(ctx, &mut stream, &req).await.err(),
+        Ok(Some(Message::FetchMetadata(m))) => Some(Message::error(
+            ErrorCode::NotFound,
+            format!(
+                "no signed repository metadata `{}` is published on this master yet",
+                m.file
+            ),
+            false,
+        )),
+        Ok(Some(other)) => Some(Message::error(
+            ErrorCode::UnexpectedMessage,
+            format!(
+                "a fetch stream takes fetch_blob or fetch_metadata, not {}",
+                other.type_tag()
+            ),
+            false,
+        )),
+        Ok(None) => return,
+        Err(StreamError::Frame(e)) => {
+            ctx.metrics.frame_error(e.code().as_str());
+            Some(Message::error(e.code(), e.to_string(), false))
+        }
+        Err(_) => return,
+    };
+    if let Some(reply) = reply {
+        let _ = stream.send(&reply).await;
+    }
+    let _ = stream.finish();
+}
+
+async fn send_blob(
+    ctx: &Context,
+    stream: &mut MessageStream,
+    req: &FetchBlob,
+) -> Result<(), Message> {
+    let path = ctx.blobs.path(&req.sha256);
+    let not_found = || {
+        Message::error(
+            ErrorCode::NotFound,
+            format!("no blob {}", req.sha256),
+            false,
+        )
+    };
+    let mut file = std::fs::File::open(&path).map_err(|_| not_found())?;
+    let total = file.metadata().map_err(|_| not_found())?.len();
+    let end = total.min(req.offset.saturating_add(req.max_len));
+    let mut offset = req.offset.min(total);
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|_| not_found())?;
+    loop {
+        let want = usize::try_from((end - offset).min(MAX_CHUNK as u64)).unwrap_or(MAX_CHUNK);
+        let mut data = vec![0u8; want];
+        file.read_exact(&mut data).map_err(|e| {
+            Message::error(ErrorCode::Internal, format!("reading blob: {e}"), false)
+        })?;
+        let chunk = BlobChunk {
+            sha256: req.sha256,
+            offset,
+            total_len: total,
+            data: Blob(data),
+        };
+        if stream.send(&Message::BlobChunk(chunk)).await.is_err() {
+            return Ok(()); // the node went away
+        }
+        offset += want as u64;
+        if offset >= end {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Operator API for workloads: blobs (recipes, artifacts) and instances placed on nodes.
+//!
+//! Placement here is explicit (an operator names the node); the scheduler will call the same
+//! store operations. Every change bumps the affected nodes' desired-state revision and pushes the
+//! whole new desired state to their sessions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use hearth_protocol::messages::state::{Assignment, InstanceId, Name, RecipeRef};
+use hearth_protocol::{Message, NodeId, Resources, Sha256};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::api::{ApiError, bad_request, blocking, rejection};
+use crate::context::Context;
+
+/// Largest blob accepted over the API.
+pub const MAX_BLOB: usize = 512 * 1024 * 1024;
+
+/// `PUT /v1/blobs/{sha256}`: stores content-addressed bytes.
+pub async fn put_blob(
+    State(ctx): State<Arc<Context>>,
+    Path(sha): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let sha: Sha256 = sha
+        .parse()
+        .map_err(|e| bad_request(format!("`{sha}` is not a SHA-256: {e}")))?;
+    let blobs = ctx.blobs.clone();
+    let size = body.len();
+    let created = tokio::task::spawn_blocking(move || blobs.put(&sha, &body))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| match e {
+            crate::blobs::BlobError::HashMismatch { .. } => {
+                ApiError(StatusCode::BAD_REQUEST, "hash_mismatch", e.to_string())
+            }
+            crate::blobs::BlobError::Io(_) => ApiError(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "store_unavailable",
+                e.to_string(),
+            ),
+        })?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({ "sha256": sha.to_string(), "size": size, "created": created })),
+    ))
+}
+
+/// Body of `POST /v1/instances`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceInstance {
+    /// Instance id (unique fleet-wide).
+    pub instance: InstanceId,
+    /// Node to run it on.
+    pub node: NodeId,
+    /// Deployment it belongs to.
+    pub deployment: Name,
+    /// Recipe, named by version and hash (uploaded as a blob first).
+    pub recipe: RecipeRef,
+    /// Parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Port numbers by name.
+    #[serde(default)]
+    pub ports: BTreeMap<String, u16>,
+    /// Reserved resources.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Stop after this long without the master.
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
+}
+
+/// `POST /v1/instances`: places (or re-places, at a new generation) an instance on a node.
+pub async fn place_instance(
+    State(ctx): State<Arc<Context>>,
+    body: Result<Json<PlaceInstance>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(p) = body.map_err(rejection)?;
+    if ctx.blobs.size(&p.recipe.sha256).is_none() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "recipe_missing",
+            format!(
+                "recipe blob {} is not uploaded; PUT it to /v1/blobs first",
+                p.recipe.sha256
+            ),
+        ));
+    }
+    let spec = Assignment {
+        instance: p.instance,
+        deployment: p.deployment,
+        generation: 0,
+        recipe: p.recipe,
+        params: p.params,
+        ports: p.ports,
+        resources: p.resources,
+        lease_ms: p.lease_ms,
+    };
+    let (store, node) = (ctx.store.clone(), p.node);
+    let placed = blocking(move || store.put_assignment(&node, &spec)).await?;
+    let Some((stored, changed)) = placed else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "unknown_node",
+            format!("no node {node} is enrolled"),
+        ));
+    };
+    push_desired(&ctx, changed).await?;
+    tracing::info!(instance = %stored.instance, %node, generation = stored.generation, "instance placed");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "node": node, "assignment": stored })),
+    ))
+}
+
+/// `DELETE /v1/instances/{id}`.
+pub async fn remove_instance(
+    State(ctx): State<Arc<Context>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: InstanceId = id.parse().map_err(|e| bad_request(format!("{e}")))?;
+    let (store, key) = (ctx.store.clone(), id.clone());
+    match blocking(move || store.remove_assignment(&key)).await? {
+        Some(node) => {
+            push_desired(&ctx, vec![node]).await?;
+            ctx.fleet.forget_instance(&id);
+            Ok(Json(json!({ "removed": id, "node": node })))
+        }
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "unknown_instance",
+            format!("no instance {id}"),
+        )),
+    }
+}
+
+/// `GET /v1/instances`: every placed instance with what its node last reported.
+pub async fn list_instances(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, ApiError> {
+    let store = ctx.store.clone();
+    let all = blocking(move || store.assignments()).await?;
+    let out: Vec<Value> = all
+        .into_iter()
+        .map(|(node, a)| {
+            let status = ctx.fleet.instance_status(&a.instance).filter(|(n, s)| *n == node && s.report.generation == a.generation);
+            let (state, health, endpoints, published, message) = match status {
+                Some((_, s)) => (json!(s.report.state), json!(s.report.health), json!(s.endpoints), json!(s.published), json!(s.message)),
+                None => (json!("pending"), json!("unknown"), json!([]), json!({}), Value::Null),
+            };
+            json!({
+                "instance": a.instance, "deployment": a.deployment, "node": node, "generation": a.generation,
+                "recipe": a.recipe, "state": state, "health": health, "endpoints": endpoints,
+                "published": published, "message": message,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+/// Sends each node its new whole desired state (if it is connected; otherwise at its next hello).
+async fn push_desired(ctx: &Arc<Context>, nodes: Vec<NodeId>) -> Result<(), ApiError> {
+    for node in nodes {
+        let store = ctx.store.clone();
+        let ds = blocking(move || store.desired_state(&node)).await?;
+        ctx.fleet.push(&node, Message::DesiredState(ds));
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Fetching content-addressed blobs from the master over the session's QUIC connection, into a
+//! local cache that is resumable, size-bounded and verified before use.
+
+use std::collections::HashSet;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use hearth_protocol::messages::fetch::FetchBlob;
+use hearth_protocol::{DEFAULT_MAX_FRAME, Message, Sha256};
+use hearth_transport::MessageStream;
+use tokio::sync::watch;
+
+/// Why a blob could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No session to the master right now.
+    #[error("no session to the master")]
+    NoLink,
+    /// The transfer failed; it resumes from where it stopped next time.
+    #[error("transfer of {sha256} interrupted: {reason}")]
+    Transfer { sha256: Sha256, reason: String },
+    /// The master has no such blob.
+    #[error("the master has no blob {0}")]
+    NotFound(Sha256),
+    /// The blob is larger than allowed.
+    #[error("blob {sha256} is {size} bytes, more than the {limit} allowed")]
+    TooLarge {
+        sha256: Sha256,
+        size: u64,
+        limit: u64,
+    },
+    /// The bytes do not hash to the requested digest (tampered or corrupted): discarded.
+    #[error("blob {expected} was refused: its content hashes to {got}")]
+    HashMismatch { expected: Sha256, got: Sha256 },
+    /// Local filesystem problem.
+    #[error("cache: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FetchError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::NoLink | Self::Transfer { .. } | Self::NotFound(_) | Self::Io(_)
+        )
+    }
+}
+
+/// The current connection, published by the link.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    conn: watch::Receiver<Option<quinn::Connection>>,
+}
+
+impl Fetcher {
+    /// A fetcher following the link's connection.
+    pub fn new(conn: watch::Receiver<Option<quinn::Connection>>) -> Self {
+        Self { conn }
+    }
+
+    /// Appends the missing tail of blob `sha256` to `part`, up to `limit` bytes in all.
+    async fn download(&self, sha256: &Sha256, part: &Path, limit: u64) -> Result<(), FetchError> {
+        let conn = self.conn.borrow().clone().ok_or(FetchError::NoLink)?;
+        let transfer = |reason: String| FetchError::Transfer {
+            sha256: *sha256,
+            reason,
+        };
+        let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+        let (send, recv) = conn.open_bi().await.map_err(|e| transfer(e.to_string()))?;
+        let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
+        let request = FetchBlob {
+            sha256: *sha256,
+            offset: have,
+            max_len: limit.saturating_sub(have) + 1,
+        };
+        stream
+            .send(&Message::FetchBlob(request))
+            .await
+            .map_err(|e| transfer(e.to_string()))?;
+        let _ = stream.finish();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(part)?;
+        loop {
+            match stream.recv().await.map_err(|e| transfer(e.to_string()))? {
+                Some(Message::BlobChunk(c)) if c.sha256 == *sha256 && c.offset == have => {
+                    if c.total_len > limit {
+                        return Err(FetchError::TooLarge {
+                            sha256: *sha256,
+                            size: c.total_len,
+                            limit,
+                        });
+                    }
+                    file.write_all(&c.data.0)?;
+                    have += c.data.0.len() as u64;
+                    if have >= c.total_len {
+                        file.sync_all()?;
+                        return Ok(());
+                    }
+                }
+                Some(Message::BlobChunk(_)) => return Err(transfer("chunk out of order".into())),
+                Some(Message::Error(e)) if e.code == hearth_protocol::ErrorCode::NotFound => {
+                    return Err(FetchError::NotFound(*sha256));
+                }
+                Some(other) => return Err(transfer(format!("unexpected {}", other.type_tag()))),
+                None => return Err(transfer("stream ended early".into())),
+            }
+        }
+    }
+}
+
+/// Verified blobs in `D/cache/<sha256>`; partial downloads in `<sha256>.part`.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    /// The cache under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, FetchError> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Path of a verified blob, fetching it first if needed.
+    pub async fn get(
+        &self,
+        fetcher: &Fetcher,
+        sha256: &Sha256,
+        limit: u64,
+    ) -> Result<PathBuf, FetchError> {
+        let path = self.dir.join(sha256.to_string());
+        if path.exists() {
+            return Ok(path);
+        }
+        let part = self.dir.join(format!("{sha256}.part"));
+        if std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) > limit {
+            std::fs::remove_file(&part)?;
+        }
+        fetcher.download(sha256, &part, limit).await?;
+        let got = hash_file(&part)?;
+        if got != *sha256 {
+            std::fs::remove_file(&part)?;
+            return Err(FetchError::HashMismatch {
+                expected: *sha256,
+                got,
+            });
+        }
+        std::fs::rename(&part, &path)?;
+        Ok(path)
+    }
+
+    /// Removes every blob and partial download not in `keep`.
+    pub fn retain(&self, keep: &HashSet<Sha256>) -> std::io::Result<u64> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let sha = name
+                .strip_suffix(".part")
+                .unwrap_or(name)
+                .parse::<Sha256>()
+                .ok();
+            if sha.is_none_or(|s| !keep.contains(&s)) {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// SHA-256 of a file's content.
+pub fn hash_file(path: &Path) -> std::io::Result<Sha256> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(hearth_protocol::Hex(hasher.finalize().into()))
+}

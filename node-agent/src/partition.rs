@@ -1,0 +1,171 @@
+//! An instance's partition: its directory, persistent data, logs, parameters (secrets generated
+//! here and kept), and the launch plan and health check resolved from its verified recipe.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use hearth_protocol::messages::state::{Assignment, Endpoint};
+use hearth_protocol::{Hex, Sha256};
+use hearth_recipes::template::{Context, expand};
+use hearth_recipes::{HealthCheck, VerifiedRecipe};
+
+use crate::health::Check;
+use crate::process::Launch;
+
+/// Everything the driver needs to run and watch an instance.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// How to start it.
+    pub launch: Launch,
+    /// Its health check.
+    pub check: Option<Check>,
+    /// Endpoints to publish.
+    pub endpoints: Vec<Endpoint>,
+    /// Parameters to publish back (generated secrets included).
+    pub published: BTreeMap<String, String>,
+    /// Blobs it uses (kept by cache garbage collection).
+    pub blobs: Vec<Sha256>,
+}
+
+/// `D/instances/<id>`.
+pub fn instance_dir(root: &Path, spec: &Assignment) -> PathBuf {
+    root.join("instances").join(spec.instance.as_str())
+}
+
+/// Creates the partition and resolves the recipe for this assignment.
+pub fn prepare(
+    root: &Path,
+    spec: &Assignment,
+    recipe: &VerifiedRecipe,
+    artifacts: BTreeMap<String, PathBuf>,
+    advertise: IpAddr,
+) -> Result<Prepared, String> {
+    let dir = instance_dir(root, spec);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let r = recipe.recipe();
+    let params = parameters(&dir, spec, recipe)?;
+    let ctx = Context {
+        artifacts: artifacts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.display().to_string()))
+            .collect(),
+        ports: spec.ports.clone(),
+        params: params.clone(),
+        dir: Some(&dir),
+        data: Some(&data),
+    };
+    for p in &r.ports {
+        if !spec.ports.contains_key(&p.name) {
+            return Err(format!(
+                "the assignment gives no number for port `{}`",
+                p.name
+            ));
+        }
+    }
+    let program = PathBuf::from(expand(&r.run.command, &ctx)?);
+    let args = r
+        .run
+        .args
+        .iter()
+        .map(|a| expand(a, &ctx))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut env = BTreeMap::from([
+        ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ("HOME".to_owned(), dir.display().to_string()),
+        ("HEARTH_INSTANCE".to_owned(), spec.instance.to_string()),
+        ("HEARTH_AGENT_DIR".to_owned(), root.display().to_string()),
+    ]);
+    for (k, v) in &r.run.env {
+        env.insert(k.clone(), expand(v, &ctx)?);
+    }
+    let port_addr = |name: &str| {
+        spec.ports
+            .get(name)
+            .map(|p| SocketAddr::new(IpAddr::from([127, 0, 0, 1]), *p))
+    };
+    let check = match &r.health {
+        None => None,
+        Some(HealthCheck::Http { port, path }) => port_addr(port).map(|addr| Check::Http {
+            addr,
+            path: path.clone(),
+        }),
+        Some(HealthCheck::Tcp { port }) => port_addr(port).map(|addr| Check::Tcp { addr }),
+        Some(HealthCheck::Command { argv }) => Some(Check::Command {
+            argv: argv
+                .iter()
+                .map(|a| expand(a, &ctx))
+                .collect::<Result<_, _>>()?,
+            dir: dir.clone(),
+        }),
+    };
+    let endpoints = r
+        .ports
+        .iter()
+        .filter_map(|p| {
+            Some(Endpoint {
+                name: p.name.parse().ok()?,
+                protocol: p.protocol.clone(),
+                host: advertise.to_string(),
+                port: *spec.ports.get(&p.name)?,
+            })
+        })
+        .collect();
+    let mut blobs: Vec<Sha256> = r.artifacts.iter().map(|a| a.sha256).collect();
+    blobs.push(recipe.sha256());
+    Ok(Prepared {
+        launch: Launch {
+            program,
+            args,
+            env,
+            dir: dir.clone(),
+            log: dir.join("logs").join("output.log"),
+        },
+        check,
+        endpoints,
+        published: params
+            .into_iter()
+            .filter(|(k, _)| r.params.get(k).is_some_and(|p| p.secret))
+            .collect(),
+        blobs,
+    })
+}
+
+/// Parameter values: the assignment's, then the recipe's defaults, then secrets generated once on
+/// this node and kept in `params.json` so that restarts see the same values.
+fn parameters(
+    dir: &Path,
+    spec: &Assignment,
+    recipe: &VerifiedRecipe,
+) -> Result<BTreeMap<String, String>, String> {
+    let path = dir.join("params.json");
+    let mut generated: BTreeMap<String, String> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    let mut changed = false;
+    for (name, p) in &recipe.recipe().params {
+        let value = match (spec.params.get(name), &p.default, p.secret) {
+            (Some(v), _, _) => v.clone(),
+            (None, Some(d), false) => d.clone(),
+            (None, _, true) => generated
+                .entry(name.clone())
+                .or_insert_with(|| {
+                    changed = true;
+                    Hex(rand::random::<[u8; 16]>()).to_string()
+                })
+                .clone(),
+            (None, None, false) => {
+                return Err(format!("parameter `{name}` has no value and no default"));
+            }
+        };
+        out.insert(name.clone(), value);
+    }
+    if changed {
+        let text = serde_json::to_vec_pretty(&generated).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(out)
+}

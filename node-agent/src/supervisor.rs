@@ -1,0 +1,485 @@
+//! The driver of the reconciliation core: runs its actions (fetch and verify, start, signal,
+//! report, persist) and turns what happens to processes into events.
+//!
+//! State survives the agent in `D/agent-state.json`; processes survive it too (own process
+//! groups). A restarted agent re-adopts running processes it recognises by pid and kernel start
+//! time, and kills any process tagged with this agent's directory that it does not own, so an
+//! instance never runs twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hearth_protocol::messages::state::{Assignment, InstanceId, InstanceReport, InstanceStatus};
+use hearth_protocol::{Message, Sha256};
+use hearth_recipes::verify_recipe;
+use tokio::sync::{mpsc, watch};
+
+use crate::fetcher::{Cache, FetchError, Fetcher};
+use crate::partition::{self, Prepared};
+use crate::process;
+use crate::reconcile::{Action, Agent, Event, Phase, Prepare};
+
+/// Largest recipe document accepted.
+const MAX_RECIPE: u64 = 1024 * 1024;
+/// Seconds between health checks of one instance.
+const HEALTH_EVERY: Duration = Duration::from_secs(2);
+/// Log rotation threshold and number of old logs kept.
+const LOG_MAX: u64 = 5 * 1024 * 1024;
+const LOG_KEEP: u32 = 3;
+/// Version of `agent-state.json`.
+const STATE_VERSION: u32 = 1;
+
+/// Inputs of the driver loop.
+#[derive(Debug)]
+pub enum Input {
+    /// An event for the core.
+    Core(Event),
+    /// A preparation finished.
+    Prepared {
+        instance: InstanceId,
+        generation: u64,
+        result: Result<Box<Prepared>, Prepare>,
+        start: bool,
+    },
+}
+
+/// Channels between the supervisor and the link.
+#[derive(Debug)]
+pub struct Wiring {
+    /// Inputs (the link sends desired states and link up/down here).
+    pub inputs: mpsc::UnboundedSender<Input>,
+    /// Messages for the master (instance status).
+    pub outbound: mpsc::UnboundedSender<Message>,
+    /// Heartbeat summary.
+    pub reports: watch::Sender<Vec<InstanceReport>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Persisted {
+    version: u32,
+    agent: Agent,
+}
+
+/// The supervisor.
+#[derive(Debug)]
+pub struct Supervisor {
+    root: PathBuf,
+    agent: Agent,
+    plans: HashMap<InstanceId, (u64, Box<Prepared>)>,
+    adopted: HashMap<InstanceId, (u32, u64)>,
+    last_health: HashMap<InstanceId, Instant>,
+    cache: Cache,
+    fetcher: Fetcher,
+    advertise: IpAddr,
+    wiring: Wiring,
+    ticks: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Supervisor {
+    /// Loads the persisted state, re-adopts live processes and kills strays.
+    pub fn start(
+        root: PathBuf,
+        fetcher: Fetcher,
+        advertise: IpAddr,
+        wiring: Wiring,
+    ) -> std::io::Result<Self> {
+        let cache = Cache::open(&root.join("cache")).map_err(std::io::Error::other)?;
+        let agent = match std::fs::read_to_string(root.join("agent-state.json")) {
+            Ok(text) => {
+                let p: Persisted = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+                if p.version != STATE_VERSION {
+                    return Err(std::io::Error::other(format!(
+                        "agent-state.json version {} is unknown",
+                        p.version
+                    )));
+                }
+                p.agent
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Agent::default(),
+            Err(e) => return Err(e),
+        };
+        let mut s = Self {
+            root,
+            agent,
+            plans: HashMap::new(),
+            adopted: HashMap::new(),
+            last_health: HashMap::new(),
+            cache,
+            fetcher,
+            advertise,
+            wiring,
+            ticks: 0,
+        };
+        s.adopt();
+        Ok(s)
+    }
+
+    fn adopt(&mut self) {
+        let mut owned = HashSet::new();
+        let mut gone = Vec::new();
+        for (id, i) in &self.agent.instances {
+            let (pid, ticks) = match i.phase {
+                Phase::Running {
+                    pid, start_ticks, ..
+                } => (pid, start_ticks),
+                Phase::Stopping { pid, .. } => (pid, process::start_ticks(pid).unwrap_or(0)),
+                _ => continue,
+            };
+            if process::is_alive(pid, ticks) {
+                tracing::info!(instance = %id, pid, "re-adopted running process");
+                self.adopted.insert(id.clone(), (pid, ticks));
+                owned.insert(pid);
+                self.replan(i.spec.clone());
+            } else {
+                gone.push((id.clone(), pid));
+            }
+        }
+        for (pid, instance) in process::find_tagged(&self.root) {
+            let group = process_group(pid).unwrap_or(pid);
+            if !owned.contains(&group) {
+                tracing::warn!(pid, %instance, "killing a stray process of this agent (not in its state)");
+                let _ = process::signal(group, true);
+            }
+        }
+        for (instance, pid) in gone {
+            let _ = self.wiring.inputs.send(Input::Core(Event::Exited {
+                instance,
+                pid,
+                status: "gone while the agent was down".into(),
+            }));
+        }
+    }
+
+    /// Runs until `shutdown`; instances keep running after the agent stops.
+    pub async fn run(
+        mut self,
+        mut inputs: mpsc::UnboundedReceiver<Input>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        self.publish();
+        loop {
+            tokio::select! {
+                Some(input) = inputs.recv() => self.input(input),
+                _ = tick.tick() => self.tick(),
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.persist();
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Core(event) => self.apply(event),
+            Input::Prepared {
+                instance,
+                generation,
+                result,
+                start,
+            } => {
+                let result = match result {
+                    Ok(plan) => {
+                        self.plans.insert(instance.clone(), (generation, plan));
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                if start {
+                    self.apply(Event::Prepared {
+                        instance,
+                        generation,
+                        result,
+                    });
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, event: Event) {
+        for action in self.agent.step(now_ms(), event) {
+            self.execute(action);
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let _ = self.wiring.reports.send(self.agent.reports());
+    }
+
+    fn tick(&mut self) {
+        self.ticks += 1;
+        self.apply(Event::Tick);
+        let dead: Vec<_> = self
+            .adopted
+            .iter()
+            .filter(|(_, (pid, ticks))| !process::is_alive(*pid, *ticks))
+            .map(|(id, (pid, _))| (id.clone(), *pid))
+            .collect();
+        for (instance, pid) in dead {
+            self.adopted.remove(&instance);
+            self.apply(Event::Exited {
+                instance,
+                pid,
+                status: "exited".into(),
+            });
+        }
+        self.health_checks();
+        if self.ticks % 10 == 0 {
+            for (_, plan) in self.plans.values() {
+                if let Err(e) = process::rotate_log(&plan.launch.log, LOG_MAX, LOG_KEEP) {
+                    tracing::warn!(error = %e, "log rotation failed");
+                }
+            }
+        }
+        if self.ticks % 60 == 0 {
+            let keep: HashSet<Sha256> = self
+                .plans
+                .values()
+                .flat_map(|(_, p)| p.blobs.iter().copied())
+                .chain(self.agent.instances.values().map(|i| i.spec.recipe.sha256))
+                .collect();
+            match self.cache.retain(&keep) {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "cache garbage-collected"),
+                Err(e) => tracing::warn!(error = %e, "cache garbage collection failed"),
+                _ => {}
+            }
+        }
+    }
+
+    fn health_checks(&mut self) {
+        for (id, i) in &self.agent.instances {
+            let Phase::Running { pid, .. } = i.phase else {
+                continue;
+            };
+            let Some((_, plan)) = self.plans.get(id).filter(|(g, _)| *g == i.spec.generation)
+            else {
+                continue;
+            };
+            let Some(check) = plan.check.clone() else {
+                continue;
+            };
+            if self
+                .last_health
+                .get(id)
+                .is_some_and(|t| t.elapsed() < HEALTH_EVERY)
+            {
+                continue;
+            }
+            self.last_health.insert(id.clone(), Instant::now());
+            let (inputs, instance) = (self.wiring.inputs.clone(), id.clone());
+            tokio::spawn(async move {
+                let healthy = crate::health::run(&check).await;
+                let _ = inputs.send(Input::Core(Event::Health {
+                    instance,
+                    pid,
+                    healthy,
+                }));
+            });
+        }
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::Prepare(spec) => self.prepare(spec, true),
+            Action::Start(spec) => self.launch(&spec),
+            Action::Signal {
+                instance,
+                pid,
+                kill,
+            } => {
+                tracing::info!(%instance, pid, kill, "signalling instance");
+                if let Err(e) = process::signal(pid, kill) {
+                    tracing::debug!(%instance, error = %e, "signal failed (already gone?)");
+                }
+            }
+            Action::Report { report, message } => {
+                let plan = self
+                    .plans
+                    .get(&report.instance)
+                    .filter(|(g, _)| *g == report.generation);
+                let running =
+                    report.state == hearth_protocol::messages::state::InstanceState::Running;
+                let status = InstanceStatus {
+                    endpoints: plan
+                        .filter(|_| running)
+                        .map(|(_, p)| p.endpoints.clone())
+                        .unwrap_or_default(),
+                    published: plan.map(|(_, p)| p.published.clone()).unwrap_or_default(),
+                    report,
+                    message,
+                };
+                let _ = self.wiring.outbound.send(Message::InstanceStatus(status));
+            }
+            Action::Forget(id) => {
+                self.plans.remove(&id);
+                self.adopted.remove(&id);
+                self.last_health.remove(&id);
+            }
+            Action::Persist => self.persist(),
+        }
+    }
+
+    fn replan(&self, spec: Assignment) {
+        self.prepare(spec, false);
+    }
+
+    fn prepare(&self, spec: Assignment, start: bool) {
+        let (cache, fetcher, root, advertise) = (
+            self.cache.clone(),
+            self.fetcher.clone(),
+            self.root.clone(),
+            self.advertise,
+        );
+        let inputs = self.wiring.inputs.clone();
+        tokio::spawn(async move {
+            let result = prepare(&cache, &fetcher, &root, &spec, advertise)
+                .await
+                .map(Box::new);
+            if let Err(e) = &result {
+                tracing::warn!(instance = %spec.instance, error = ?e, "preparation failed");
+            }
+            let _ = inputs.send(Input::Prepared {
+                instance: spec.instance.clone(),
+                generation: spec.generation,
+                result,
+                start,
+            });
+        });
+    }
+
+    fn launch(&mut self, spec: &Assignment) {
+        let (instance, generation) = (spec.instance.clone(), spec.generation);
+        let Some((_, plan)) = self.plans.get(&instance).filter(|(g, _)| *g == generation) else {
+            self.apply(Event::StartFailed {
+                instance,
+                generation,
+                reason: "no prepared plan".into(),
+            });
+            return;
+        };
+        match process::start(&plan.launch) {
+            Ok(started) => {
+                tracing::info!(%instance, pid = started.pid, "instance started");
+                let inputs = self.wiring.inputs.clone();
+                let (pid, mut child, id) = (started.pid, started.child, instance.clone());
+                tokio::spawn(async move {
+                    let status = match child.wait().await {
+                        Ok(s) => s.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    let _ = inputs.send(Input::Core(Event::Exited {
+                        instance: id,
+                        pid,
+                        status,
+                    }));
+                });
+                self.apply(Event::Started {
+                    instance,
+                    generation,
+                    pid,
+                    start_ticks: started.start_ticks,
+                });
+            }
+            Err(e) => {
+                let reason = format!("cannot start {}: {e}", plan.launch.program.display());
+                self.apply(Event::StartFailed {
+                    instance,
+                    generation,
+                    reason,
+                });
+            }
+        }
+    }
+
+    fn persist(&self) {
+        let path = self.root.join("agent-state.json");
+        let tmp = self.root.join("agent-state.json.tmp");
+        let result = serde_json::to_vec_pretty(&Persisted {
+            version: STATE_VERSION,
+            agent: self.agent.clone(),
+        })
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| write_synced(&tmp, &bytes))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot persist agent state");
+        }
+    }
+}
+
+fn write_synced(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// Fetches and verifies the recipe and its artifacts, then sets up the partition.
+async fn prepare(
+    cache: &Cache,
+    fetcher: &Fetcher,
+    root: &std::path::Path,
+    spec: &Assignment,
+    advertise: IpAddr,
+) -> Result<Prepared, Prepare> {
+    let fetch_err = |e: FetchError| {
+        if e.is_retryable() {
+            Prepare::Retry(e.to_string())
+        } else {
+            Prepare::Refused(e.to_string())
+        }
+    };
+    let recipe_path = cache
+        .get(fetcher, &spec.recipe.sha256, MAX_RECIPE)
+        .await
+        .map_err(fetch_err)?;
+    let bytes = std::fs::read(&recipe_path).map_err(|e| Prepare::Retry(e.to_string()))?;
+    let recipe =
+        verify_recipe(&bytes, &spec.recipe).map_err(|e| Prepare::Refused(e.to_string()))?;
+    let arch = crate::facts::arch();
+    let mut artifacts = BTreeMap::new();
+    for a in recipe
+        .recipe()
+        .artifacts
+        .iter()
+        .filter(|a| a.arch.is_none_or(|x| x == arch))
+    {
+        let path = cache
+            .get(fetcher, &a.sha256, a.size)
+            .await
+            .map_err(fetch_err)?;
+        let size = std::fs::metadata(&path)
+            .map_err(|e| Prepare::Retry(e.to_string()))?
+            .len();
+        let sha = crate::fetcher::hash_file(&path).map_err(|e| Prepare::Retry(e.to_string()))?;
+        recipe
+            .check_artifact(a, size, &sha)
+            .map_err(|e| Prepare::Refused(e.to_string()))?;
+        if a.executable {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| Prepare::Retry(e.to_string()))?;
+        }
+        artifacts.insert(a.name.clone(), path);
+    }
+    partition::prepare(root, spec, &recipe, artifacts, advertise).map_err(Prepare::Refused)
+}

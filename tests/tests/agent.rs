@@ -1,0 +1,260 @@
+//! The node agent end to end: real `hearth-master`, `hearth-node` and `hearth-static` processes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
+
+use std::time::Duration;
+
+use hearth_protocol::Sha256;
+use hearth_tests::master::{FAST, MasterProc};
+use hearth_tests::node::NodeProc;
+use hearth_tests::{bin, eventually};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn recipe_doc(artifact: &Sha256, size: usize) -> String {
+    format!(
+        r#"name = "static-site"
+version = "1.0.0"
+description = "Static website (hearth-static, built in this workspace)"
+[[artifacts]]
+name = "server"
+sha256 = "{artifact}"
+size = {size}
+executable = true
+[run]
+command = "{{artifact:server}}"
+args = ["--port", "{{port:http}}", "--root", "{{data}}/site", "--title", "{{param:title}}"]
+[params.title]
+default = "Hello co-op"
+[params.admin_password]
+secret = true
+[[ports]]
+name = "http"
+[health]
+kind = "http"
+port = "http"
+path = "/healthz"
+"#
+    )
+}
+
+/// Uploads hearth-static and its recipe; returns the recipe reference.
+async fn publish(m: &MasterProc) -> (Value, Sha256) {
+    let binary = std::fs::read(bin("hearth-static")).unwrap();
+    let size = binary.len();
+    let artifact = m.put_blob(binary).await;
+    let sha = m.put_blob(recipe_doc(&artifact, size).into_bytes()).await;
+    (
+        json!({ "name": "static-site", "version": "1.0.0", "sha256": sha.to_string() }),
+        artifact,
+    )
+}
+
+async fn place(m: &MasterProc, node: &str, instance: &str, recipe: &Value, port: u16) {
+    let body = json!({ "instance": instance, "node": node, "deployment": "web", "recipe": recipe, "ports": { "http": port } });
+    let (status, v) = m
+        .call(
+            reqwest::Method::POST,
+            "/v1/instances",
+            Some(&body.to_string()),
+            Some(&m.token),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+}
+
+async fn wait_instance(
+    m: &MasterProc,
+    id: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let got = eventually(WAIT, async || m.instance(id).await.filter(|v| check(v))).await;
+    match got {
+        Some(v) => v,
+        None => panic!(
+            "instance {id} never became {what}: {:?}\nmaster log:\n{}",
+            m.instance(id).await,
+            m.log()
+        ),
+    }
+}
+
+fn pid_of(node: &NodeProc, id: &str) -> Option<u64> {
+    node.status()["instances"][id]["phase"]["pid"].as_u64()
+}
+
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .ok()?;
+    resp.status().is_success().then_some(())?;
+    resp.text().await.ok()
+}
+
+#[tokio::test]
+async fn an_assigned_service_runs_heals_and_is_never_duplicated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), FAST);
+    let mut node = NodeProc::enrol_and_run(&tmp.path().join("n1"), m.quic, &m.token(&[]));
+    let node_id = node.status()["node"].as_str().unwrap().to_owned();
+    let (recipe, _) = publish(&m).await;
+    let port = free_port();
+    place(&m, &node_id, "web-0", &recipe, port).await;
+
+    // Running, healthy, endpoint and generated secret reported back, and really serving.
+    let v = wait_instance(&m, "web-0", "running and healthy", |v| {
+        v["state"] == "running" && v["health"] == "healthy"
+    })
+    .await;
+    assert_eq!(v["endpoints"][0]["port"], port);
+    assert_eq!(
+        v["published"]["admin_password"].as_str().map(str::len),
+        Some(32)
+    );
+    assert!(http_get(port, "/").await.unwrap().contains("Hello co-op"));
+
+    // The process is killed: the agent restarts it.
+    let first = pid_of(&node, "web-0").expect("a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let second = eventually(WAIT, async || {
+        pid_of(&node, "web-0").filter(|p| *p != first)
+    })
+    .await;
+    let second = second.unwrap_or_else(|| panic!("not restarted; agent log:\n{}", node.log()));
+    assert_eq!(node.status()["instances"]["web-0"]["restarts"], 1);
+    wait_instance(&m, "web-0", "healthy again", |v| {
+        v["state"] == "running" && v["health"] == "healthy"
+    })
+    .await;
+
+    // The agent is killed with -9 and started again: the running process is adopted, not doubled.
+    node.kill9();
+    let node = NodeProc::run(&node.dir.clone());
+    let adopted = eventually(WAIT, async || {
+        node.log().contains("re-adopted").then_some(())
+    })
+    .await;
+    assert!(adopted.is_some(), "agent log:\n{}", node.log());
+    assert_eq!(node.processes_of("web-0"), vec![second as u32]);
+    let link = eventually(WAIT, async || {
+        (node.status()["link"]["state"] == "connected").then_some(())
+    })
+    .await;
+    assert!(link.is_some());
+    // Still exactly one after the master re-sent the desired state.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(node.processes_of("web-0"), vec![second as u32]);
+    assert!(http_get(port, "/healthz").await.is_some());
+
+    // Removing the instance stops it.
+    let (status, _) = m
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/instances/web-0",
+            None,
+            Some(&m.token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let stopped = eventually(WAIT, async || {
+        node.processes_of("web-0").is_empty().then_some(())
+    })
+    .await;
+    assert!(stopped.is_some(), "instance still running after removal");
+}
+
+#[tokio::test]
+async fn the_agent_reconnects_when_the_master_returns_and_instances_keep_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), FAST);
+    let node = NodeProc::enrol_and_run(&tmp.path().join("n1"), m.quic, &m.token(&[]));
+    let node_id = node.status()["node"].as_str().unwrap().to_owned();
+    let (recipe, _) = publish(&m).await;
+    let port = free_port();
+    place(&m, &node_id, "web-0", &recipe, port).await;
+    wait_instance(&m, "web-0", "running", |v| v["state"] == "running").await;
+
+    let m = m.kill9_and_restart_same_quic();
+    let back = eventually(WAIT, async || {
+        let s = node.status();
+        (s["link"]["state"] == "connected" && s["link"]["sessions"].as_u64() >= Some(2))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "agent did not reconnect; log:\n{}",
+        node.log()
+    );
+    assert!(
+        http_get(port, "/healthz").await.is_some(),
+        "the instance stopped while the master was away"
+    );
+    // The restarted master learns the instance's state again from the node.
+    wait_instance(&m, "web-0", "reported after the master restart", |v| {
+        v["state"] == "running"
+    })
+    .await;
+    assert_eq!(node.processes_of("web-0").len(), 1);
+}
+
+#[tokio::test]
+async fn tampered_artifacts_and_recipes_are_refused_and_nothing_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), FAST);
+    let node = NodeProc::enrol_and_run(&tmp.path().join("n1"), m.quic, &m.token(&[]));
+    let node_id = node.status()["node"].as_str().unwrap().to_owned();
+    let (recipe, artifact) = publish(&m).await;
+
+    // Someone with access to the master's disk swaps the artifact's bytes.
+    let blob = m.dir.join("blobs").join(artifact.to_string());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+    place(&m, &node_id, "web-0", &recipe, free_port()).await;
+    let v = wait_instance(&m, "web-0", "failed", |v| v["state"] == "failed").await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
+        "{v}"
+    );
+    assert!(node.processes_of("web-0").is_empty());
+    assert!(
+        !node.dir.join("cache").join(artifact.to_string()).exists(),
+        "tampered bytes kept in the cache"
+    );
+
+    // A recipe whose bytes differ from the hash the master names.
+    let size = std::fs::metadata(bin("hearth-static")).unwrap().len() as usize;
+    let second = recipe_doc(&artifact, size).replace("Hello co-op", "Second site");
+    let recipe_sha = m.put_blob(second.clone().into_bytes()).await;
+    let doc = m.dir.join("blobs").join(recipe_sha.to_string());
+    std::fs::write(&doc, second.replace("--title", "--tiitle")).unwrap();
+    let recipe =
+        json!({ "name": "static-site", "version": "1.0.0", "sha256": recipe_sha.to_string() });
+    place(&m, &node_id, "web-1", &recipe, free_port()).await;
+    let v = wait_instance(&m, "web-1", "failed", |v| v["state"] == "failed").await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&recipe_sha.to_string()),
+        "{v}"
+    );
+    assert!(node.processes_of("web-1").is_empty());
+}
