@@ -106,9 +106,11 @@ pub enum Arch {
     Riscv64,
 }
 
-/// Resource quantities, in integer units so that every value round-trips exactly.
+/// Resource quantities, in integer units so that every value round-trips exactly. Absent
+/// fields are 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[serde(default)]
 pub struct Resources {
     /// CPU in thousandths of a core.
     pub cpu_millis: u32,

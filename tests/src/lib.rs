@@ -6,15 +6,20 @@
 
 pub mod master;
 pub mod node;
+pub mod procstat;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// Path of a workspace binary, built (once per test process) by `cargo build`.
+/// Path of a workspace binary, built (once per test process) by `cargo build`; or taken from
+/// `HEARTH_BIN_DIR` as is (benchmarks point it at release binaries).
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("HEARTH_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let status = std::process::Command::new(cargo)

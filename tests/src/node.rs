@@ -194,6 +194,11 @@ impl NodeProc {
         }
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9` the agent (its instances keep running).
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

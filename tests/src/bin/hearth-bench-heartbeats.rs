@@ -26,6 +26,7 @@ use hearth_protocol::{
 use hearth_transport::{
     Identity, MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
 };
+use hearth_tests::procstat::{cpu_ticks, rss_kib, ticks_per_second};
 use tokio::sync::Semaphore;
 
 /// Heartbeat ingest benchmark.
@@ -184,7 +185,7 @@ async fn run(
     tokio::time::sleep(Duration::from_secs(args.measure_secs)).await;
     let (cpu1, acks1, elapsed) = (cpu_ticks(pid)?, acks.load(Ordering::Relaxed), t0.elapsed());
     let rss = rss_kib(pid)?;
-    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    let tick = ticks_per_second();
     let cpu_share = (cpu1 - cpu0) as f64 / tick / elapsed.as_secs_f64() * 100.0;
     println!("nodes:                 {}", args.nodes);
     println!("heartbeat interval:    {} ms", args.interval_ms);
@@ -368,25 +369,4 @@ async fn heartbeats(
         }
     }
     Ok(())
-}
-
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').context("stat format")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmRSS value")?
-        .parse()?)
 }
