@@ -13,8 +13,12 @@ pub enum Check {
     Http { addr: SocketAddr, path: String },
     /// Connect to `addr`.
     Tcp { addr: SocketAddr },
-    /// Run `argv` in `dir`.
-    Command { argv: Vec<String>, dir: PathBuf },
+    /// Run `argv` in `dir`, as the instance's user when it has one.
+    Command {
+        argv: Vec<String>,
+        dir: PathBuf,
+        run_as: Option<crate::users::RunAs>,
+    },
 }
 
 /// Time a check may take.
@@ -33,11 +37,15 @@ async fn run_inner(check: &Check) -> bool {
         Check::Http { addr, path } => http_get(*addr, path)
             .await
             .is_some_and(|s| (200..300).contains(&s)),
-        Check::Command { argv, dir } => {
+        Check::Command { argv, dir, run_as } => {
             let Some((program, args)) = argv.split_first() else {
                 return false;
             };
-            tokio::process::Command::new(program)
+            let mut command = tokio::process::Command::new(program);
+            if let Some(r) = run_as {
+                command.uid(r.uid).gid(r.gid);
+            }
+            command
                 .args(args)
                 .current_dir(dir)
                 .stdin(std::process::Stdio::null())

@@ -15,3 +15,4 @@ pub mod process;
 pub mod reconcile;
 pub mod state;
 pub mod supervisor;
+pub mod users;

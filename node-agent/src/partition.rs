@@ -10,8 +10,11 @@ use hearth_protocol::{Hex, Sha256};
 use hearth_recipes::template::{Context, expand};
 use hearth_recipes::{HealthCheck, VerifiedRecipe};
 
+use std::os::unix::fs::PermissionsExt as _;
+
 use crate::health::Check;
 use crate::process::Launch;
+use crate::users;
 
 /// Everything the driver needs to run and watch an instance.
 #[derive(Debug, Clone)]
@@ -40,10 +43,24 @@ pub fn prepare(
     recipe: &VerifiedRecipe,
     artifacts: BTreeMap<String, PathBuf>,
     advertise: IpAddr,
+    isolate: bool,
 ) -> Result<Prepared, String> {
     let dir = instance_dir(root, spec);
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let (run_as, artifacts) = if isolate {
+        let run_as = users::ensure_user(&spec.instance)?;
+        for p in [root, &root.join("instances"), &dir] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        users::chown_tree(&data, run_as)?;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", data.display()))?;
+        (Some(run_as), private_copies(&dir, artifacts)?)
+    } else {
+        (None, artifacts)
+    };
     let r = recipe.recipe();
     let params = parameters(&dir, spec, recipe)?;
     let ctx = Context {
@@ -73,7 +90,7 @@ pub fn prepare(
         .collect::<Result<Vec<_>, _>>()?;
     let mut env = BTreeMap::from([
         ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
-        ("HOME".to_owned(), dir.display().to_string()),
+        ("HOME".to_owned(), data.display().to_string()),
         ("HEARTH_INSTANCE".to_owned(), spec.instance.to_string()),
         ("HEARTH_AGENT_DIR".to_owned(), root.display().to_string()),
     ]);
@@ -98,6 +115,7 @@ pub fn prepare(
                 .map(|a| expand(a, &ctx))
                 .collect::<Result<_, _>>()?,
             dir: dir.clone(),
+            run_as,
         }),
     };
     let endpoints = r
@@ -121,6 +139,7 @@ pub fn prepare(
             env,
             dir: dir.clone(),
             log: dir.join("logs").join("output.log"),
+            run_as,
         },
         check,
         endpoints,
@@ -130,6 +149,32 @@ pub fn prepare(
             .collect(),
         blobs,
     })
+}
+
+/// Copies artifacts into `dir/bin`, owned by root and read-only for the instance's user, so that
+/// the instance needs no access to the agent's cache.
+fn private_copies(
+    dir: &Path,
+    artifacts: BTreeMap<String, PathBuf>,
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+    let mut out = BTreeMap::new();
+    for (name, source) in artifacts {
+        let target = bin.join(&name);
+        let same = std::fs::metadata(&source).ok().map(|m| m.len())
+            == std::fs::metadata(&target).ok().map(|m| m.len())
+            && crate::fetcher::hash_file(&source).ok() == crate::fetcher::hash_file(&target).ok();
+        if !same {
+            let tmp = bin.join(format!(".{name}.tmp"));
+            std::fs::copy(&source, &tmp).map_err(|e| format!("copy {name}: {e}"))?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, &target).map_err(|e| format!("{}: {e}", target.display()))?;
+        }
+        out.insert(name, target);
+    }
+    Ok(out)
 }
 
 /// Parameter values: the assignment's, then the recipe's defaults, then secrets generated once on
@@ -166,6 +211,8 @@ fn parameters(
     if changed {
         let text = serde_json::to_vec_pretty(&generated).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(out)
 }

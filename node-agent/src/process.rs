@@ -20,6 +20,8 @@ pub struct Launch {
     pub dir: PathBuf,
     /// Log file for stdout and stderr.
     pub log: PathBuf,
+    /// The instance's own user, when the agent isolates instances.
+    pub run_as: Option<crate::users::RunAs>,
 }
 
 /// A started process.
@@ -43,7 +45,11 @@ pub fn start(launch: &Launch) -> std::io::Result<Started> {
         .create(true)
         .append(true)
         .open(&launch.log)?;
-    let child = tokio::process::Command::new(&launch.program)
+    let mut command = tokio::process::Command::new(&launch.program);
+    if let Some(run_as) = launch.run_as {
+        command.uid(run_as.uid).gid(run_as.gid);
+    }
+    let child = command
         .args(&launch.args)
         .env_clear()
         .envs(&launch.env)

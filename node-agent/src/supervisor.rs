@@ -73,6 +73,7 @@ pub struct Supervisor {
     cache: Cache,
     fetcher: Fetcher,
     advertise: IpAddr,
+    isolate: bool,
     wiring: Wiring,
     ticks: u64,
 }
@@ -90,6 +91,7 @@ impl Supervisor {
         root: PathBuf,
         fetcher: Fetcher,
         advertise: IpAddr,
+        isolate: bool,
         wiring: Wiring,
     ) -> std::io::Result<Self> {
         let cache = Cache::open(&root.join("cache")).map_err(std::io::Error::other)?;
@@ -116,6 +118,7 @@ impl Supervisor {
             cache,
             fetcher,
             advertise,
+            isolate,
             wiring,
             ticks: 0,
         };
@@ -333,15 +336,16 @@ impl Supervisor {
     }
 
     fn prepare(&self, spec: Assignment, start: bool) {
-        let (cache, fetcher, root, advertise) = (
+        let (cache, fetcher, root, advertise, isolate) = (
             self.cache.clone(),
             self.fetcher.clone(),
             self.root.clone(),
             self.advertise,
+            self.isolate,
         );
         let inputs = self.wiring.inputs.clone();
         tokio::spawn(async move {
-            let result = prepare(&cache, &fetcher, &root, &spec, advertise)
+            let result = prepare(&cache, &fetcher, &root, &spec, advertise, isolate)
                 .await
                 .map(Box::new);
             if let Err(e) = &result {
@@ -440,6 +444,7 @@ async fn prepare(
     root: &std::path::Path,
     spec: &Assignment,
     advertise: IpAddr,
+    isolate: bool,
 ) -> Result<Prepared, Prepare> {
     let fetch_err = |e: FetchError| {
         if e.is_retryable() {
@@ -481,5 +486,5 @@ async fn prepare(
         }
         artifacts.insert(a.name.clone(), path);
     }
-    partition::prepare(root, spec, &recipe, artifacts, advertise).map_err(Prepare::Refused)
+    partition::prepare(root, spec, &recipe, artifacts, advertise, isolate).map_err(Prepare::Refused)
 }

@@ -31,6 +31,8 @@ pub fn bin(name: &str) -> PathBuf {
                 "hearth-master",
                 "-p",
                 "hearth-node-agent",
+                "-p",
+                "hearth-recipes",
                 "--manifest-path",
             ])
             .arg(&manifest)

@@ -153,6 +153,12 @@ pub struct NodeProc {
 impl NodeProc {
     /// `hearth-node enrol` (the real binary), then `run`.
     pub fn enrol_and_run(dir: &Path, master: SocketAddr, token: &str) -> Self {
+        // Instances may run as their own users (the agent runs as root here): let them
+        // traverse the test's temporary directory, as they would /var/lib.
+        if let Some(parent) = dir.parent() {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711));
+        }
         let out = std::process::Command::new(crate::bin("hearth-node"))
             .args([
                 "enrol",
@@ -228,6 +234,18 @@ impl NodeProc {
             .filter(|(_, i)| i == id)
             .map(|(p, _)| p)
             .collect()
+    }
+
+    /// The real user id of a process.
+    pub fn uid_of(pid: u32) -> Option<u32> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
     }
 
     /// Kills every process of this agent's instances (test cleanup).

@@ -121,6 +121,11 @@ async fn an_assigned_service_runs_heals_and_is_never_duplicated() {
         Some(32)
     );
     assert!(http_get(port, "/").await.unwrap().contains("Hello co-op"));
+    // Run as root, the agent gives the instance a user of its own.
+    let pid = pid_of(&node, "web-0").unwrap() as u32;
+    if nix::unistd::geteuid().is_root() {
+        assert_ne!(NodeProc::uid_of(pid), Some(0), "instance runs as root");
+    }
 
     // The process is killed: the agent restarts it.
     let first = pid_of(&node, "web-0").expect("a pid");

@@ -12,6 +12,7 @@ use hearth_node_agent::fetcher::Fetcher;
 use hearth_node_agent::link::{self, Hooks, LinkStatus};
 use hearth_node_agent::state::NodeDir;
 use hearth_node_agent::supervisor::{Supervisor, Wiring};
+use hearth_node_agent::users::Isolation;
 use hearth_protocol::{CountryCode, EnrolToken, HomeId};
 
 /// The Hearth node agent.
@@ -65,6 +66,9 @@ enum Command {
         /// Address at which this node's instances are reachable, published in their endpoints.
         #[arg(long, default_value = "127.0.0.1")]
         advertise_host: std::net::IpAddr,
+        /// Run each instance as its own Unix user (auto: when the agent runs as root).
+        #[arg(long, value_enum, default_value = "auto")]
+        isolate_users: Isolation,
     },
     /// Show what this node runs and its link to the master.
     Status {
@@ -138,7 +142,11 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
         Command::Run {
             data_dir,
             advertise_host,
+            isolate_users,
         } => {
+            if isolate_users == Isolation::On && !nix::unistd::geteuid().is_root() {
+                bail!("--isolate-users on needs the agent to run as root");
+            }
             let dir = NodeDir::new(data_dir);
             let enrolment = dir.require_enrolment()?;
             let key = dir.require_key()?;
@@ -158,8 +166,13 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 reports: reports_tx,
             };
             let root = std::fs::canonicalize(dir.path())?;
-            let supervisor =
-                Supervisor::start(root, Fetcher::new(conn_rx), advertise_host, wiring)?;
+            let supervisor = Supervisor::start(
+                root,
+                Fetcher::new(conn_rx),
+                advertise_host,
+                isolate_users.enabled(),
+                wiring,
+            )?;
             let supervised = tokio::spawn(supervisor.run(inputs_rx, rx.clone()));
             let hooks = Hooks {
                 inputs: inputs_tx,

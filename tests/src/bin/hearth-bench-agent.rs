@@ -30,7 +30,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin_dir = std::env::current_exe()?.parent().unwrap().to_owned();
     if std::env::var_os("HEARTH_BIN_DIR").is_none() {
-        anyhow::bail!("set HEARTH_BIN_DIR={} (the release binaries) to run this benchmark", bin_dir.display());
+        anyhow::bail!(
+            "set HEARTH_BIN_DIR={} (the release binaries) to run this benchmark",
+            bin_dir.display()
+        );
     }
     let tmp = tempfile::tempdir()?;
     let m = MasterProc::start(tmp.path(), &[]);
@@ -53,25 +56,48 @@ async fn main() -> anyhow::Result<()> {
     );
     let sha = m.put_blob(doc.into_bytes()).await;
     for i in 0..args.instances {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let body = json!({ "instance": format!("web-{i}"), "node": node_id, "deployment": "web",
             "recipe": { "name": "static-site", "version": "1.0.0", "sha256": sha.to_string() }, "ports": { "http": port } });
-        let (status, v) = m.call(reqwest::Method::POST, "/v1/instances", Some(&body.to_string()), Some(&m.token)).await;
+        let (status, v) = m
+            .call(
+                reqwest::Method::POST,
+                "/v1/instances",
+                Some(&body.to_string()),
+                Some(&m.token),
+            )
+            .await;
         anyhow::ensure!(status == 201, "place: {v}");
     }
     let t = Instant::now();
     loop {
         let (_, v) = m.get("/v1/instances").await;
-        let healthy = v.as_array().map_or(0, |a| a.iter().filter(|i| i["health"] == "healthy").count());
+        let healthy = v
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|i| i["health"] == "healthy").count());
         if healthy == args.instances {
             break;
         }
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "only {healthy} healthy");
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(120),
+            "only {healthy} healthy"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    println!("{} instances running and healthy after {:.1} s", args.instances, t.elapsed().as_secs_f64());
+    println!(
+        "{} instances running and healthy after {:.1} s",
+        args.instances,
+        t.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    measure(&format!("{} instances", args.instances), pid, args.measure_secs).await?;
+    measure(
+        &format!("{} instances", args.instances),
+        pid,
+        args.measure_secs,
+    )
+    .await?;
     Ok(())
 }
 
@@ -82,7 +108,11 @@ async fn measure(label: &str, pid: u32, secs: u64) -> anyhow::Result<()> {
         peak = peak.max(rss_kib(pid)?);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let cpu = (cpu_ticks(pid)? - c0) as f64 / ticks_per_second() / t0.elapsed().as_secs_f64() * 100.0;
-    println!("{label}: agent RSS {} KiB (peak {peak} KiB), CPU {cpu:.3} % of one core over {secs} s", rss_kib(pid)?);
+    let cpu =
+        (cpu_ticks(pid)? - c0) as f64 / ticks_per_second() / t0.elapsed().as_secs_f64() * 100.0;
+    println!(
+        "{label}: agent RSS {} KiB (peak {peak} KiB), CPU {cpu:.3} % of one core over {secs} s",
+        rss_kib(pid)?
+    );
     Ok(())
 }

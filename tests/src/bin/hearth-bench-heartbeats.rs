@@ -23,10 +23,10 @@ use hearth_protocol::{
     Arch, EnrolToken, Hex, MasterId, Message, NodeFacts, NodeId, PROTOCOL_VERSION, Resources,
     SecretKey,
 };
+use hearth_tests::procstat::{cpu_ticks, rss_kib, ticks_per_second};
 use hearth_transport::{
     Identity, MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
 };
-use hearth_tests::procstat::{cpu_ticks, rss_kib, ticks_per_second};
 use tokio::sync::Semaphore;
 
 /// Heartbeat ingest benchmark.
