@@ -43,6 +43,17 @@ pub enum Command {
     /// One node.
     #[command(subcommand)]
     Node(NodeCmd),
+    /// List placed instances with what their nodes report.
+    Instances {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload a file (recipe or artifact) to the master's content-addressed store; prints its SHA-256.
+    Upload {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 /// Token commands.
@@ -243,6 +254,65 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Instances { json } => {
+            let v = client
+                .call(reqwest::Method::GET, "/v1/instances", None)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<20} {:<10} {:<10} {:<10} {:<22} NODE",
+                    "INSTANCE", "STATE", "HEALTH", "GEN", "ENDPOINT"
+                );
+                for i in v.as_array().into_iter().flatten() {
+                    let text = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+                    let endpoint = i
+                        .pointer("/endpoints/0")
+                        .map(|e| {
+                            format!(
+                                "{}:{}",
+                                e.get("host").and_then(Value::as_str).unwrap_or("?"),
+                                e.get("port").and_then(Value::as_u64).unwrap_or(0)
+                            )
+                        })
+                        .unwrap_or_else(|| "-".into());
+                    let generation = i.get("generation").and_then(Value::as_u64).unwrap_or(0);
+                    println!(
+                        "{:<20} {:<10} {:<10} {:<10} {:<22} {}",
+                        text("instance"),
+                        text("state"),
+                        text("health"),
+                        generation,
+                        endpoint,
+                        text("node")
+                    );
+                }
+            }
+        }
+        Command::Upload { file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let sha = hearth_protocol::Sha256::digest(&bytes);
+            let resp = client
+                .http
+                .put(format!("{}/v1/blobs/{sha}", client.url))
+                .bearer_auth(&client.token)
+                .body(bytes)
+                .send()
+                .await
+                .map_err(|e| anyhow!("cannot reach the master at {}: {e}", client.url))?;
+            if !resp.status().is_success() {
+                let v: Value = resp.json().await.unwrap_or(Value::Null);
+                bail!(
+                    "{}",
+                    v.pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("upload refused")
+                );
+            }
+            println!("{sha}");
         }
         Command::Node(NodeCmd::Show { id, json }) => {
             let v = client

@@ -3,8 +3,10 @@
 //! It enrols once with a one-time token that also pins the master's key ([`enrol`]), keeps its
 //! identity and enrolment in a data directory ([`state`]), detects what the machine offers
 //! ([`facts`]), and keeps one outbound QUIC session to the master with heartbeats and jittered
-//! reconnects ([`link`]).
+//! reconnects ([`link`]). The reconciliation core ([`reconcile`]) decides what runs; its driver
+//! ([`supervisor`]) fetches, verifies, starts and watches instances in their partitions.
 
+pub mod cgroup;
 pub mod enrol;
 pub mod facts;
 pub mod fetcher;

@@ -74,6 +74,7 @@ pub struct Supervisor {
     fetcher: Fetcher,
     advertise: IpAddr,
     isolate: bool,
+    cgroup: Option<PathBuf>,
     wiring: Wiring,
     ticks: u64,
 }
@@ -119,9 +120,18 @@ impl Supervisor {
             fetcher,
             advertise,
             isolate,
+            cgroup: crate::cgroup::agent_cgroup(),
             wiring,
             ticks: 0,
         };
+        match &s.cgroup {
+            Some(dir) => {
+                tracing::info!(cgroup = %dir.display(), "resource limits through cgroups v2")
+            }
+            None => tracing::warn!(
+                "no writable cgroups v2 hierarchy: instances run without resource limits"
+            ),
+        }
         s.adopt();
         Ok(s)
     }
@@ -373,6 +383,13 @@ impl Supervisor {
         match process::start(&plan.launch) {
             Ok(started) => {
                 tracing::info!(%instance, pid = started.pid, "instance started");
+                if let Some(parent) = &self.cgroup {
+                    if let Err(e) =
+                        crate::cgroup::confine(parent, &instance, &spec.resources, started.pid)
+                    {
+                        tracing::warn!(%instance, error = %e, "cannot apply resource limits");
+                    }
+                }
                 let inputs = self.wiring.inputs.clone();
                 let (pid, mut child, id) = (started.pid, started.child, instance.clone());
                 tokio::spawn(async move {

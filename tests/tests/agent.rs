@@ -121,6 +121,13 @@ async fn an_assigned_service_runs_heals_and_is_never_duplicated() {
         Some(32)
     );
     assert!(http_get(port, "/").await.unwrap().contains("Hello co-op"));
+    let listing = String::from_utf8_lossy(&m.cli(&["instances"]).stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("web-0") && l.contains("running") && l.contains("healthy")),
+        "{listing}"
+    );
     // Run as root, the agent gives the instance a user of its own.
     let pid = pid_of(&node, "web-0").unwrap() as u32;
     if nix::unistd::geteuid().is_root() {
@@ -247,7 +254,16 @@ async fn tampered_artifacts_and_recipes_are_refused_and_nothing_runs() {
     // A recipe whose bytes differ from the hash the master names.
     let size = std::fs::metadata(bin("hearth-static")).unwrap().len() as usize;
     let second = recipe_doc(&artifact, size).replace("Hello co-op", "Second site");
-    let recipe_sha = m.put_blob(second.clone().into_bytes()).await;
+    let file = tmp.path().join("second.toml");
+    std::fs::write(&file, &second).unwrap();
+    let out = m.cli(&["upload", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recipe_sha: Sha256 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(recipe_sha, Sha256::digest(second.as_bytes()));
     let doc = m.dir.join("blobs").join(recipe_sha.to_string());
     std::fs::write(&doc, second.replace("--title", "--tiitle")).unwrap();
     let recipe =
