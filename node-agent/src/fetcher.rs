@@ -111,10 +111,14 @@ impl Fetcher {
     }
 }
 
-/// Verified blobs in `D/cache/<sha256>`; partial downloads in `<sha256>.part`.
+/// Verified blobs in `D/cache/<sha256>`; partial downloads in `<sha256>.part`. One download per
+/// blob at a time: concurrent requests for the same blob wait for the first.
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
+    inflight: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<Sha256, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    >,
 }
 
 impl Cache {
@@ -123,11 +127,34 @@ impl Cache {
         std::fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
+            inflight: Default::default(),
         })
     }
 
     /// Path of a verified blob, fetching it first if needed.
     pub async fn get(
+        &self,
+        fetcher: &Fetcher,
+        sha256: &Sha256,
+        limit: u64,
+    ) -> Result<PathBuf, FetchError> {
+        let lock = {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(*sha256).or_default().clone()
+        };
+        let result = {
+            let _guard = lock.lock().await;
+            self.get_locked(fetcher, sha256, limit).await
+        };
+        let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's own reference and ours: nobody else waits, the entry can go.
+        if std::sync::Arc::strong_count(&lock) <= 2 {
+            map.remove(sha256);
+        }
+        result
+    }
+
+    async fn get_locked(
         &self,
         fetcher: &Fetcher,
         sha256: &Sha256,
