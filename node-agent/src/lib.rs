@@ -18,3 +18,11 @@ pub mod reconcile;
 pub mod state;
 pub mod supervisor;
 pub mod users;
+
+/// Wall-clock time in Unix milliseconds, the `now` the reconciliation core takes.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -19,6 +19,7 @@ use hearth_transport::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::now_ms;
 use crate::reconcile::Event;
 use crate::state::{Enrolment, NodeDir};
 use crate::supervisor::Input;
@@ -321,13 +322,6 @@ fn classify_close(e: &quinn::ConnectionError) -> Option<Ended> {
 
 fn classify_close_stream(conn: &quinn::Connection) -> Option<Ended> {
     conn.close_reason().as_ref().and_then(classify_close)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 fn write_status(dir: &NodeDir, status: &LinkStatus) {

@@ -17,6 +17,7 @@ use hearth_recipes::verify_recipe;
 use tokio::sync::{mpsc, watch};
 
 use crate::fetcher::{Cache, FetchError, Fetcher};
+use crate::now_ms;
 use crate::partition::{self, Prepared};
 use crate::process;
 use crate::reconcile::{Action, Agent, Event, Phase, Prepare};
@@ -77,13 +78,6 @@ pub struct Supervisor {
     cgroup: Option<PathBuf>,
     wiring: Wiring,
     ticks: u64,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 impl Supervisor {

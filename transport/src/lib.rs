@@ -38,3 +38,16 @@ pub mod close {
     /// The master is shutting down.
     pub const SHUTDOWN: VarInt = VarInt::from_u32(6);
 }
+
+/// Logs of the Hearth daemons: `tracing` to stderr, filtered by `RUST_LOG` (default `info`,
+/// quinn at `warn`), colours only on a terminal.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
