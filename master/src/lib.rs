@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod fleet;
 pub mod liveness;
 pub mod metrics;
+pub mod placement;
 pub mod ratelimit;
 pub mod server;
 pub mod session;

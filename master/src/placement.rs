@@ -1,0 +1,258 @@
+//! Placement, sans-IO: which nodes get a deployment's replicas.
+//!
+//! Hard constraints: the node is schedulable, in an allowed country, carries the required
+//! labels, has room for the resources, and is in a home that holds no other replica of the
+//! deployment. Spread: among those, a node in a country and then an ISP the deployment does not
+//! use yet wins; what the fleet cannot give is reported, not refused. Score: free capacity after
+//! placement times measured reliability. Existing replicas stay where they are (re-placement moves
+//! as little as possible). The master and the simulator drive the same function.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hearth_protocol::{CountryCode, HomeId, NodeId, Resources};
+
+/// What the scheduler knows of one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The node.
+    pub id: NodeId,
+    /// Its household.
+    pub home: HomeId,
+    /// Its ISP.
+    pub isp: String,
+    /// Its country.
+    pub country: CountryCode,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Total capacity.
+    pub capacity: Resources,
+    /// Already reserved by instances.
+    pub allocated: Resources,
+    /// Active and up (not draining, suspect, down, reserve…).
+    pub schedulable: bool,
+    /// Measured reliability in `[0, 1]` (share of audits passed).
+    pub reliability: f64,
+}
+
+/// Spread preferences beyond distinct homes (always required).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Spread {
+    /// Prefer distinct ISPs.
+    pub isp: bool,
+    /// Prefer distinct countries.
+    pub country: bool,
+}
+
+/// What a deployment asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Replicas wanted in total.
+    pub replicas: usize,
+    /// Resources of one replica.
+    pub resources: Resources,
+    /// Spread preferences.
+    pub spread: Spread,
+    /// Allowed countries; empty means anywhere.
+    pub countries: BTreeSet<CountryCode>,
+    /// Labels a node must carry.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Nodes of the new replicas, in order.
+    pub added: Vec<NodeId>,
+    /// Spread preferences the fleet could not meet, as sentences.
+    pub warnings: Vec<String>,
+}
+
+/// Why nothing (or not enough) could be placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unplaceable(pub String);
+
+/// How many ideal candidates (meeting every spread preference) are scored before choosing, as
+/// Kubernetes scores a share of the nodes and Nomad a limited number: large fleets need not be
+/// scanned whole for each replica.
+pub const SCORE_LIMIT: usize = 64;
+
+/// Places the missing replicas of a deployment whose current replicas run on `existing`.
+///
+/// The scan starts at `start` (mod the fleet size) so that successive decisions spread their
+/// load; the caller chooses it (a counter, or the simulator's seeded RNG) to stay deterministic.
+pub fn place(
+    fleet: &[Candidate],
+    existing: &[NodeId],
+    req: &Request,
+    start: usize,
+) -> Result<Placement, Unplaceable> {
+    let missing = req.replicas.saturating_sub(existing.len());
+    let mut chosen: Vec<&Candidate> = if existing.is_empty() {
+        Vec::new()
+    } else {
+        fleet.iter().filter(|c| existing.contains(&c.id)).collect()
+    };
+    let kept = chosen.len();
+    let n = fleet.len();
+    for _ in 0..missing {
+        let mut best: Option<(&Candidate, (bool, bool, f64))> = None;
+        let mut ideal_seen = 0;
+        for k in 0..n {
+            let Some(c) = fleet.get((start.wrapping_add(k)) % n) else {
+                continue;
+            };
+            if !eligible(c, req) || chosen.iter().any(|o| o.home == c.home) {
+                continue;
+            }
+            let new_country = !chosen.iter().any(|o| o.country == c.country);
+            let new_isp = !chosen
+                .iter()
+                .any(|o| o.country == c.country && o.isp == c.isp);
+            let key = (
+                req.spread.country && new_country,
+                req.spread.isp && new_isp,
+                score(c, &req.resources),
+            );
+            if best.as_ref().is_none_or(|(_, b)| better(&key, b)) {
+                best = Some((c, key));
+            }
+            if (!req.spread.country || new_country) && (!req.spread.isp || new_isp) {
+                ideal_seen += 1;
+                if ideal_seen >= SCORE_LIMIT {
+                    break;
+                }
+            }
+        }
+        match best {
+            Some((c, _)) => chosen.push(c),
+            None => return Err(Unplaceable(explain(fleet, req, chosen.len()))),
+        }
+    }
+    let added: Vec<NodeId> = chosen.iter().skip(kept).map(|c| c.id).collect();
+    let mut warnings = Vec::new();
+    let total = chosen.len();
+    let where_ = scope(req);
+    let countries: BTreeSet<_> = chosen.iter().map(|c| &c.country).collect();
+    let isps: BTreeSet<_> = chosen
+        .iter()
+        .map(|c| (&c.country, c.isp.as_str()))
+        .collect();
+    if req.spread.country && countries.len() < total {
+        let available: BTreeSet<_> = fleet
+            .iter()
+            .filter(|c| eligible(c, req))
+            .map(|c| &c.country)
+            .collect();
+        warnings.push(format!(
+            "needs {total} distinct countries {where_}, {} available",
+            available.len()
+        ));
+    }
+    if req.spread.isp && isps.len() < total {
+        let available: BTreeSet<_> = fleet
+            .iter()
+            .filter(|c| eligible(c, req))
+            .map(|c| (&c.country, c.isp.as_str()))
+            .collect();
+        warnings.push(format!(
+            "needs {total} distinct ISPs {where_}, {} available",
+            available.len()
+        ));
+    }
+    Ok(Placement { added, warnings })
+}
+
+fn better(a: &(bool, bool, f64), b: &(bool, bool, f64)) -> bool {
+    (a.0, a.1)
+        .cmp(&(b.0, b.1))
+        .then(a.2.total_cmp(&b.2))
+        .is_gt()
+}
+
+fn eligible(c: &Candidate, req: &Request) -> bool {
+    c.schedulable
+        && (req.countries.is_empty() || req.countries.contains(&c.country))
+        && req.labels.iter().all(|(k, v)| c.labels.get(k) == Some(v))
+        && fits(c, &req.resources)
+}
+
+fn fits(c: &Candidate, r: &Resources) -> bool {
+    let free = |cap: u64, used: u64, want: u64| cap.saturating_sub(used) >= want;
+    free(
+        c.capacity.cpu_millis.into(),
+        c.allocated.cpu_millis.into(),
+        r.cpu_millis.into(),
+    ) && free(c.capacity.memory_mib, c.allocated.memory_mib, r.memory_mib)
+        && free(c.capacity.disk_mib, c.allocated.disk_mib, r.disk_mib)
+        && free(
+            c.capacity.bandwidth_mbps.into(),
+            c.allocated.bandwidth_mbps.into(),
+            r.bandwidth_mbps.into(),
+        )
+}
+
+/// Free share of the scarcest resource after placing, times reliability.
+fn score(c: &Candidate, r: &Resources) -> f64 {
+    let share = |cap: u64, used: u64, want: u64| {
+        if cap == 0 {
+            1.0
+        } else {
+            cap.saturating_sub(used + want) as f64 / cap as f64
+        }
+    };
+    let free = share(
+        c.capacity.cpu_millis.into(),
+        c.allocated.cpu_millis.into(),
+        r.cpu_millis.into(),
+    )
+    .min(share(
+        c.capacity.memory_mib,
+        c.allocated.memory_mib,
+        r.memory_mib,
+    ))
+    .min(share(c.capacity.disk_mib, c.allocated.disk_mib, r.disk_mib));
+    free * c.reliability.clamp(0.0, 1.0)
+}
+
+fn scope(req: &Request) -> String {
+    if req.countries.is_empty() {
+        "in the fleet".to_owned()
+    } else {
+        format!(
+            "in {}",
+            req.countries
+                .iter()
+                .map(CountryCode::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    }
+}
+
+/// Says which constraint ran out: the operator's answer to "why is it not running?".
+fn explain(fleet: &[Candidate], req: &Request, placed: usize) -> String {
+    let in_scope: Vec<&Candidate> = fleet
+        .iter()
+        .filter(|c| req.countries.is_empty() || req.countries.contains(&c.country))
+        .collect();
+    let where_ = scope(req);
+    let schedulable = in_scope.iter().filter(|c| c.schedulable).count();
+    let labelled = in_scope
+        .iter()
+        .filter(|c| c.schedulable && req.labels.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
+        .count();
+    let fitting: Vec<&&Candidate> = in_scope.iter().filter(|c| eligible(c, req)).collect();
+    let homes: BTreeSet<&HomeId> = fitting.iter().map(|c| &c.home).collect();
+    format!(
+        "needs {} replicas in distinct homes {where_}, {} possible ({placed} placed): {} nodes {where_}, {schedulable} schedulable, {labelled} with the labels, {} with room for the resources, in {} distinct homes",
+        req.replicas,
+        homes.len(),
+        in_scope.len(),
+        fitting.len(),
+        homes.len()
+    )
+}
+
+#[cfg(test)]
+mod tests;
