@@ -83,6 +83,14 @@ pub fn router(ctx: Arc<Context>) -> Router {
             "/v1/instances/{id}",
             delete(crate::workload_api::remove_instance),
         )
+        .route(
+            "/v1/deployments",
+            post(crate::deploy_api::put_deployment).get(crate::deploy_api::list_deployments),
+        )
+        .route(
+            "/v1/deployments/{name}",
+            get(crate::deploy_api::show_deployment).delete(crate::deploy_api::remove_deployment),
+        )
         .route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
     Router::new()
         .merge(v1)

@@ -43,6 +43,50 @@ pub enum Command {
     /// One node.
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Deploy a service (idempotent by name: the same command again changes nothing).
+    Deploy {
+        /// Deployment name.
+        name: String,
+        /// Recipe as NAME@VERSION:SHA256 of the uploaded recipe (`hearth upload recipe.toml`).
+        #[arg(long)]
+        recipe: String,
+        /// Replicas, each in a distinct home.
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
+        /// Spread beyond homes, comma-separated: isp,country.
+        #[arg(long, value_delimiter = ',')]
+        spread: Vec<String>,
+        /// Allowed countries, comma-separated (default: anywhere).
+        #[arg(long, value_delimiter = ',')]
+        countries: Vec<String>,
+        /// Parameters, KEY=VALUE (repeatable).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List deployments.
+    Deployments {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One deployment: each replica's node, state, health and endpoints.
+    #[command(subcommand)]
+    Deployment(DeploymentCmd),
+    /// Change a deployment's number of replicas.
+    Scale {
+        /// Deployment name.
+        name: String,
+        /// Replicas.
+        replicas: u32,
+    },
+    /// Remove a deployment and its instances.
+    Undeploy {
+        /// Deployment name.
+        name: String,
+    },
     /// List placed instances with what their nodes report.
     Instances {
         /// Print JSON.
@@ -81,6 +125,19 @@ pub enum TokenCmd {
     Revoke {
         /// Token id (8 hex characters).
         id: String,
+    },
+}
+
+/// Deployment commands.
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCmd {
+    /// Show a deployment.
+    Show {
+        /// Name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -254,6 +311,160 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Deploy {
+            name,
+            recipe,
+            replicas,
+            spread,
+            countries,
+            params,
+            json,
+        } => {
+            let (name_version, sha) = recipe
+                .rsplit_once(':')
+                .ok_or_else(|| anyhow!("--recipe must be NAME@VERSION:SHA256"))?;
+            let (rname, version) = name_version
+                .split_once('@')
+                .ok_or_else(|| anyhow!("--recipe must be NAME@VERSION:SHA256"))?;
+            let params: serde_json::Map<String, Value> = params
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), Value::from(v)))
+                        .ok_or_else(|| anyhow!("--param {p} is not KEY=VALUE"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let body = json!({ "name": name, "recipe": { "name": rname, "version": version, "sha256": sha },
+                "replicas": replicas, "spread": spread, "countries": countries, "params": params });
+            let v = client
+                .call(reqwest::Method::POST, "/v1/deployments", Some(body))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("deployment {name} requested: {replicas} replicas");
+            }
+        }
+        Command::Deployments { json } => {
+            let v = client
+                .call(reqwest::Method::GET, "/v1/deployments", None)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<20} {:<8} {:<8} NOTES", "NAME", "WANTED", "RUNNING");
+                for d in v.as_array().into_iter().flatten() {
+                    let running = d.get("replicas").and_then(Value::as_array).map_or(0, |r| {
+                        r.iter()
+                            .filter(|x| x.get("state").and_then(Value::as_str) == Some("running"))
+                            .count()
+                    });
+                    let notes = d
+                        .get("notes")
+                        .and_then(Value::as_array)
+                        .map(|n| {
+                            n.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{:<20} {:<8} {:<8} {}",
+                        d.get("name").and_then(Value::as_str).unwrap_or("?"),
+                        d.pointer("/spec/replicas")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0),
+                        running,
+                        notes
+                    );
+                }
+            }
+        }
+        Command::Deployment(DeploymentCmd::Show { name, json }) => {
+            let v = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/deployments/{name}"),
+                    None,
+                )
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "deployment {name}: {} replicas wanted",
+                    v.pointer("/spec/replicas")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0)
+                );
+                for n in v
+                    .get("notes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    println!("note: {}", n.as_str().unwrap_or_default());
+                }
+                for r in v
+                    .get("replicas")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+                    let endpoint = r
+                        .pointer("/endpoints/0/port")
+                        .and_then(Value::as_u64)
+                        .map_or("-".into(), |p| {
+                            format!(
+                                "{}:{p}",
+                                r.pointer("/endpoints/0/host")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("?")
+                            )
+                        });
+                    println!(
+                        "{:<20} {:<10} {:<10} {:<22} {}",
+                        text("instance"),
+                        text("state"),
+                        text("health"),
+                        endpoint,
+                        text("node")
+                    );
+                }
+            }
+        }
+        Command::Scale { name, replicas } => {
+            let v = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/deployments/{name}"),
+                    None,
+                )
+                .await?;
+            let mut spec = v
+                .get("spec")
+                .cloned()
+                .ok_or_else(|| anyhow!("no spec for {name}"))?;
+            if let Some(obj) = spec.as_object_mut() {
+                obj.insert("replicas".into(), replicas.into());
+            }
+            client
+                .call(reqwest::Method::POST, "/v1/deployments", Some(spec))
+                .await?;
+            println!("deployment {name} scaled to {replicas}");
+        }
+        Command::Undeploy { name } => {
+            client
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/v1/deployments/{name}"),
+                    None,
+                )
+                .await?;
+            println!("deployment {name} removed");
         }
         Command::Instances { json } => {
             let v = client

@@ -88,6 +88,7 @@ pub async fn serve(
                 reason: e.to_string(),
             }
         })?,
+        scheduler: crate::scheduler::SchedulerState::default(),
         admin_token_hash,
     });
 
@@ -124,6 +125,7 @@ pub async fn serve(
 
     let quic = tokio::spawn(crate::session::serve(endpoint.clone(), ctx.clone()));
     let ticker = tokio::spawn(liveness_loop(ctx.clone(), stop_rx.clone()));
+    let scheduler = tokio::spawn(crate::scheduler::run(ctx.clone(), stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
     let app = crate::api::router(ctx.clone());
     let http = tokio::spawn(async move {
@@ -144,6 +146,7 @@ pub async fn serve(
     fleet.close_all(close::SHUTDOWN, b"master shutting down");
     endpoint.close(close::SHUTDOWN, b"master shutting down");
     let _ = ticker.await;
+    let _ = scheduler.await;
     let _ = http.await;
     let _ = quic.await;
     flush(&ctx).await;

@@ -129,6 +129,7 @@ async fn session(conn: quinn::Connection, node: NodeId, ctx: &Arc<Context>) {
         return;
     };
     let mut control = MessageStream::new(send, recv, ctx.max_frame);
+    control.set_priority(1);
     let hello = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, control.recv()).await {
         Ok(Ok(Some(Message::Hello(hello)))) => hello,
         Ok(Err(StreamError::Frame(e))) => {

@@ -169,7 +169,10 @@ impl Cache {
             std::fs::remove_file(&part)?;
         }
         fetcher.download(sha256, &part, limit).await?;
-        let got = hash_file(&part)?;
+        let to_hash = part.clone();
+        let got = tokio::task::spawn_blocking(move || hash_file(&to_hash))
+            .await
+            .map_err(std::io::Error::other)??;
         if got != *sha256 {
             std::fs::remove_file(&part)?;
             return Err(FetchError::HashMismatch {

@@ -234,9 +234,16 @@ async fn session(
     let mut tick = tokio::time::interval(interval);
     let mut seq = 0u64;
     let mut last_heard = Instant::now();
+    let mut rx_seen = conn.stats().udp_rx.datagrams;
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                // Any packet from the master (fetch data included) shows it is alive.
+                let received = conn.stats().udp_rx.datagrams;
+                if received != rx_seen {
+                    rx_seen = received;
+                    last_heard = Instant::now();
+                }
                 if last_heard.elapsed() > interval * 3 {
                     conn.close(close::NORMAL, b"master silent");
                     return established("nothing heard from the master for 3 heartbeat intervals".into());

@@ -63,24 +63,17 @@ pub fn prepare(
     };
     let r = recipe.recipe();
     let params = parameters(&dir, spec, recipe)?;
+    let ports = ports(&dir, spec, recipe)?;
     let ctx = Context {
         artifacts: artifacts
             .iter()
             .map(|(k, v)| (k.clone(), v.display().to_string()))
             .collect(),
-        ports: spec.ports.clone(),
+        ports: ports.clone(),
         params: params.clone(),
         dir: Some(&dir),
         data: Some(&data),
     };
-    for p in &r.ports {
-        if !spec.ports.contains_key(&p.name) {
-            return Err(format!(
-                "the assignment gives no number for port `{}`",
-                p.name
-            ));
-        }
-    }
     let program = PathBuf::from(expand(&r.run.command, &ctx)?);
     let args = r
         .run
@@ -98,7 +91,7 @@ pub fn prepare(
         env.insert(k.clone(), expand(v, &ctx)?);
     }
     let port_addr = |name: &str| {
-        spec.ports
+        ports
             .get(name)
             .map(|p| SocketAddr::new(IpAddr::from([127, 0, 0, 1]), *p))
     };
@@ -126,7 +119,7 @@ pub fn prepare(
                 name: p.name.parse().ok()?,
                 protocol: p.protocol.clone(),
                 host: advertise.to_string(),
-                port: *spec.ports.get(&p.name)?,
+                port: *ports.get(&p.name)?,
             })
         })
         .collect();
@@ -173,6 +166,43 @@ fn private_copies(
             std::fs::rename(&tmp, &target).map_err(|e| format!("{}: {e}", target.display()))?;
         }
         out.insert(name, target);
+    }
+    Ok(out)
+}
+
+/// Port numbers: the assignment's, else chosen here from the free ports of this machine and kept
+/// in `ports.json` so that restarts keep them (the node knows what is free; the master learns the
+/// numbers from the endpoints the node publishes).
+fn ports(
+    dir: &Path,
+    spec: &Assignment,
+    recipe: &VerifiedRecipe,
+) -> Result<BTreeMap<String, u16>, String> {
+    let path = dir.join("ports.json");
+    let mut chosen: BTreeMap<String, u16> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    let mut changed = false;
+    for p in &recipe.recipe().ports {
+        let number = match (spec.ports.get(&p.name), chosen.get(&p.name)) {
+            (Some(n), _) | (None, Some(n)) => *n,
+            (None, None) => {
+                let free = std::net::TcpListener::bind(("127.0.0.1", 0))
+                    .and_then(|l| l.local_addr())
+                    .map_err(|e| format!("no free port for `{}`: {e}", p.name))?
+                    .port();
+                chosen.insert(p.name.clone(), free);
+                changed = true;
+                free
+            }
+        };
+        out.insert(p.name.clone(), number);
+    }
+    if changed {
+        let text = serde_json::to_vec_pretty(&chosen).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(out)
 }

@@ -483,19 +483,37 @@ async fn prepare(
             .get(fetcher, &a.sha256, a.size)
             .await
             .map_err(fetch_err)?;
-        let size = std::fs::metadata(&path)
-            .map_err(|e| Prepare::Retry(e.to_string()))?
-            .len();
-        let sha = crate::fetcher::hash_file(&path).map_err(|e| Prepare::Retry(e.to_string()))?;
-        recipe
-            .check_artifact(a, size, &sha)
-            .map_err(|e| Prepare::Refused(e.to_string()))?;
-        if a.executable {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| Prepare::Retry(e.to_string()))?;
-        }
         artifacts.insert(a.name.clone(), path);
     }
-    partition::prepare(root, spec, &recipe, artifacts, advertise, isolate).map_err(Prepare::Refused)
+    // Hashing and copying artifacts is blocking work: off the runtime, so the link keeps its
+    // heartbeats while a large artifact is checked.
+    let (root, spec) = (root.to_owned(), spec.clone());
+    tokio::task::spawn_blocking(move || {
+        for a in recipe
+            .recipe()
+            .artifacts
+            .iter()
+            .filter(|a| a.arch.is_none_or(|x| x == arch))
+        {
+            let Some(path) = artifacts.get(&a.name) else {
+                continue;
+            };
+            let size = std::fs::metadata(path)
+                .map_err(|e| Prepare::Retry(e.to_string()))?
+                .len();
+            let sha = crate::fetcher::hash_file(path).map_err(|e| Prepare::Retry(e.to_string()))?;
+            recipe
+                .check_artifact(a, size, &sha)
+                .map_err(|e| Prepare::Refused(e.to_string()))?;
+            if a.executable {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| Prepare::Retry(e.to_string()))?;
+            }
+        }
+        partition::prepare(&root, &spec, &recipe, artifacts, advertise, isolate)
+            .map_err(Prepare::Refused)
+    })
+    .await
+    .map_err(|e| Prepare::Retry(e.to_string()))?
 }

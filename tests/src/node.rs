@@ -153,6 +153,16 @@ pub struct NodeProc {
 impl NodeProc {
     /// `hearth-node enrol` (the real binary), then `run`.
     pub fn enrol_and_run(dir: &Path, master: SocketAddr, token: &str) -> Self {
+        Self::enrol_and_run_at(dir, master, token, ("BE", "Proximus", "home-1"))
+    }
+
+    /// Like [`NodeProc::enrol_and_run`], declaring (country, ISP, home).
+    pub fn enrol_and_run_at(
+        dir: &Path,
+        master: SocketAddr,
+        token: &str,
+        at: (&str, &str, &str),
+    ) -> Self {
         // Instances may run as their own users (the agent runs as root here): let them
         // traverse the test's temporary directory, as they would /var/lib.
         if let Some(parent) = dir.parent() {
@@ -169,7 +179,7 @@ impl NodeProc {
                 "--data-dir",
             ])
             .arg(dir)
-            .args(["--country", "BE", "--isp", "Proximus", "--home", "home-1"])
+            .args(["--country", at.0, "--isp", at.1, "--home", at.2])
             .output()
             .expect("run hearth-node enrol");
         assert!(

@@ -76,6 +76,12 @@ impl MessageStream {
         Ok(())
     }
 
+    /// Sends this stream's data before that of lower-priority streams (default 0). The control
+    /// stream outranks bulk fetches, so acks and desired states never queue behind a blob.
+    pub fn set_priority(&self, priority: i32) {
+        let _ = self.send.set_priority(priority);
+    }
+
     /// Finishes the sending side.
     pub fn finish(&mut self) -> Result<(), StreamError> {
         self.send.finish().map_err(|_| StreamError::Closed)

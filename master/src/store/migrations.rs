@@ -45,10 +45,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
         revision      BIGINT NOT NULL
     );",
     ),
+    (
+        3,
+        "CREATE TABLE deployments (
+        name          TEXT PRIMARY KEY,
+        spec          TEXT NOT NULL,
+        spec_version  INTEGER NOT NULL
+    );",
+    ),
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 2;
+pub(crate) const LATEST: i64 = 3;
 
 /// Brings the database to [`LATEST`], refusing one written by a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -213,4 +213,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError>;
     /// Every assignment with its node.
     fn assignments(&self) -> Result<Vec<(NodeId, Assignment)>, StoreError>;
+    /// Creates or replaces a deployment (idempotent by name).
+    fn put_deployment(&self, name: &str, spec: &serde_json::Value) -> Result<(), StoreError>;
+    /// Removes a deployment; false if unknown. Its assignments are removed by the scheduler.
+    fn remove_deployment(&self, name: &str) -> Result<bool, StoreError>;
+    /// Every deployment: name and its JSON spec (see `deployments::DeploymentSpec`).
+    fn deployments(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
 }

@@ -373,4 +373,33 @@ impl Store for SqliteStore {
         let rows = stmt.query_map([], spec_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn put_deployment(&self, name: &str, spec: &serde_json::Value) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO deployments (name, spec, spec_version) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET spec = ?2, spec_version = ?3",
+            params![name, spec.to_string(), SPEC_VERSION],
+        )?;
+        Ok(())
+    }
+
+    fn remove_deployment(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM deployments WHERE name = ?1", [name])?
+            == 1)
+    }
+
+    fn deployments(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT name, spec FROM deployments ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            let spec: String = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                serde_json::from_str(&spec).map_err(|e| corrupt("deployment spec", e))?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }

@@ -1,0 +1,362 @@
+//! Deployments and the scheduler that keeps them placed.
+//!
+//! [`plan`] is a pure function of a snapshot (deployments, nodes, assignments) that returns the
+//! changes to make: replicas on lost nodes (down, retired, revoked, draining) are re-placed
+//! under the same instance id at a new generation, so the old node stops its stale copy when it
+//! returns; missing replicas are added; surplus ones removed. Replicas on healthy nodes never
+//! move. Re-placements per pass are capped, so a correlated outage (one ISP down) re-places
+//! steadily instead of stampeding the fleet. The driver ([`run`]) snapshots, plans and applies
+//! once a second and whenever the API changes a deployment.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_protocol::messages::state::{Assignment, InstanceId, Name, RecipeRef};
+use hearth_protocol::{CountryCode, Message, NodeId, Resources};
+use serde::{Deserialize, Serialize};
+
+use crate::context::Context;
+use crate::fleet::NodeLive;
+use crate::liveness::Liveness;
+use crate::placement::{Candidate, Request, Spread, place};
+use crate::store::{AdminState, NodeRecord};
+
+/// Re-placements of lost replicas per pass (one pass a second).
+pub const REPLACE_BUDGET: usize = 200;
+
+/// A deployment as the operator asks for it. Requests are idempotent by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentSpec {
+    /// Name.
+    pub name: Name,
+    /// The recipe (uploaded blob).
+    pub recipe: RecipeRef,
+    /// Replicas wanted.
+    pub replicas: u32,
+    /// Spread beyond distinct homes: `isp`, `country`.
+    #[serde(default)]
+    pub spread: BTreeSet<String>,
+    /// Allowed countries (empty: anywhere).
+    #[serde(default)]
+    pub countries: BTreeSet<CountryCode>,
+    /// Parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Labels nodes must carry.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the master reads from the recipe to place it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipeInfo {
+    /// Resources of one replica.
+    pub resources: Resources,
+    /// Port names (numbers are chosen by the node).
+    pub ports: Vec<String>,
+}
+
+/// A node in a snapshot.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    /// Placement view.
+    pub candidate: Candidate,
+    /// Whether replicas already there stay (false: down, draining, retired, revoked).
+    pub keeps: bool,
+}
+
+/// A change to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Put `spec` on `node` (new, or moved from a lost node at the next generation).
+    Place { node: NodeId, spec: Box<Assignment> },
+    /// Remove an instance.
+    Remove(InstanceId),
+}
+
+/// The changes that bring every deployment to its spec, and per-deployment notes.
+pub fn plan(
+    deployments: &[(DeploymentSpec, RecipeInfo)],
+    nodes: &[NodeState],
+    assignments: &[(NodeId, Assignment)],
+    start: usize,
+) -> (Vec<Change>, BTreeMap<String, Vec<String>>) {
+    let mut fleet: Vec<Candidate> = nodes.iter().map(|n| n.candidate.clone()).collect();
+    let keeps: HashMap<NodeId, bool> = nodes.iter().map(|n| (n.candidate.id, n.keeps)).collect();
+    let index: HashMap<NodeId, usize> = fleet.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+    let mut ports_used: HashMap<NodeId, BTreeSet<u16>> = HashMap::new();
+    for (node, a) in assignments {
+        ports_used
+            .entry(*node)
+            .or_default()
+            .extend(a.ports.values().copied());
+        if let Some(c) = index.get(node).and_then(|i| fleet.get_mut(*i)) {
+            add(&mut c.allocated, &a.resources);
+        }
+    }
+    let mut changes = Vec::new();
+    let mut notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut budget = REPLACE_BUDGET;
+    for (spec, info) in deployments {
+        let name = spec.name.to_string();
+        let mine: Vec<&(NodeId, Assignment)> = assignments
+            .iter()
+            .filter(|(_, a)| a.deployment == spec.name)
+            .collect();
+        let (mut kept, lost): (Vec<_>, Vec<_>) = mine
+            .into_iter()
+            .partition(|(n, _)| keeps.get(n).copied().unwrap_or(false));
+        kept.sort_by(|a, b| a.1.instance.cmp(&b.1.instance));
+        let wanted = spec.replicas as usize;
+        for (_, a) in kept.iter().skip(wanted) {
+            changes.push(Change::Remove(a.instance.clone()));
+        }
+        kept.truncate(wanted);
+        let n_lost = lost.len().min(wanted - kept.len());
+        for (_, a) in lost.iter().skip(n_lost) {
+            changes.push(Change::Remove(a.instance.clone()));
+        }
+        // Lost replicas keep their ids (a new generation fences the old copy); the cap defers
+        // the rest of an outage to later passes.
+        let replacing = n_lost.min(budget);
+        budget -= replacing;
+        let mut ids: Vec<InstanceId> = lost
+            .iter()
+            .take(replacing)
+            .map(|(_, a)| a.instance.clone())
+            .collect();
+        let taken: BTreeSet<&str> = assignments
+            .iter()
+            .map(|(_, a)| a.instance.as_str())
+            .collect();
+        let mut k = 0;
+        let mut new = wanted - kept.len() - n_lost;
+        while new > 0 && k < 10_000 {
+            let id = format!("{name}-{k}");
+            k += 1;
+            if let (false, Ok(id)) = (taken.contains(id.as_str()), id.parse()) {
+                ids.push(id);
+                new -= 1;
+            }
+        }
+        if ids.is_empty() {
+            continue;
+        }
+        let req = Request {
+            replicas: kept.len() + ids.len(),
+            resources: info.resources,
+            spread: Spread {
+                isp: spec.spread.contains("isp"),
+                country: spec.spread.contains("country"),
+            },
+            countries: spec.countries.clone(),
+            labels: spec.labels.clone(),
+        };
+        let existing: Vec<NodeId> = kept.iter().map(|(n, _)| *n).collect();
+        match place(&fleet, &existing, &req, start) {
+            Ok(p) => {
+                notes.entry(name.clone()).or_default().extend(p.warnings);
+                for (node, instance) in p.added.into_iter().zip(ids) {
+                    if let Some(c) = index.get(&node).and_then(|i| fleet.get_mut(*i)) {
+                        add(&mut c.allocated, &info.resources);
+                    }
+                    let spec = Assignment {
+                        instance,
+                        deployment: spec.name.clone(),
+                        generation: 0,
+                        recipe: spec.recipe.clone(),
+                        params: spec.params.clone(),
+                        // The node picks free port numbers and publishes them in its endpoints.
+                        ports: BTreeMap::new(),
+                        resources: info.resources,
+                        lease_ms: None,
+                    };
+                    changes.push(Change::Place {
+                        node,
+                        spec: Box::new(spec),
+                    });
+                }
+            }
+            Err(e) => notes.entry(name).or_default().push(e.to_string()),
+        }
+    }
+    (changes, notes)
+}
+
+fn add(total: &mut Resources, r: &Resources) {
+    total.cpu_millis = total.cpu_millis.saturating_add(r.cpu_millis);
+    total.memory_mib = total.memory_mib.saturating_add(r.memory_mib);
+    total.disk_mib = total.disk_mib.saturating_add(r.disk_mib);
+    total.bandwidth_mbps = total.bandwidth_mbps.saturating_add(r.bandwidth_mbps);
+}
+
+/// A node's snapshot from its record and live state.
+pub fn node_state(record: &NodeRecord, live: Option<&NodeLive>) -> NodeState {
+    let admin = live.map_or(record.admin, |l| l.admin);
+    let liveness = live.map_or(Liveness::Pending, |l| l.liveness);
+    let up = matches!(liveness, Liveness::Up { .. });
+    let f = &record.facts;
+    NodeState {
+        candidate: Candidate {
+            id: record.id,
+            home: f.home.clone(),
+            isp: f.isp.clone(),
+            country: f.country,
+            labels: f.labels.clone(),
+            capacity: f.capacity,
+            allocated: Resources::default(),
+            schedulable: up && admin == AdminState::Active,
+            reliability: 1.0,
+        },
+        keeps: matches!(
+            admin,
+            AdminState::Active | AdminState::Reserve | AdminState::Test
+        ) && !matches!(liveness, Liveness::Down { .. } | Liveness::Pending),
+    }
+}
+
+/// Runs the scheduler until `stop`.
+pub async fn run(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut pass = 0usize;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ctx.scheduler.notify.notified() => {}
+            _ = stop.changed() => return,
+        }
+        pass = pass.wrapping_add(1);
+        if let Err(e) = one_pass(&ctx, pass.wrapping_mul(7919)).await {
+            tracing::error!(error = %e, "scheduler pass failed");
+        }
+    }
+}
+
+async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<(), crate::store::StoreError> {
+    let store = ctx.store.clone();
+    let (deployments, records, assignments) = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((
+            store.deployments()?,
+            store.nodes()?,
+            store.assignments()?,
+        ))
+    })
+    .await
+    .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))??;
+    if deployments.is_empty() {
+        return Ok(());
+    }
+    let specs: Vec<(DeploymentSpec, RecipeInfo)> = deployments
+        .into_iter()
+        .filter_map(|(name, v)| {
+            let spec: DeploymentSpec = serde_json::from_value(v).ok()?;
+            match recipe_info(ctx, &spec.recipe) {
+                Ok(info) => Some((spec, info)),
+                Err(e) => {
+                    ctx.scheduler.note(&name, vec![e]);
+                    None
+                }
+            }
+        })
+        .collect();
+    let nodes: Vec<NodeState> = records
+        .iter()
+        .map(|r| node_state(r, ctx.fleet.live(&r.id).as_ref()))
+        .collect();
+    let (changes, notes) = plan(&specs, &nodes, &assignments, start);
+    for (spec, _) in &specs {
+        ctx.scheduler.note(
+            spec.name.as_str(),
+            notes.get(spec.name.as_str()).cloned().unwrap_or_default(),
+        );
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let store = ctx.store.clone();
+    let applied = changes.clone();
+    let touched = tokio::task::spawn_blocking(move || {
+        let mut touched = BTreeSet::new();
+        for change in &applied {
+            match change {
+                Change::Place { node, spec } => {
+                    if let Some((_, changed)) = store.put_assignment(node, spec)? {
+                        touched.extend(changed);
+                    }
+                }
+                Change::Remove(id) => touched.extend(store.remove_assignment(id)?),
+            }
+        }
+        Ok::<_, crate::store::StoreError>(touched)
+    })
+    .await
+    .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))??;
+    for change in &changes {
+        match change {
+            Change::Place { node, spec } => {
+                tracing::info!(instance = %spec.instance, %node, "scheduled")
+            }
+            Change::Remove(id) => {
+                ctx.fleet.forget_instance(id);
+                tracing::info!(instance = %id, "unscheduled");
+            }
+        }
+    }
+    for node in touched {
+        let store = ctx.store.clone();
+        if let Ok(Ok(ds)) = tokio::task::spawn_blocking(move || store.desired_state(&node)).await {
+            ctx.fleet.push(&node, Message::DesiredState(ds));
+        }
+    }
+    Ok(())
+}
+
+/// Reads resources and port names from the uploaded recipe.
+pub fn recipe_info(ctx: &Context, recipe: &RecipeRef) -> Result<RecipeInfo, String> {
+    let bytes = std::fs::read(ctx.blobs.path(&recipe.sha256))
+        .map_err(|_| format!("recipe blob {} is not uploaded", recipe.sha256))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
+    let r = hearth_recipes::Recipe::parse(text).map_err(|e| e.to_string())?;
+    if r.name != recipe.name || r.version != recipe.version {
+        return Err(format!(
+            "recipe blob {} is {} {}, not {} {}",
+            recipe.sha256, r.name, r.version, recipe.name, recipe.version
+        ));
+    }
+    Ok(RecipeInfo {
+        resources: r.resources,
+        ports: r.ports.iter().map(|p| p.name.clone()).collect(),
+    })
+}
+
+/// Scheduler state shared with the API.
+#[derive(Debug, Default)]
+pub struct SchedulerState {
+    /// Wakes the scheduler after a change.
+    pub notify: tokio::sync::Notify,
+    notes: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
+}
+
+impl SchedulerState {
+    fn note(&self, deployment: &str, notes: Vec<String>) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(deployment.to_owned(), notes);
+    }
+
+    /// The last pass's notes on a deployment (unplaceable reasons, unmet spread).
+    pub fn notes(&self, deployment: &str) -> Vec<String> {
+        self.notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(deployment)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+//! Deployments end to end: spread over homes, ISPs and countries, healing after a node dies,
+//! stale copies stopped when it returns, unplaceable requests explained.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hearth_tests::master::{FAST, MasterProc};
+use hearth_tests::node::NodeProc;
+use hearth_tests::{bin, eventually};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(40);
+
+const RECIPE: &str = r#"name = "static-site"
+version = "1.0.0"
+[[artifacts]]
+name = "server"
+sha256 = "ART"
+size = SIZE
+executable = true
+[run]
+command = "{artifact:server}"
+args = ["--port", "{port:http}", "--root", "{data}"]
+[[ports]]
+name = "http"
+[health]
+kind = "http"
+port = "http"
+path = "/healthz"
+[resources]
+cpu_millis = 100
+memory_mib = 32
+"#;
+
+fn cli_ok(m: &MasterProc, args: &[&str]) -> String {
+    let out = m.cli(args);
+    assert!(
+        out.status.success(),
+        "hearth {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn deployment(m: &MasterProc, name: &str) -> Value {
+    serde_json::from_str(&cli_ok(m, &["deployment", "show", name, "--json"])).unwrap()
+}
+
+fn running(d: &Value) -> Vec<(String, String)> {
+    d["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "running")
+        .map(|r| {
+            (
+                r["instance"].as_str().unwrap().to_owned(),
+                r["node"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn replicas_spread_heal_after_a_node_dies_and_stale_copies_stop_on_return() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), FAST);
+    let places = [
+        ("BE", "Proximus", "home-a"),
+        ("FR", "Free", "home-b"),
+        ("DE", "Telekom", "home-c"),
+    ];
+    let mut nodes: Vec<NodeProc> = places
+        .iter()
+        .enumerate()
+        .map(|(i, at)| {
+            NodeProc::enrol_and_run_at(
+                &tmp.path().join(format!("n{i}")),
+                m.quic,
+                &m.token(&[]),
+                *at,
+            )
+        })
+        .collect();
+    let ids: Vec<String> = nodes
+        .iter()
+        .map(|n| n.status()["node"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &ids {
+        let up = eventually(WAIT, async || {
+            (m.node_state(id).await == "active").then_some(())
+        })
+        .await;
+        assert!(up.is_some(), "node {id} never active");
+    }
+
+    let binary = bin("hearth-static");
+    let art = cli_ok(&m, &["upload", binary.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let size = std::fs::metadata(&binary).unwrap().len().to_string();
+    let recipe_file = tmp.path().join("recipe.toml");
+    std::fs::write(
+        &recipe_file,
+        RECIPE.replace("ART", &art).replace("SIZE", &size),
+    )
+    .unwrap();
+    let sha = cli_ok(&m, &["upload", recipe_file.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let recipe = format!("static-site@1.0.0:{sha}");
+    let deploy = [
+        "deploy",
+        "web",
+        "--recipe",
+        &recipe,
+        "--replicas",
+        "2",
+        "--spread",
+        "isp,country",
+    ];
+    cli_ok(&m, &deploy);
+    cli_ok(&m, &deploy); // idempotent by name
+
+    let two = eventually(WAIT, async || {
+        Some(running(&deployment(&m, "web"))).filter(|r| r.len() == 2)
+    })
+    .await;
+    let before = two.unwrap_or_else(|| {
+        panic!(
+            "not 2 running: {}\n{}\nnode0:\n{}",
+            deployment(&m, "web"),
+            m.log(),
+            nodes[0].log()
+        )
+    });
+    let used: BTreeSet<&String> = before.iter().map(|(_, n)| n).collect();
+    assert_eq!(used.len(), 2, "two replicas on one node");
+
+    // The node of the first replica dies (agent killed, heartbeats stop): re-placed elsewhere.
+    let (moved, dead) = before[0].clone();
+    let dead_index = ids.iter().position(|i| *i == dead).unwrap();
+    nodes[dead_index].kill9();
+    let healed = eventually(WAIT, async || {
+        let r = running(&deployment(&m, "web"));
+        (r.len() == 2 && r.iter().all(|(_, n)| *n != dead)).then_some(r)
+    })
+    .await;
+    let after =
+        healed.unwrap_or_else(|| panic!("not healed: {}\n{}", deployment(&m, "web"), m.log()));
+    assert!(
+        after.iter().any(|(i, _)| *i == moved),
+        "the lost replica keeps its id"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|(i, n)| *i == before[1].0 && *n == before[1].1),
+        "the healthy replica moved"
+    );
+
+    // The dead node returns: its stale copy of the moved replica is stopped.
+    let dir = nodes[dead_index].dir.clone();
+    assert_eq!(
+        nodes[dead_index].processes_of(&moved).len(),
+        1,
+        "the orphan ran on while the agent was down"
+    );
+    nodes[dead_index] = NodeProc::run(&dir);
+    let stopped = eventually(WAIT, async || {
+        nodes[dead_index]
+            .processes_of(&moved)
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        stopped.is_some(),
+        "stale copy still running; agent log:\n{}",
+        nodes[dead_index].log()
+    );
+
+    // Scale down, then ask for what the fleet cannot give.
+    cli_ok(&m, &["scale", "web", "1"]);
+    let one = eventually(WAIT, async || {
+        (deployment(&m, "web")["replicas"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    assert!(one.is_some());
+    cli_ok(
+        &m,
+        &[
+            "deploy",
+            "nl-only",
+            "--recipe",
+            &recipe,
+            "--replicas",
+            "2",
+            "--countries",
+            "NL",
+        ],
+    );
+    let why = eventually(WAIT, async || {
+        deployment(&m, "nl-only")["notes"]
+            .as_array()
+            .and_then(|n| n.first())
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })
+    .await
+    .unwrap();
+    assert!(
+        why.starts_with("needs 2 replicas in distinct homes in NL, 0 possible"),
+        "{why}"
+    );
+    cli_ok(&m, &["undeploy", "web"]);
+}
