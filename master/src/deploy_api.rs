@@ -28,6 +28,11 @@ pub async fn put_deployment(
             "unknown spread `{bad}`: use home, isp or country"
         )));
     }
+    if spec.name.as_str().len() > 56 {
+        return Err(bad_request(
+            "deployment names are at most 56 characters (instance ids add a suffix)",
+        ));
+    }
     if spec.replicas > 1000 {
         return Err(bad_request("at most 1000 replicas"));
     }
