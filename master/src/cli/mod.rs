@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use crate::api::{CreatedToken, NodeView};
 use crate::data_dir::DataDir;
 
+mod show;
+
 /// Operate a Hearth cooperative cloud.
 #[derive(Debug, Parser)]
 #[command(name = "hearth", version)]
@@ -265,20 +267,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let v = client
                 .call(reqwest::Method::GET, "/v1/tokens", None)
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("{:<10} {:<8} {:<20} LABEL", "ID", "STATUS", "EXPIRES");
-                for t in v.as_array().into_iter().flatten() {
-                    println!(
-                        "{:<10} {:<8} {:<20} {}",
-                        t.get("id").and_then(Value::as_str).unwrap_or("?"),
-                        t.get("status").and_then(Value::as_str).unwrap_or("?"),
-                        t["expires_at_ms"].as_u64().map_or("never".into(), relative),
-                        t.get("label").and_then(Value::as_str).unwrap_or(""),
-                    );
-                }
-            }
+            output(&v, json, show::tokens)?;
         }
         Command::Token(TokenCmd::Revoke { id }) => {
             client
@@ -288,29 +277,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Nodes { json } => {
             let v = client.call(reqwest::Method::GET, "/v1/nodes", None).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                let nodes: Vec<NodeView> = serde_json::from_value(v)?;
-                println!(
-                    "{:<56} {:<9} {:<3} {:<12} {:<16} HOME",
-                    "ID", "STATE", "CC", "ISP", "LAST HEARTBEAT"
-                );
-                for n in nodes {
-                    println!(
-                        "{:<56} {:<9} {:<3} {:<12} {:<16} {}",
-                        n.id,
-                        n.state,
-                        n.facts
-                            .get("country")
-                            .and_then(Value::as_str)
-                            .unwrap_or("?"),
-                        n.facts.get("isp").and_then(Value::as_str).unwrap_or("?"),
-                        n.last_heartbeat_ms.map_or("never".into(), relative),
-                        n.facts.get("home").and_then(Value::as_str).unwrap_or("?"),
-                    );
-                }
-            }
+            output(&v, json, show::nodes)?;
         }
         Command::Deploy {
             name,
@@ -350,37 +317,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let v = client
                 .call(reqwest::Method::GET, "/v1/deployments", None)
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("{:<20} {:<8} {:<8} NOTES", "NAME", "WANTED", "RUNNING");
-                for d in v.as_array().into_iter().flatten() {
-                    let running = d.get("replicas").and_then(Value::as_array).map_or(0, |r| {
-                        r.iter()
-                            .filter(|x| x.get("state").and_then(Value::as_str) == Some("running"))
-                            .count()
-                    });
-                    let notes = d
-                        .get("notes")
-                        .and_then(Value::as_array)
-                        .map(|n| {
-                            n.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        })
-                        .unwrap_or_default();
-                    println!(
-                        "{:<20} {:<8} {:<8} {}",
-                        d.get("name").and_then(Value::as_str).unwrap_or("?"),
-                        d.pointer("/spec/replicas")
-                            .and_then(Value::as_u64)
-                            .unwrap_or(0),
-                        running,
-                        notes
-                    );
-                }
-            }
+            output(&v, json, show::deployments)?;
         }
         Command::Deployment(DeploymentCmd::Show { name, json }) => {
             let v = client
@@ -390,51 +327,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     None,
                 )
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!(
-                    "deployment {name}: {} replicas wanted",
-                    v.pointer("/spec/replicas")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0)
-                );
-                for n in v
-                    .get("notes")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    println!("note: {}", n.as_str().unwrap_or_default());
-                }
-                for r in v
-                    .get("replicas")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-                    let endpoint = r
-                        .pointer("/endpoints/0/port")
-                        .and_then(Value::as_u64)
-                        .map_or("-".into(), |p| {
-                            format!(
-                                "{}:{p}",
-                                r.pointer("/endpoints/0/host")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("?")
-                            )
-                        });
-                    println!(
-                        "{:<20} {:<10} {:<10} {:<22} {}",
-                        text("instance"),
-                        text("state"),
-                        text("health"),
-                        endpoint,
-                        text("node")
-                    );
-                }
-            }
+            output(&v, json, |v| show::deployment(&name, v))?;
         }
         Command::Scale { name, replicas } => {
             let v = client
@@ -470,37 +363,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let v = client
                 .call(reqwest::Method::GET, "/v1/instances", None)
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!(
-                    "{:<20} {:<10} {:<10} {:<10} {:<22} NODE",
-                    "INSTANCE", "STATE", "HEALTH", "GEN", "ENDPOINT"
-                );
-                for i in v.as_array().into_iter().flatten() {
-                    let text = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-                    let endpoint = i
-                        .pointer("/endpoints/0")
-                        .map(|e| {
-                            format!(
-                                "{}:{}",
-                                e.get("host").and_then(Value::as_str).unwrap_or("?"),
-                                e.get("port").and_then(Value::as_u64).unwrap_or(0)
-                            )
-                        })
-                        .unwrap_or_else(|| "-".into());
-                    let generation = i.get("generation").and_then(Value::as_u64).unwrap_or(0);
-                    println!(
-                        "{:<20} {:<10} {:<10} {:<10} {:<22} {}",
-                        text("instance"),
-                        text("state"),
-                        text("health"),
-                        generation,
-                        endpoint,
-                        text("node")
-                    );
-                }
-            }
+            output(&v, json, show::instances)?;
         }
         Command::Upload { file } => {
             let bytes =
@@ -529,11 +392,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let v = client
                 .call(reqwest::Method::GET, &format!("/v1/nodes/{id}"), None)
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                print_node(&serde_json::from_value(v)?);
-            }
+            output(&v, json, show::node)?;
         }
         Command::Node(action) => {
             let (verb, id) = match &action {
@@ -578,6 +437,20 @@ fn relative(ms: u64) -> String {
         format!("{text} ago")
     } else {
         format!("in {text}")
+    }
+}
+
+/// Prints pretty JSON when asked, else the human form.
+fn output(
+    v: &Value,
+    json: bool,
+    human: impl FnOnce(&Value) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    } else {
+        human(v)
     }
 }
 
