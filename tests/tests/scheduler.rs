@@ -181,6 +181,18 @@ async fn replicas_spread_heal_after_a_node_dies_and_stale_copies_stop_on_return(
         nodes[dead_index].log()
     );
 
+    // Draining a node moves its replica to another node.
+    let current = running(&deployment(&m, "web"));
+    let (drained_instance, drained_node) = current[0].clone();
+    cli_ok(&m, &["node", "drain", &drained_node]);
+    let moved_off = eventually(WAIT, async || {
+        let r = running(&deployment(&m, "web"));
+        (r.len() == 2 && r.iter().all(|(_, n)| *n != drained_node)).then_some(r)
+    })
+    .await;
+    let moved_off = moved_off.unwrap_or_else(|| panic!("drain did not move: {}", deployment(&m, "web")));
+    assert!(moved_off.iter().any(|(i, _)| *i == drained_instance));
+
     // Scale down, then ask for what the fleet cannot give.
     cli_ok(&m, &["scale", "web", "1"]);
     let one = eventually(WAIT, async || {
