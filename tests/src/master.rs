@@ -222,6 +222,13 @@ impl MasterProc {
         )
     }
 
+    /// A node's display state, through the CLI (for code without an async context).
+    pub fn node_state_blocking(&self, node: &str) -> String {
+        let out = self.cli(&["node", "show", node, "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["state"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// A node's display state as the API reports it.
     pub async fn node_state(&self, node: &str) -> String {
         let (status, v) = self.get(&format!("/v1/nodes/{node}")).await;

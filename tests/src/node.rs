@@ -163,6 +163,17 @@ impl NodeProc {
         token: &str,
         at: (&str, &str, &str),
     ) -> Self {
+        Self::enrol_and_run_with(dir, master, token, at, &[])
+    }
+
+    /// Like [`NodeProc::enrol_and_run_at`], with extra `enrol` arguments (labels…).
+    pub fn enrol_and_run_with(
+        dir: &Path,
+        master: SocketAddr,
+        token: &str,
+        at: (&str, &str, &str),
+        extra: &[&str],
+    ) -> Self {
         // Instances may run as their own users (the agent runs as root here): let them
         // traverse the test's temporary directory, as they would /var/lib.
         if let Some(parent) = dir.parent() {
@@ -180,6 +191,7 @@ impl NodeProc {
             ])
             .arg(dir)
             .args(["--country", at.0, "--isp", at.1, "--home", at.2])
+            .args(extra)
             .output()
             .expect("run hearth-node enrol");
         assert!(

@@ -190,7 +190,8 @@ async fn replicas_spread_heal_after_a_node_dies_and_stale_copies_stop_on_return(
         (r.len() == 2 && r.iter().all(|(_, n)| *n != drained_node)).then_some(r)
     })
     .await;
-    let moved_off = moved_off.unwrap_or_else(|| panic!("drain did not move: {}", deployment(&m, "web")));
+    let moved_off =
+        moved_off.unwrap_or_else(|| panic!("drain did not move: {}", deployment(&m, "web")));
     assert!(moved_off.iter().any(|(i, _)| *i == drained_instance));
 
     // Scale down, then ask for what the fleet cannot give.

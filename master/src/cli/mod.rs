@@ -64,6 +64,9 @@ pub enum Command {
         /// Parameters, KEY=VALUE (repeatable).
         #[arg(long = "param")]
         params: Vec<String>,
+        /// Labels nodes must carry, KEY=VALUE (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -286,6 +289,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             spread,
             countries,
             params,
+            labels,
             json,
         } => {
             let (name_version, sha) = recipe
@@ -294,16 +298,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (rname, version) = name_version
                 .split_once('@')
                 .ok_or_else(|| anyhow!("--recipe must be NAME@VERSION:SHA256"))?;
-            let params: serde_json::Map<String, Value> = params
-                .iter()
-                .map(|p| {
-                    p.split_once('=')
-                        .map(|(k, v)| (k.to_owned(), Value::from(v)))
-                        .ok_or_else(|| anyhow!("--param {p} is not KEY=VALUE"))
-                })
-                .collect::<anyhow::Result<_>>()?;
+            let params = key_values(&params, "--param")?;
+            let labels = key_values(&labels, "--label")?;
             let body = json!({ "name": name, "recipe": { "name": rname, "version": version, "sha256": sha },
-                "replicas": replicas, "spread": spread, "countries": countries, "params": params });
+                "replicas": replicas, "spread": spread, "countries": countries, "params": params, "labels": labels });
             let v = client
                 .call(reqwest::Method::POST, "/v1/deployments", Some(body))
                 .await?;
@@ -438,6 +436,18 @@ fn relative(ms: u64) -> String {
     } else {
         format!("in {text}")
     }
+}
+
+/// Parses repeated `KEY=VALUE` flags.
+fn key_values(items: &[String], flag: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
+    items
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), Value::from(v)))
+                .ok_or_else(|| anyhow!("{flag} {p} is not KEY=VALUE"))
+        })
+        .collect()
 }
 
 /// Prints pretty JSON when asked, else the human form.
