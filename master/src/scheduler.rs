@@ -315,20 +315,42 @@ async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<(), crate::store::
 
 /// Reads resources and port names from the uploaded recipe.
 pub fn recipe_info(ctx: &Context, recipe: &RecipeRef) -> Result<RecipeInfo, String> {
-    let bytes = std::fs::read(ctx.blobs.path(&recipe.sha256))
-        .map_err(|_| format!("recipe blob {} is not uploaded", recipe.sha256))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
-    let r = hearth_recipes::Recipe::parse(text).map_err(|e| e.to_string())?;
-    if r.name != recipe.name || r.version != recipe.version {
+    // Blobs are content-addressed, so a recipe read once never changes: the scheduler's
+    // once-a-second passes parse each recipe once, not once per pass.
+    let cached = ctx
+        .scheduler
+        .recipes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&recipe.sha256)
+        .cloned();
+    let (name, version, info) = match cached {
+        Some(hit) => hit,
+        None => {
+            let bytes = std::fs::read(ctx.blobs.path(&recipe.sha256))
+                .map_err(|_| format!("recipe blob {} is not uploaded", recipe.sha256))?;
+            let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
+            let r = hearth_recipes::Recipe::parse(text).map_err(|e| e.to_string())?;
+            let info = RecipeInfo {
+                resources: r.resources,
+                ports: r.ports.iter().map(|p| p.name.clone()).collect(),
+            };
+            let entry = (r.name, r.version, info);
+            ctx.scheduler
+                .recipes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(recipe.sha256, entry.clone());
+            entry
+        }
+    };
+    if name != recipe.name || version != recipe.version {
         return Err(format!(
-            "recipe blob {} is {} {}, not {} {}",
-            recipe.sha256, r.name, r.version, recipe.name, recipe.version
+            "recipe blob {} is {name} {version}, not {} {}",
+            recipe.sha256, recipe.name, recipe.version
         ));
     }
-    Ok(RecipeInfo {
-        resources: r.resources,
-        ports: r.ports.iter().map(|p| p.name.clone()).collect(),
-    })
+    Ok(info)
 }
 
 /// Scheduler state shared with the API.
@@ -337,6 +359,8 @@ pub struct SchedulerState {
     /// Wakes the scheduler after a change.
     pub notify: tokio::sync::Notify,
     notes: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
+    /// Parsed recipes by content hash: name, version, what placement needs.
+    recipes: std::sync::Mutex<HashMap<hearth_protocol::Sha256, (Name, String, RecipeInfo)>>,
 }
 
 impl SchedulerState {

@@ -8,6 +8,7 @@ pub mod load;
 pub mod master;
 pub mod node;
 pub mod procstat;
+pub mod recipes;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -53,7 +53,9 @@ pub fn spawn_sessions(
                 let e = session(
                     &endpoint, quic, master_id, &key, interval, &gate, &connected, &acks,
                 )
-                .await;
+                .await
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("ended"));
                 eprintln!("session {n} ended: {e:#}");
                 tokio::time::sleep(Duration::from_millis(500 + rand::random::<u64>() % 2000)).await;
             }
@@ -131,23 +133,6 @@ fn facts(i: usize) -> NodeFacts {
 /// One session until it fails; `connected` counts the sessions open now.
 #[allow(clippy::too_many_arguments)]
 async fn session(
-    endpoint: &quinn::Endpoint,
-    quic: SocketAddr,
-    master: MasterId,
-    key: &SecretKey,
-    interval: Duration,
-    gate: &Semaphore,
-    connected: &AtomicU64,
-    acks: &AtomicU64,
-) -> anyhow::Error {
-    match session_inner(endpoint, quic, master, key, interval, gate, connected, acks).await {
-        Err(e) => e,
-        Ok(()) => anyhow::anyhow!("ended"),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn session_inner(
     endpoint: &quinn::Endpoint,
     quic: SocketAddr,
     master: MasterId,

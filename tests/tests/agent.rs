@@ -6,6 +6,7 @@ use std::time::Duration;
 use hearth_protocol::Sha256;
 use hearth_tests::master::{FAST, MasterProc};
 use hearth_tests::node::NodeProc;
+use hearth_tests::recipes::static_site;
 use hearth_tests::{bin, eventually};
 use serde_json::{Value, json};
 
@@ -19,39 +20,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn recipe_doc(artifact: &Sha256, size: usize) -> String {
-    format!(
-        r#"name = "static-site"
-version = "1.0.0"
-description = "Static website (hearth-static, built in this workspace)"
-[[artifacts]]
-name = "server"
-sha256 = "{artifact}"
-size = {size}
-executable = true
-[run]
-command = "{{artifact:server}}"
-args = ["--port", "{{port:http}}", "--root", "{{data}}/site", "--title", "{{param:title}}"]
-[params.title]
-default = "Hello co-op"
-[params.admin_password]
-secret = true
-[[ports]]
-name = "http"
-[health]
-kind = "http"
-port = "http"
-path = "/healthz"
-"#
-    )
-}
-
 /// Uploads hearth-static and its recipe; returns the recipe reference.
 async fn publish(m: &MasterProc) -> (Value, Sha256) {
     let binary = std::fs::read(bin("hearth-static")).unwrap();
     let size = binary.len();
     let artifact = m.put_blob(binary).await;
-    let sha = m.put_blob(recipe_doc(&artifact, size).into_bytes()).await;
+    let sha = m
+        .put_blob(static_site(&artifact, size as u64).into_bytes())
+        .await;
     (
         json!({ "name": "static-site", "version": "1.0.0", "sha256": sha.to_string() }),
         artifact,
@@ -253,7 +229,7 @@ async fn tampered_artifacts_and_recipes_are_refused_and_nothing_runs() {
 
     // A recipe whose bytes differ from the hash the master names.
     let size = std::fs::metadata(bin("hearth-static")).unwrap().len() as usize;
-    let second = recipe_doc(&artifact, size).replace("Hello co-op", "Second site");
+    let second = static_site(&artifact, size as u64).replace("Hello co-op", "Second site");
     let file = tmp.path().join("second.toml");
     std::fs::write(&file, &second).unwrap();
     let out = m.cli(&["upload", file.to_str().unwrap()]);

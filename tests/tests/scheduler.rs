@@ -7,31 +7,11 @@ use std::time::Duration;
 
 use hearth_tests::master::{FAST, MasterProc};
 use hearth_tests::node::NodeProc;
+use hearth_tests::recipes::static_site;
 use hearth_tests::{bin, eventually};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(40);
-
-const RECIPE: &str = r#"name = "static-site"
-version = "1.0.0"
-[[artifacts]]
-name = "server"
-sha256 = "ART"
-size = SIZE
-executable = true
-[run]
-command = "{artifact:server}"
-args = ["--port", "{port:http}", "--root", "{data}"]
-[[ports]]
-name = "http"
-[health]
-kind = "http"
-port = "http"
-path = "/healthz"
-[resources]
-cpu_millis = 100
-memory_mib = 32
-"#;
 
 fn cli_ok(m: &MasterProc, args: &[&str]) -> String {
     let out = m.cli(args);
@@ -99,13 +79,9 @@ async fn replicas_spread_heal_after_a_node_dies_and_stale_copies_stop_on_return(
     let art = cli_ok(&m, &["upload", binary.to_str().unwrap()])
         .trim()
         .to_owned();
-    let size = std::fs::metadata(&binary).unwrap().len().to_string();
+    let size = std::fs::metadata(&binary).unwrap().len();
     let recipe_file = tmp.path().join("recipe.toml");
-    std::fs::write(
-        &recipe_file,
-        RECIPE.replace("ART", &art).replace("SIZE", &size),
-    )
-    .unwrap();
+    std::fs::write(&recipe_file, static_site(&art.parse().unwrap(), size)).unwrap();
     let sha = cli_ok(&m, &["upload", recipe_file.to_str().unwrap()])
         .trim()
         .to_owned();

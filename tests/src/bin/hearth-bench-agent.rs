@@ -51,9 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let binary = std::fs::read(hearth_tests::bin("hearth-static"))?;
     let size = binary.len();
     let artifact = m.put_blob(binary).await;
-    let doc = format!(
-        "name = \"static-site\"\nversion = \"1.0.0\"\n[[artifacts]]\nname = \"server\"\nsha256 = \"{artifact}\"\nsize = {size}\nexecutable = true\n[run]\ncommand = \"{{artifact:server}}\"\nargs = [\"--port\", \"{{port:http}}\", \"--root\", \"{{data}}\"]\n[[ports]]\nname = \"http\"\n[health]\nkind = \"http\"\nport = \"http\"\npath = \"/healthz\"\n"
-    );
+    let doc = hearth_tests::recipes::static_site(&artifact, size as u64);
     let sha = m.put_blob(doc.into_bytes()).await;
     for i in 0..args.instances {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?

@@ -104,10 +104,8 @@ async fn main() -> anyhow::Result<()> {
             .to_owned()
     };
     let art = upload(&binary);
-    let recipe = format!(
-        "name = \"static-site\"\nversion = \"1.0.0\"\n[[artifacts]]\nname = \"server\"\nsha256 = \"{art}\"\nsize = {}\nexecutable = true\n[run]\ncommand = \"{{artifact:server}}\"\nargs = [\"--port\", \"{{port:http}}\", \"--root\", \"{{data}}\"]\n[[ports]]\nname = \"http\"\n[health]\nkind = \"http\"\nport = \"http\"\npath = \"/healthz\"\n",
-        std::fs::metadata(&binary)?.len()
-    );
+    let recipe =
+        hearth_tests::recipes::static_site(&art.parse()?, std::fs::metadata(&binary)?.len());
     let file = tmp.path().join("recipe.toml");
     std::fs::write(&file, recipe)?;
     let sha = upload(&file);
