@@ -1,0 +1,242 @@
+//! The master's side of a run: the real liveness machine at its ticks, the real scheduler
+//! (`hearth_master::scheduler::plan`, hence `placement::place` and `REPLACE_BUDGET`) at its
+//! once-a-second cadence, assignments with generations, and desired-state pushes.
+//!
+//! The real master runs a pass every second. A pass whose inputs cannot produce a change is
+//! skipped here, which gives the same result: `plan` only acts on a deployment with too few or
+//! too many replicas or with a replica on a node that does not keep it, and a placement that
+//! failed fails again until a node becomes schedulable. So a pass runs at the next whole second
+//! after a node becomes schedulable, a node stops keeping its replicas, or a pass made changes
+//! (the budget may have deferred some); and it is skipped (counted) when every deployment has
+//! exactly its replicas on keeping nodes.
+
+use hearth_master::fleet::NodeLive;
+use hearth_master::liveness::Event as LiveEvent;
+use hearth_master::scheduler::{Change, node_state, plan};
+use hearth_master::store::AdminState;
+use hearth_protocol::NodeId;
+use hearth_protocol::messages::state::{Assignment, DesiredState};
+use serde::Serialize;
+
+use crate::engine::Sim;
+use crate::queue::{Event, HomeIx};
+
+/// Scheduler passes of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassCounts {
+    /// Passes that called `plan`.
+    pub planned: u64,
+    /// Passes skipped because nothing could change.
+    pub skipped: u64,
+    /// Passes whose plan changed something.
+    pub with_changes: u64,
+    /// New replicas placed.
+    pub placed: u64,
+    /// Lost replicas re-placed (same instance, next generation).
+    pub re_placed: u64,
+    /// Replicas removed.
+    pub removed: u64,
+    /// Notes of the last pass that planned (unplaceable, unmet spread), per deployment.
+    pub notes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Liveness transitions seen by the master.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Transitions {
+    /// To `suspect`.
+    pub suspect: u64,
+    /// To `down`.
+    pub down: u64,
+}
+
+impl Sim {
+    /// The master's liveness ticker looks at `h` (real `Liveness::step`).
+    pub(crate) fn on_liveness_tick(&mut self, h: HomeIx) {
+        let now = self.q.now();
+        let Some(home) = self.homes.get_mut(h) else {
+            return;
+        };
+        let (next, t) = home.liveness.step(&self.cfg, now, LiveEvent::Tick);
+        home.liveness = next;
+        if let Some(t) = t {
+            match t.to {
+                "suspect" => self.counts.transitions.suspect += 1,
+                "down" => self.counts.transitions.down += 1,
+                _ => {}
+            }
+            self.node_changed(h);
+        }
+    }
+
+    /// Recomputes the scheduler's view of `h` with the master's own `node_state`.
+    pub(crate) fn node_changed(&mut self, h: HomeIx) {
+        let Some(home) = self.homes.get(h) else {
+            return;
+        };
+        let live = NodeLive {
+            admin: AdminState::Active,
+            liveness: home.liveness,
+            connected: matches!(home.session, crate::fleet::Session::Online { .. }),
+            heartbeats: 0,
+        };
+        let new = node_state(&home.record, Some(&live));
+        let Some(slot) = self.nodes.get_mut(h) else {
+            return;
+        };
+        let wake = (new.candidate.schedulable && !slot.candidate.schedulable)
+            || (slot.keeps && !new.keeps);
+        slot.candidate.schedulable = new.candidate.schedulable;
+        slot.keeps = new.keeps;
+        if wake {
+            self.request_pass();
+        }
+    }
+
+    /// Asks for a pass at the master's next whole second.
+    pub(crate) fn request_pass(&mut self) {
+        if self.pass_pending {
+            return;
+        }
+        self.pass_pending = true;
+        let next = (self.q.now() / 1000 + 1) * 1000;
+        self.q.at(next, Event::SchedulerPass);
+    }
+
+    /// Whether `plan` could change anything now.
+    fn needs_pass(&self) -> bool {
+        let mut count = vec![0u32; self.deployments.len()];
+        for (home, a) in self.assign.values() {
+            if !self.nodes.get(*home).is_some_and(|n| n.keeps) {
+                return true;
+            }
+            if let Some(c) = self
+                .dep_index
+                .get(&a.deployment)
+                .and_then(|d| count.get_mut(*d))
+            {
+                *c += 1;
+            }
+        }
+        self.deployments
+            .iter()
+            .zip(&count)
+            .any(|((spec, _), c)| spec.replicas != *c)
+    }
+
+    /// A scheduler pass.
+    pub(crate) fn on_pass(&mut self) {
+        self.pass_pending = false;
+        if !self.needs_pass() {
+            self.passes.skipped += 1;
+            return;
+        }
+        self.passes.planned += 1;
+        let assignments: Vec<(NodeId, Assignment)> = self
+            .assign
+            .values()
+            .filter_map(|(h, a)| self.homes.get(*h).map(|home| (home.id, a.clone())))
+            .collect();
+        // The master's pass counter ticks once a second; it seeds the placement scan.
+        let start = usize::try_from(self.q.now() / 1000)
+            .unwrap_or(0)
+            .wrapping_mul(7919);
+        let (changes, notes) = plan(&self.deployments, &self.nodes, &assignments, start);
+        self.passes.notes = notes;
+        if changes.is_empty() {
+            return;
+        }
+        self.passes.with_changes += 1;
+        let mut touched = std::collections::BTreeSet::new();
+        for change in changes {
+            match change {
+                Change::Place { node, spec } => {
+                    let Some(&h) = self.by_id.get(&node) else {
+                        continue;
+                    };
+                    let mut spec = *spec;
+                    let old = self.assign.remove(&spec.instance);
+                    spec.generation = old.as_ref().map_or(1, |(_, a)| a.generation + 1);
+                    if let Some((oh, _)) = old {
+                        self.passes.re_placed += 1;
+                        if let Some(d) = self.dep_of(&spec.deployment) {
+                            d.re_placements += 1;
+                        }
+                        if let Some(home) = self.homes.get_mut(oh) {
+                            home.hosted.remove(&spec.instance);
+                        }
+                        touched.insert(oh);
+                    } else {
+                        self.passes.placed += 1;
+                        let d = self.dep_index.get(&spec.deployment).copied();
+                        if let Some(ids) = d.and_then(|d| self.dep_instances.get_mut(d)) {
+                            ids.push(spec.instance.clone());
+                        }
+                    }
+                    if let Some(home) = self.homes.get_mut(h) {
+                        home.hosted.insert(spec.instance.clone());
+                    }
+                    touched.insert(h);
+                    self.assign.insert(spec.instance.clone(), (h, spec));
+                }
+                Change::Remove(id) => {
+                    if let Some((oh, a)) = self.assign.remove(&id) {
+                        self.passes.removed += 1;
+                        let d = self.dep_index.get(&a.deployment).copied();
+                        if let Some(ids) = d.and_then(|d| self.dep_instances.get_mut(d)) {
+                            ids.retain(|i| *i != id);
+                        }
+                        if let Some(d) = d {
+                            self.refresh_dep(d);
+                        }
+                        if let Some(home) = self.homes.get_mut(oh) {
+                            home.hosted.remove(&id);
+                        }
+                        touched.insert(oh);
+                    }
+                }
+            }
+        }
+        for h in touched {
+            if let Some(home) = self.homes.get_mut(h) {
+                home.revision += 1;
+            }
+            self.send_desired(h);
+            self.refresh_home(h);
+        }
+        // The budget may have deferred re-placements: look again next second.
+        self.request_pass();
+    }
+
+    fn dep_of(
+        &mut self,
+        name: &hearth_protocol::messages::state::Name,
+    ) -> Option<&mut crate::metrics::DepStats> {
+        let d = *self.dep_index.get(name)?;
+        self.deps.get_mut(d)
+    }
+
+    /// Pushes the node's whole desired state over its session, if it has one.
+    pub(crate) fn send_desired(&mut self, h: HomeIx) {
+        let Some(home) = self.homes.get(h) else {
+            return;
+        };
+        if !matches!(home.session, crate::fleet::Session::Online { .. }) {
+            return;
+        }
+        let state = DesiredState {
+            revision: home.revision,
+            instances: home
+                .hosted
+                .iter()
+                .filter_map(|id| self.assign.get(id).map(|(_, a)| a.clone()))
+                .collect(),
+        };
+        let ev = Event::Deliver {
+            home: h,
+            epoch: home.session_epoch,
+            state: Box::new(state),
+        };
+        self.msgs.desired += 1;
+        self.q.after(u64::from(home.model.latency_ms).max(1), ev);
+    }
+}
