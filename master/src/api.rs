@@ -91,6 +91,10 @@ pub fn router(ctx: Arc<Context>) -> Router {
             "/v1/deployments/{name}",
             get(crate::deploy_api::show_deployment).delete(crate::deploy_api::remove_deployment),
         )
+        .route(
+            "/v1/deployments/{name}/update",
+            post(crate::deploy_api::update_deployment),
+        )
         .route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
     Router::new()
         .merge(v1)

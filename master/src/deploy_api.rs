@@ -7,11 +7,15 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use hearth_protocol::Message;
+use hearth_protocol::messages::state::RecipeRef;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, bad_request, blocking, rejection};
 use crate::context::Context;
+use crate::rollout::{DEFAULT_DEADLINE_MS, Rollout};
 use crate::scheduler::{DeploymentSpec, recipe_info};
+use crate::store::StoredDeployment;
 
 /// `POST /v1/deployments`: creates or replaces a deployment; the scheduler places it.
 pub async fn put_deployment(
@@ -38,12 +42,123 @@ pub async fn put_deployment(
     }
     recipe_info(&ctx, &spec.recipe)
         .map_err(|e| ApiError(StatusCode::CONFLICT, "recipe_missing", e))?;
-    let value = serde_json::to_value(&spec).map_err(|e| bad_request(e.to_string()))?;
-    let (store, name, stored) = (ctx.store.clone(), spec.name.to_string(), value.clone());
-    blocking(move || store.put_deployment(&name, &stored)).await?;
+    let stored = write(&ctx, spec.name.to_string(), move |_| Ok(spec.clone()), None).await?;
+    Ok(Json(stored.spec))
+}
+
+/// Body of `POST /v1/deployments/{name}/update`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    /// The recipe to roll out.
+    pub recipe: RecipeRef,
+    /// Seconds one replica gets to become ready on it before the update is rolled back.
+    #[serde(default)]
+    pub deadline_s: Option<u64>,
+}
+
+/// `POST /v1/deployments/{name}/update`: rolls the deployment onto another recipe, one replica
+/// at a time, rolling back if the new one fails (see `rollout`).
+pub async fn update_deployment(
+    State(ctx): State<Arc<Context>>,
+    Path(name): Path<String>,
+    body: Result<Json<UpdateRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(req) = body.map_err(rejection)?;
+    let deadline_ms = match req.deadline_s {
+        None => DEFAULT_DEADLINE_MS,
+        Some(s @ 1..=86_400) => s * 1000,
+        Some(_) => return Err(bad_request("deadline_s must be between 1 and 86400")),
+    };
+    recipe_info(&ctx, &req.recipe)
+        .map_err(|e| ApiError(StatusCode::CONFLICT, "recipe_missing", e))?;
+    let recipe = req.recipe;
+    let missing = name.clone();
+    let stored = write(
+        &ctx,
+        name,
+        move |old| {
+            let mut spec = old.ok_or_else(|| unknown(&missing))?.clone();
+            spec.recipe = recipe.clone();
+            Ok(spec)
+        },
+        Some(deadline_ms),
+    )
+    .await?;
+    let assignments = {
+        let store = ctx.store.clone();
+        blocking(move || store.assignments()).await?
+    };
+    Ok(Json(view(&ctx, stored, &assignments)))
+}
+
+/// Read-modify-write of one deployment. A changed recipe starts a rollout from the old one
+/// (`deadline_ms`, or the default); the write is compare-and-set so that a concurrent scheduler
+/// step is never undone nor undoes this.
+async fn write(
+    ctx: &Arc<Context>,
+    name: String,
+    change: impl Fn(Option<&DeploymentSpec>) -> Result<DeploymentSpec, ApiError> + Send + 'static,
+    deadline_ms: Option<u64>,
+) -> Result<StoredDeployment, ApiError> {
+    let store = ctx.store.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        for _ in 0..20 {
+            let old = store.deployments()?.into_iter().find(|d| d.name == name);
+            let old_spec: Option<DeploymentSpec> = old
+                .as_ref()
+                .and_then(|d| serde_json::from_value(d.spec.clone()).ok());
+            let spec = change(old_spec.as_ref())?;
+            let previous: Option<Rollout> = old
+                .as_ref()
+                .and_then(|d| d.rollout.clone())
+                .and_then(|r| serde_json::from_value(r).ok());
+            let rollout = match (&old_spec, previous) {
+                (Some(o), _) if o.recipe != spec.recipe => Some(Rollout::new(
+                    o.recipe.clone(),
+                    spec.recipe.clone(),
+                    deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS),
+                )),
+                (_, previous) => previous,
+            };
+            let new = StoredDeployment {
+                name: name.clone(),
+                spec: serde_json::to_value(&spec).map_err(|e| bad_request(e.to_string()))?,
+                rollout: rollout
+                    .map(|r| serde_json::to_value(&r))
+                    .transpose()
+                    .map_err(|e| bad_request(e.to_string()))?,
+            };
+            let done = match &old {
+                Some(old) => store.replace_deployment(old, &new)?,
+                None => {
+                    store.put_deployment(&new)?;
+                    true
+                }
+            };
+            if done {
+                return Ok(new);
+            }
+        }
+        Err(ApiError(
+            StatusCode::CONFLICT,
+            "busy",
+            "the deployment kept changing; try again".into(),
+        ))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     ctx.scheduler.notify.notify_one();
-    tracing::info!(deployment = %spec.name, replicas = spec.replicas, "deployment requested");
-    Ok(Json(value))
+    tracing::info!(deployment = %stored.name, "deployment requested");
+    Ok(stored)
+}
+
+fn unknown(name: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "unknown_deployment",
+        format!("no deployment {name}"),
+    )
 }
 
 /// `GET /v1/deployments`.
@@ -53,7 +168,7 @@ pub async fn list_deployments(State(ctx): State<Arc<Context>>) -> Result<Json<Va
         blocking(move || Ok((store.deployments()?, store.assignments()?))).await?;
     let out: Vec<Value> = deployments
         .into_iter()
-        .map(|(name, spec)| view(&ctx, &name, spec, &assignments))
+        .map(|d| view(&ctx, d, &assignments))
         .collect();
     Ok(Json(Value::Array(out)))
 }
@@ -68,8 +183,8 @@ pub async fn show_deployment(
         blocking(move || Ok((store.deployments()?, store.assignments()?))).await?;
     deployments
         .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(n, spec)| Json(view(&ctx, &n, spec, &assignments)))
+        .find(|d| d.name == name)
+        .map(|d| Json(view(&ctx, d, &assignments)))
         .ok_or_else(|| {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -118,13 +233,13 @@ pub async fn remove_deployment(
 
 fn view(
     ctx: &Context,
-    name: &str,
-    spec: Value,
+    stored: StoredDeployment,
     assignments: &[(
         hearth_protocol::NodeId,
         hearth_protocol::messages::state::Assignment,
     )],
 ) -> Value {
+    let name = stored.name.as_str();
     let replicas: Vec<Value> = assignments
         .iter()
         .filter(|(_, a)| a.deployment.as_str() == name)
@@ -134,8 +249,8 @@ fn view(
                 Some((_, s)) => (json!(s.report.state), json!(s.report.health), json!(s.endpoints)),
                 None => (json!("pending"), json!("unknown"), json!([])),
             };
-            json!({ "instance": a.instance, "node": node, "generation": a.generation, "state": state, "health": health, "endpoints": endpoints })
+            json!({ "instance": a.instance, "node": node, "generation": a.generation, "recipe": format!("{}@{}", a.recipe.name, a.recipe.version), "state": state, "health": health, "endpoints": endpoints })
         })
         .collect();
-    json!({ "name": name, "spec": spec, "replicas": replicas, "notes": ctx.scheduler.notes(name) })
+    json!({ "name": name, "spec": stored.spec, "rollout": stored.rollout, "replicas": replicas, "notes": ctx.scheduler.notes(name) })
 }

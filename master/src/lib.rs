@@ -19,6 +19,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod placement;
 pub mod ratelimit;
+pub mod rollout;
 pub mod scheduler;
 pub mod server;
 pub mod session;

@@ -248,19 +248,26 @@ async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<(), crate::store::
     if deployments.is_empty() {
         return Ok(());
     }
-    let specs: Vec<(DeploymentSpec, RecipeInfo)> = deployments
-        .into_iter()
-        .filter_map(|(name, v)| {
-            let spec: DeploymentSpec = serde_json::from_value(v).ok()?;
-            match recipe_info(ctx, &spec.recipe) {
-                Ok(info) => Some((spec, info)),
-                Err(e) => {
-                    ctx.scheduler.note(&name, vec![e]);
-                    None
-                }
+    let mut specs: Vec<(DeploymentSpec, RecipeInfo)> = Vec::new();
+    let mut rollouts = Vec::new();
+    for stored in deployments {
+        let spec: DeploymentSpec = match serde_json::from_value(stored.spec.clone()) {
+            Ok(spec) => spec,
+            Err(e) => {
+                ctx.scheduler
+                    .note(&stored.name, vec![format!("unreadable spec: {e}")]);
+                continue;
             }
-        })
-        .collect();
+        };
+        match recipe_info(ctx, &spec.recipe) {
+            Ok(info) => specs.push((spec.clone(), info)),
+            Err(e) => {
+                ctx.scheduler.note(&stored.name, vec![e]);
+                continue;
+            }
+        }
+        rollouts.push((spec, stored));
+    }
     let nodes: Vec<NodeState> = records
         .iter()
         .map(|r| node_state(r, ctx.fleet.live(&r.id).as_ref()))
@@ -272,6 +279,24 @@ async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<(), crate::store::
             notes.get(spec.name.as_str()).cloned().unwrap_or_default(),
         );
     }
+    let moved: BTreeSet<Name> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Place { spec, .. } => Some(spec.deployment.clone()),
+            Change::Remove(id) => assignments
+                .iter()
+                .find(|(_, a)| a.instance == *id)
+                .map(|(_, a)| a.deployment.clone()),
+        })
+        .collect();
+    apply(ctx, changes).await?;
+    // A deployment the plan just changed waits for the next pass to roll on.
+    rollouts.retain(|(spec, _)| !moved.contains(&spec.name));
+    rolling::drive(ctx, rollouts, &assignments).await
+}
+
+/// Writes the plan's changes and pushes the nodes' new desired states.
+async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::store::StoreError> {
     if changes.is_empty() {
         return Ok(());
     }
@@ -315,6 +340,25 @@ async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<(), crate::store::
 
 /// Reads resources and port names from the uploaded recipe.
 pub fn recipe_info(ctx: &Context, recipe: &RecipeRef) -> Result<RecipeInfo, String> {
+    parsed(ctx, recipe).map(|p| p.info)
+}
+
+/// Whether the recipe has a health check (unknown recipes count as checked: a replica on one
+/// is ready only when it says it is healthy).
+pub fn health_checked(ctx: &Context, recipe: &RecipeRef) -> bool {
+    parsed(ctx, recipe).map_or(true, |p| p.health_checked)
+}
+
+/// What the scheduler keeps of a parsed recipe.
+#[derive(Debug, Clone)]
+struct ParsedRecipe {
+    name: Name,
+    version: String,
+    info: RecipeInfo,
+    health_checked: bool,
+}
+
+fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, String> {
     // Blobs are content-addressed, so a recipe read once never changes: the scheduler's
     // once-a-second passes parse each recipe once, not once per pass.
     let cached = ctx
@@ -324,18 +368,22 @@ pub fn recipe_info(ctx: &Context, recipe: &RecipeRef) -> Result<RecipeInfo, Stri
         .unwrap_or_else(|p| p.into_inner())
         .get(&recipe.sha256)
         .cloned();
-    let (name, version, info) = match cached {
+    let p = match cached {
         Some(hit) => hit,
         None => {
             let bytes = std::fs::read(ctx.blobs.path(&recipe.sha256))
                 .map_err(|_| format!("recipe blob {} is not uploaded", recipe.sha256))?;
             let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
             let r = hearth_recipes::Recipe::parse(text).map_err(|e| e.to_string())?;
-            let info = RecipeInfo {
-                resources: r.resources,
-                ports: r.ports.iter().map(|p| p.name.clone()).collect(),
+            let entry = ParsedRecipe {
+                info: RecipeInfo {
+                    resources: r.resources,
+                    ports: r.ports.iter().map(|p| p.name.clone()).collect(),
+                },
+                health_checked: r.health.is_some(),
+                name: r.name,
+                version: r.version,
             };
-            let entry = (r.name, r.version, info);
             ctx.scheduler
                 .recipes
                 .lock()
@@ -344,13 +392,13 @@ pub fn recipe_info(ctx: &Context, recipe: &RecipeRef) -> Result<RecipeInfo, Stri
             entry
         }
     };
-    if name != recipe.name || version != recipe.version {
+    if p.name != recipe.name || p.version != recipe.version {
         return Err(format!(
-            "recipe blob {} is {name} {version}, not {} {}",
-            recipe.sha256, recipe.name, recipe.version
+            "recipe blob {} is {} {}, not {} {}",
+            recipe.sha256, p.name, p.version, recipe.name, recipe.version
         ));
     }
-    Ok(info)
+    Ok(p)
 }
 
 /// Scheduler state shared with the API.
@@ -360,7 +408,7 @@ pub struct SchedulerState {
     pub notify: tokio::sync::Notify,
     notes: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
     /// Parsed recipes by content hash: name, version, what placement needs.
-    recipes: std::sync::Mutex<HashMap<hearth_protocol::Sha256, (Name, String, RecipeInfo)>>,
+    recipes: std::sync::Mutex<HashMap<hearth_protocol::Sha256, ParsedRecipe>>,
 }
 
 impl SchedulerState {
@@ -382,5 +430,6 @@ impl SchedulerState {
     }
 }
 
+mod rolling;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,9 @@ const MAX_BACKOFF_MS: u64 = 60_000;
 /// A process that ran this long is considered stable.
 pub const STABLE_MS: u64 = 60_000;
 
+/// Failing health checks in a row before an instance is reported unhealthy.
+pub const UNHEALTHY_AFTER: u32 = 3;
+
 /// One instance's lifecycle. Each variant carries what is valid in that state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
@@ -66,8 +69,12 @@ pub struct Instance {
     pub phase: Phase,
     /// Restarts since it was last stable.
     pub restarts: u32,
-    /// Last health check result.
+    /// Health: healthy after a passing check, unhealthy after [`UNHEALTHY_AFTER`] failing
+    /// checks in a row (so a service still starting up is not called unhealthy).
     pub health: Health,
+    /// Failing checks in a row.
+    #[serde(default)]
+    pub failed_checks: u32,
     /// False once the master no longer wants it: it is stopped and forgotten.
     pub wanted: bool,
 }
@@ -216,6 +223,7 @@ impl Agent {
                             since_ms: now_ms,
                         };
                         i.health = Health::Unknown;
+                        i.failed_checks = 0;
                         out.push(report(i, None));
                         out.push(Action::Persist);
                     } else {
@@ -251,15 +259,22 @@ impl Agent {
                 pid,
                 healthy,
             } => {
-                if let Some(i) = self.instances.get_mut(&instance) {
-                    let health = if healthy {
-                        Health::Healthy
+                if let Some(i) = self
+                    .instances
+                    .get_mut(&instance)
+                    .filter(|i| matches!(i.phase, Phase::Running { pid: p, .. } if p == pid))
+                {
+                    i.failed_checks = if healthy {
+                        0
                     } else {
-                        Health::Unhealthy
+                        i.failed_checks.saturating_add(1)
                     };
-                    if matches!(i.phase, Phase::Running { pid: p, .. } if p == pid)
-                        && i.health != health
-                    {
+                    let health = match (healthy, i.failed_checks >= UNHEALTHY_AFTER) {
+                        (true, _) => Health::Healthy,
+                        (false, true) => Health::Unhealthy,
+                        (false, false) => i.health,
+                    };
+                    if i.health != health {
                         i.health = health;
                         out.push(report(i, None));
                         out.push(Action::Persist);
@@ -315,6 +330,7 @@ impl Agent {
                         phase: Phase::Preparing,
                         restarts: 0,
                         health: Health::Unknown,
+                        failed_checks: 0,
                         wanted: true,
                     };
                     out.push(report(&i, None));
@@ -361,6 +377,7 @@ impl Agent {
                 }
                 i.restarts += 1;
                 i.health = Health::Unknown;
+                i.failed_checks = 0;
                 i.phase = Phase::Backoff {
                     until_ms: now_ms + backoff(i.restarts),
                 };
@@ -372,6 +389,7 @@ impl Agent {
             }
             Phase::Stopping { pid: p, .. } if p == pid => {
                 i.health = Health::Unknown;
+                i.failed_checks = 0;
                 if i.wanted && self.link_down_since.is_none() {
                     i.phase = Phase::Preparing;
                     out.push(Action::Prepare(i.spec.clone()));

@@ -5,42 +5,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use hearth_tests::deploy::{cli_ok, deployment, homes, running, upload_static_site};
+use hearth_tests::eventually;
 use hearth_tests::master::{FAST, MasterProc};
 use hearth_tests::node::NodeProc;
-use hearth_tests::recipes::static_site;
-use hearth_tests::{bin, eventually};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(40);
-
-fn cli_ok(m: &MasterProc, args: &[&str]) -> String {
-    let out = m.cli(args);
-    assert!(
-        out.status.success(),
-        "hearth {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn deployment(m: &MasterProc, name: &str) -> Value {
-    serde_json::from_str(&cli_ok(m, &["deployment", "show", name, "--json"])).unwrap()
-}
-
-fn running(d: &Value) -> Vec<(String, String)> {
-    d["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["state"] == "running")
-        .map(|r| {
-            (
-                r["instance"].as_str().unwrap().to_owned(),
-                r["node"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn replicas_spread_heal_after_a_node_dies_and_stale_copies_stop_on_return() {
@@ -51,41 +22,9 @@ async fn replicas_spread_heal_after_a_node_dies_and_stale_copies_stop_on_return(
         ("FR", "Free", "home-b"),
         ("DE", "Telekom", "home-c"),
     ];
-    let mut nodes: Vec<NodeProc> = places
-        .iter()
-        .enumerate()
-        .map(|(i, at)| {
-            NodeProc::enrol_and_run_at(
-                &tmp.path().join(format!("n{i}")),
-                m.quic,
-                &m.token(&[]),
-                *at,
-            )
-        })
-        .collect();
-    let ids: Vec<String> = nodes
-        .iter()
-        .map(|n| n.status()["node"].as_str().unwrap().to_owned())
-        .collect();
-    for id in &ids {
-        let up = eventually(WAIT, async || {
-            (m.node_state(id).await == "active").then_some(())
-        })
-        .await;
-        assert!(up.is_some(), "node {id} never active");
-    }
+    let (mut nodes, ids) = homes(&m, tmp.path(), &places, WAIT).await;
 
-    let binary = bin("hearth-static");
-    let art = cli_ok(&m, &["upload", binary.to_str().unwrap()])
-        .trim()
-        .to_owned();
-    let size = std::fs::metadata(&binary).unwrap().len();
-    let recipe_file = tmp.path().join("recipe.toml");
-    std::fs::write(&recipe_file, static_site(&art.parse().unwrap(), size)).unwrap();
-    let sha = cli_ok(&m, &["upload", recipe_file.to_str().unwrap()])
-        .trim()
-        .to_owned();
-    let recipe = format!("static-site@1.0.0:{sha}");
+    let recipe = upload_static_site(&m, tmp.path(), |r| r);
     let deploy = [
         "deploy",
         "web",

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::api::{CreatedToken, NodeView};
 use crate::data_dir::DataDir;
 
+mod deploy;
 mod show;
 
 /// Operate a Hearth cooperative cloud.
@@ -86,6 +87,22 @@ pub enum Command {
         name: String,
         /// Replicas.
         replicas: u32,
+    },
+    /// Roll a deployment onto another recipe, one replica at a time; rolled back if the new
+    /// one fails its health check.
+    Update {
+        /// Deployment name.
+        name: String,
+        /// Recipe as NAME@VERSION:SHA256 of the uploaded recipe.
+        #[arg(long)]
+        recipe: String,
+        /// Time one replica gets to become ready on the new recipe (e.g. 90s, 5m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        deadline: Option<Duration>,
+        /// Follow the update until it completes (exit 0) or rolls back (exit 1), for at most
+        /// this long (e.g. 10m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
     },
     /// Remove a deployment and its instances.
     Undeploy {
@@ -292,15 +309,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             labels,
             json,
         } => {
-            let (name_version, sha) = recipe
-                .rsplit_once(':')
-                .ok_or_else(|| anyhow!("--recipe must be NAME@VERSION:SHA256"))?;
-            let (rname, version) = name_version
-                .split_once('@')
-                .ok_or_else(|| anyhow!("--recipe must be NAME@VERSION:SHA256"))?;
+            let recipe = deploy::recipe_ref(&recipe)?;
             let params = key_values(&params, "--param")?;
             let labels = key_values(&labels, "--label")?;
-            let body = json!({ "name": name, "recipe": { "name": rname, "version": version, "sha256": sha },
+            let body = json!({ "name": name, "recipe": recipe,
                 "replicas": replicas, "spread": spread, "countries": countries, "params": params, "labels": labels });
             let v = client
                 .call(reqwest::Method::POST, "/v1/deployments", Some(body))
@@ -347,6 +359,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             println!("deployment {name} scaled to {replicas}");
         }
+        Command::Update {
+            name,
+            recipe,
+            deadline,
+            wait,
+        } => deploy::update(&client, &name, &recipe, deadline, wait).await?,
         Command::Undeploy { name } => {
             client
                 .call(

@@ -79,6 +79,9 @@ pub(super) fn deployment(name: &str, v: &Value) -> anyhow::Result<()> {
             .and_then(Value::as_u64)
             .unwrap_or(0)
     );
+    if v.get("rollout").is_some_and(|r| !r.is_null()) {
+        println!("update: {}", super::deploy::describe(v));
+    }
     for n in v
         .get("notes")
         .and_then(Value::as_array)
@@ -106,8 +109,9 @@ pub(super) fn deployment(name: &str, v: &Value) -> anyhow::Result<()> {
                 )
             });
         println!(
-            "{:<20} {:<10} {:<10} {:<22} {}",
+            "{:<20} {:<22} {:<10} {:<10} {:<22} {}",
             text("instance"),
+            text("recipe"),
             text("state"),
             text("health"),
             endpoint,

@@ -53,10 +53,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         spec_version  INTEGER NOT NULL
     );",
     ),
+    (4, "ALTER TABLE deployments ADD COLUMN rollout TEXT;"),
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 3;
+pub(crate) const LATEST: i64 = 4;
 
 /// Brings the database to [`LATEST`], refusing one written by a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -213,10 +213,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError>;
     /// Every assignment with its node.
     fn assignments(&self) -> Result<Vec<(NodeId, Assignment)>, StoreError>;
-    /// Creates or replaces a deployment (idempotent by name).
-    fn put_deployment(&self, name: &str, spec: &serde_json::Value) -> Result<(), StoreError>;
+    /// Creates or replaces a deployment and its rollout record (idempotent by name).
+    fn put_deployment(&self, deployment: &StoredDeployment) -> Result<(), StoreError>;
+    /// Replaces a deployment only if it is still `expected` (spec and rollout as read); false if
+    /// it changed or is gone meanwhile. The scheduler's writes use it so that they never undo
+    /// an operator's request made since the scheduler's snapshot.
+    fn replace_deployment(
+        &self,
+        expected: &StoredDeployment,
+        new: &StoredDeployment,
+    ) -> Result<bool, StoreError>;
     /// Removes a deployment; false if unknown. Its assignments are removed by the scheduler.
     fn remove_deployment(&self, name: &str) -> Result<bool, StoreError>;
-    /// Every deployment: name and its JSON spec (see `deployments::DeploymentSpec`).
-    fn deployments(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+    /// Every deployment, by name.
+    fn deployments(&self) -> Result<Vec<StoredDeployment>, StoreError>;
+}
+
+/// A deployment as stored: the operator's spec and, while or after it is updated, its rollout.
+/// Both are versioned JSON documents (see `scheduler::DeploymentSpec`, `rollout::Rollout`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDeployment {
+    /// Name.
+    pub name: String,
+    /// The spec.
+    pub spec: serde_json::Value,
+    /// The last rolling update, if any.
+    pub rollout: Option<serde_json::Value>,
 }

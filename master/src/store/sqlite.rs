@@ -8,7 +8,10 @@ use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::migrations;
-use super::{AdminState, LivenessUpdate, NodeRecord, RedeemError, Store, StoreError, TokenRecord};
+use super::{
+    AdminState, LivenessUpdate, NodeRecord, RedeemError, Store, StoreError, StoredDeployment,
+    TokenRecord,
+};
 
 /// Version of the JSON encoding of [`NodeFacts`] in the `nodes.facts` column.
 const FACTS_VERSION: i64 = 1;
@@ -374,13 +377,35 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn put_deployment(&self, name: &str, spec: &serde_json::Value) -> Result<(), StoreError> {
+    fn put_deployment(&self, d: &StoredDeployment) -> Result<(), StoreError> {
+        let rollout = d.rollout.as_ref().map(|r| r.to_string());
         self.conn().execute(
-            "INSERT INTO deployments (name, spec, spec_version) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET spec = ?2, spec_version = ?3",
-            params![name, spec.to_string(), SPEC_VERSION],
+            "INSERT INTO deployments (name, spec, spec_version, rollout) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE SET spec = ?2, spec_version = ?3, rollout = ?4",
+            params![d.name, d.spec.to_string(), SPEC_VERSION, rollout],
         )?;
         Ok(())
+    }
+
+    fn replace_deployment(
+        &self,
+        expected: &StoredDeployment,
+        new: &StoredDeployment,
+    ) -> Result<bool, StoreError> {
+        let text =
+            |v: &Option<serde_json::Value>| v.as_ref().map_or(String::new(), |r| r.to_string());
+        Ok(self.conn().execute(
+            "UPDATE deployments SET spec = ?1, spec_version = ?2, rollout = ?3
+             WHERE name = ?4 AND spec = ?5 AND COALESCE(rollout, '') = ?6",
+            params![
+                new.spec.to_string(),
+                SPEC_VERSION,
+                new.rollout.as_ref().map(|r| r.to_string()),
+                expected.name,
+                expected.spec.to_string(),
+                text(&expected.rollout)
+            ],
+        )? == 1)
     }
 
     fn remove_deployment(&self, name: &str) -> Result<bool, StoreError> {
@@ -390,15 +415,19 @@ impl Store for SqliteStore {
             == 1)
     }
 
-    fn deployments(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    fn deployments(&self) -> Result<Vec<StoredDeployment>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name, spec FROM deployments ORDER BY name")?;
+        let mut stmt = conn.prepare("SELECT name, spec, rollout FROM deployments ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
             let spec: String = r.get(1)?;
-            Ok((
-                r.get(0)?,
-                serde_json::from_str(&spec).map_err(|e| corrupt("deployment spec", e))?,
-            ))
+            let rollout: Option<String> = r.get(2)?;
+            Ok(StoredDeployment {
+                name: r.get(0)?,
+                spec: serde_json::from_str(&spec).map_err(|e| corrupt("deployment spec", e))?,
+                rollout: rollout
+                    .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("deployment rollout", e)))
+                    .transpose()?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

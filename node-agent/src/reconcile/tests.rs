@@ -297,3 +297,50 @@ fn a_leased_instance_stops_when_the_master_is_gone_too_long_and_returns_with_it(
     let actions = a.step(40_000, Event::LinkUp);
     assert!(actions.contains(&Action::Prepare(spec("db-0", 1, Some(30_000)))));
 }
+
+fn health(agent: &Agent, s: &str) -> Option<Health> {
+    agent
+        .reports()
+        .into_iter()
+        .find(|r| r.instance.as_str() == s)
+        .map(|r| r.health)
+}
+
+#[test]
+fn unhealthy_only_after_several_failed_checks_in_a_row_healthy_after_one_pass() {
+    let mut a = Agent::default();
+    running(&mut a, spec("web-0", 1, None), 42);
+    let check = |a: &mut Agent, healthy: bool| {
+        a.step(
+            0,
+            Event::Health {
+                instance: id("web-0"),
+                pid: 42,
+                healthy,
+            },
+        )
+    };
+    // Still starting up: the first failures are not reported.
+    for _ in 1..UNHEALTHY_AFTER {
+        assert!(check(&mut a, false).is_empty());
+        assert_eq!(health(&a, "web-0"), Some(Health::Unknown));
+    }
+    let reported = check(&mut a, false);
+    assert!(reported.iter().any(|x| matches!(x, Action::Report { .. })));
+    assert_eq!(health(&a, "web-0"), Some(Health::Unhealthy));
+    check(&mut a, true);
+    assert_eq!(health(&a, "web-0"), Some(Health::Healthy));
+    // One failure after a pass is not enough either.
+    check(&mut a, false);
+    assert_eq!(health(&a, "web-0"), Some(Health::Healthy));
+    // A check of another process (an old pid) counts for nothing.
+    let stale = a.step(
+        0,
+        Event::Health {
+            instance: id("web-0"),
+            pid: 41,
+            healthy: false,
+        },
+    );
+    assert!(stale.is_empty());
+}

@@ -1,0 +1,110 @@
+//! `hearth update`: a rolling update, optionally followed until it completes or rolls back.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use serde_json::{Value, json};
+
+use super::Client;
+
+/// Parses `NAME@VERSION:SHA256` into the API's recipe object.
+pub(super) fn recipe_ref(recipe: &str) -> anyhow::Result<Value> {
+    let bad = || anyhow!("--recipe must be NAME@VERSION:SHA256, e.g. static-site@1.1.0:9f86…");
+    let (name_version, sha) = recipe.rsplit_once(':').ok_or_else(bad)?;
+    let (name, version) = name_version.split_once('@').ok_or_else(bad)?;
+    if name.is_empty() || version.is_empty() || sha.is_empty() {
+        return Err(bad());
+    }
+    Ok(json!({ "name": name, "version": version, "sha256": sha }))
+}
+
+/// Starts a rolling update; with `wait`, follows it and fails if it rolls back.
+pub(super) async fn update(
+    client: &Client,
+    name: &str,
+    recipe: &str,
+    deadline: Option<Duration>,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    let body = json!({
+        "recipe": recipe_ref(recipe)?,
+        "deadline_s": deadline.map(|d| d.as_secs().max(1)),
+    });
+    let path = format!("/v1/deployments/{name}/update");
+    let v = client
+        .call(reqwest::Method::POST, &path, Some(body))
+        .await?;
+    println!("deployment {name}: {}", describe(&v));
+    let Some(wait) = wait else {
+        return Ok(());
+    };
+    let until = tokio::time::Instant::now() + wait;
+    let mut last = String::new();
+    loop {
+        let v = client
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/deployments/{name}"),
+                None,
+            )
+            .await?;
+        let now = describe(&v);
+        if now != last {
+            println!("deployment {name}: {now}");
+            last = now;
+        }
+        match v.pointer("/rollout/state/state").and_then(Value::as_str) {
+            Some("complete") | None => return Ok(()),
+            Some("rolled_back") => bail!(
+                "the update of {name} was rolled back: {}",
+                v.pointer("/rollout/state/reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no reason given")
+            ),
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= until {
+            bail!("the update of {name} is still in progress after {wait:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One line on a deployment's rollout.
+pub(super) fn describe(v: &Value) -> String {
+    let text = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let to = format!(
+        "{}@{}",
+        text("/rollout/to/name"),
+        text("/rollout/to/version")
+    );
+    let from = format!(
+        "{}@{}",
+        text("/rollout/from/name"),
+        text("/rollout/from/version")
+    );
+    let updated = v
+        .pointer("/rollout/updated")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    match v.pointer("/rollout/state/state").and_then(Value::as_str) {
+        None => "no rolling update".into(),
+        Some("rolling") => format!(
+            "rolling {from} → {to} ({updated} replica updates so far{})",
+            v.pointer("/rollout/state/step/instance")
+                .and_then(Value::as_str)
+                .map_or(String::new(), |i| format!(", now {i}"))
+        ),
+        Some("rolling_back") => {
+            format!("rolling back to {from}: {}", text("/rollout/state/reason"))
+        }
+        Some("complete") => format!("now on {to} (rolled from {from})"),
+        Some("rolled_back") => format!("rolled back to {from}: {}", text("/rollout/state/reason")),
+        Some(other) => format!("rollout {other}"),
+    }
+}
