@@ -87,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             let built = started.elapsed();
             let report = sim.run();
             let wall = started.elapsed();
+            let cpu = cpu_seconds();
             let sim_s = report.days * 86_400.0;
             println!(
                 "{} homes at start ({} at end), {} simulated days, {} events, {} plan() calls",
@@ -100,7 +101,20 @@ fn main() -> anyhow::Result<()> {
                 report.days / wall.as_secs_f64(),
                 report.events as f64 / wall.as_secs_f64()
             );
+            if let Some(cpu) = cpu {
+                println!(
+                    "cpu {cpu:.2} s (this thread, /proc/self/schedstat): {:.0} simulated seconds per cpu second",
+                    sim_s / cpu
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// CPU time of this (single) thread so far, from `/proc/self/schedstat` (Linux).
+fn cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let ns: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
 }
