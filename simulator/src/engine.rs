@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Simulated days (default: the scenario's).
     pub days: Option<f64>,
+    /// Also call `plan` on the passes skipped as no-ops and count any that would have changed
+    /// something (a check of the shortcut, for tests; slower).
+    pub check_skips: bool,
 }
 
 /// A run in progress. Fields are shared by the engine's modules.
@@ -71,6 +74,7 @@ pub struct Sim {
     pub(crate) assign: BTreeMap<InstanceId, (HomeIx, Assignment)>,
     pub(crate) dep_instances: Vec<Vec<InstanceId>>,
     pub(crate) pass_pending: bool,
+    pub(crate) check_skips: bool,
     pub(crate) passes: crate::master::PassCounts,
     pub(crate) deps: Vec<DepStats>,
     pub(crate) gauges: Gauges,
@@ -113,6 +117,7 @@ impl Sim {
             assign: BTreeMap::new(),
             dep_instances: Vec::new(),
             pass_pending: false,
+            check_skips: opts.check_skips,
             passes: Default::default(),
             deps: Vec::new(),
             gauges: Gauges::default(),

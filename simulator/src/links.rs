@@ -56,11 +56,11 @@ impl Sim {
             let was = home.session;
             home.session = Session::Offline { since: now };
             home.session_epoch += 1;
-            let running = home.running();
+            let has_agent = home.running() && home.agent.is_some();
             if let Session::Online { since } = was {
                 self.session_lost(h, since);
             }
-            if running {
+            if has_agent {
                 self.agent_step(h, AgentEvent::LinkDown);
             }
         }

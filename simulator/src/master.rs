@@ -36,6 +36,10 @@ pub struct PassCounts {
     pub re_placed: u64,
     /// Replicas removed.
     pub removed: u64,
+    /// Skipped passes for which `plan` would have changed something (only counted with
+    /// `RunOptions::check_skips`; always 0 if the shortcut is sound).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skip_mismatches: u64,
     /// Notes of the last pass that planned (unplaceable, unmet spread), per deployment.
     pub notes: std::collections::BTreeMap<String, Vec<String>>,
 }
@@ -128,20 +132,23 @@ impl Sim {
         self.pass_pending = false;
         if !self.needs_pass() {
             self.passes.skipped += 1;
+            if self.check_skips {
+                // Proof of the shortcut: the real plan must find nothing to do either.
+                let (changes, _) = plan(&self.deployments, &self.nodes, &self.snapshot(), 0);
+                if !changes.is_empty() {
+                    self.passes.skip_mismatches += 1;
+                }
+            }
             return;
         }
         self.passes.planned += 1;
-        let assignments: Vec<(NodeId, Assignment)> = self
-            .assign
-            .values()
-            .filter_map(|(h, a)| self.homes.get(*h).map(|home| (home.id, a.clone())))
-            .collect();
+        let assignments = self.snapshot();
         // The master's pass counter ticks once a second; it seeds the placement scan.
         let start = usize::try_from(self.q.now() / 1000)
             .unwrap_or(0)
             .wrapping_mul(7919);
         let (changes, notes) = plan(&self.deployments, &self.nodes, &assignments, start);
-        self.passes.notes = notes;
+        self.passes.notes = notes.into_iter().filter(|(_, n)| !n.is_empty()).collect();
         if changes.is_empty() {
             return;
         }
@@ -215,6 +222,14 @@ impl Sim {
         self.deps.get_mut(d)
     }
 
+    /// The assignments as the store would list them.
+    fn snapshot(&self) -> Vec<(NodeId, Assignment)> {
+        self.assign
+            .values()
+            .filter_map(|(h, a)| self.homes.get(*h).map(|home| (home.id, a.clone())))
+            .collect()
+    }
+
     /// Pushes the node's whole desired state over its session, if it has one.
     pub(crate) fn send_desired(&mut self, h: HomeIx) {
         let Some(home) = self.homes.get(h) else {
@@ -239,4 +254,8 @@ impl Sim {
         self.msgs.desired += 1;
         self.q.after(u64::from(home.model.latency_ms).max(1), ev);
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -63,7 +63,7 @@ fn run(seed: u64) -> (String, String) {
         sc,
         RunOptions {
             seed: Some(seed),
-            days: None,
+            ..RunOptions::default()
         },
     )
     .expect("runs");
@@ -99,4 +99,17 @@ fn scenario_errors_name_the_problem() {
     let bad = SCENARIO.replace("countries = [\"FR\"]", "countries = [\"XX\"]");
     let e = Scenario::parse(&bad).unwrap_err().to_string();
     assert!(e.contains("XX"), "{e}");
+}
+
+#[test]
+fn skipped_scheduler_passes_are_true_no_ops() {
+    let sc = Scenario::parse(SCENARIO).expect("scenario parses");
+    let opts = RunOptions {
+        seed: Some(3),
+        check_skips: true,
+        ..RunOptions::default()
+    };
+    let r = simulate(sc, opts).expect("runs");
+    assert!(r.scheduler.skipped > 10, "{:?}", r.scheduler);
+    assert_eq!(r.scheduler.skip_mismatches, 0, "{:?}", r.scheduler);
 }

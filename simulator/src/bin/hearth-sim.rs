@@ -58,7 +58,15 @@ fn main() -> anyhow::Result<()> {
         } => {
             let sc = Scenario::load(&scenario)?;
             let started = Instant::now();
-            let report = Sim::new(sc, RunOptions { seed, days })?.run();
+            let report = Sim::new(
+                sc,
+                RunOptions {
+                    seed,
+                    days,
+                    check_skips: false,
+                },
+            )?
+            .run();
             let wall = started.elapsed();
             print!("{}", summary::summary(&report));
             println!("wall time: {:.2} s", wall.as_secs_f64());
@@ -83,7 +91,14 @@ fn main() -> anyhow::Result<()> {
             let sc = Scenario::load(&scenario)?;
             let homes = sc.homes();
             let started = Instant::now();
-            let sim = Sim::new(sc, RunOptions { seed, days })?;
+            let sim = Sim::new(
+                sc,
+                RunOptions {
+                    seed,
+                    days,
+                    check_skips: false,
+                },
+            )?;
             let built = started.elapsed();
             let report = sim.run();
             let wall = started.elapsed();
