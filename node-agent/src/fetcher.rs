@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use hearth_protocol::messages::fetch::FetchBlob;
+use hearth_protocol::messages::fetch::{FetchBlob, FetchMetadata};
 use hearth_protocol::{DEFAULT_MAX_FRAME, Message, Sha256};
 use hearth_transport::MessageStream;
 use tokio::sync::watch;
@@ -57,6 +57,45 @@ impl Fetcher {
     /// A fetcher following the link's connection.
     pub fn new(conn: watch::Receiver<Option<quinn::Connection>>) -> Self {
         Self { conn }
+    }
+
+    /// Whether a session is up.
+    pub fn connected(&self) -> bool {
+        self.conn.borrow().is_some()
+    }
+
+    /// Fetches one repository metadata file (`timestamp.json`, `N.root.json`…); `Ok(None)` when
+    /// the master has none by that name. At most `limit` bytes.
+    pub async fn metadata(&self, file: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
+        let conn = self
+            .conn
+            .borrow()
+            .clone()
+            .ok_or("no session to the master")?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
+        stream
+            .send(&Message::FetchMetadata(FetchMetadata {
+                file: file.to_owned(),
+            }))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = stream.finish();
+        match stream.recv().await.map_err(|e| e.to_string())? {
+            Some(Message::Metadata(m)) if m.file == file => {
+                if m.data.0.len() as u64 > limit {
+                    return Err(format!(
+                        "metadata {file} is {} bytes, more than the {limit} allowed",
+                        m.data.0.len()
+                    ));
+                }
+                Ok(Some(m.data.0))
+            }
+            Some(Message::Error(e)) if e.code == hearth_protocol::ErrorCode::NotFound => Ok(None),
+            Some(Message::Error(e)) => Err(e.message),
+            Some(other) => Err(format!("unexpected {}", other.type_tag())),
+            None => Err("stream ended early".into()),
+        }
     }
 
     /// Appends the missing tail of blob `sha256` to `part`, up to `limit` bytes in all.

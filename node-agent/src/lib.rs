@@ -17,6 +17,7 @@ pub mod process;
 pub mod reconcile;
 pub mod state;
 pub mod supervisor;
+pub mod trust;
 pub mod users;
 
 /// Wall-clock time in Unix milliseconds, the `now` the reconciliation core takes.

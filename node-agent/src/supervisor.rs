@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearth_protocol::messages::state::{Assignment, InstanceId, InstanceReport, InstanceStatus};
@@ -21,6 +22,8 @@ use crate::now_ms;
 use crate::partition::{self, Prepared};
 use crate::process;
 use crate::reconcile::{Action, Agent, Event, Phase, Prepare};
+use crate::trust::QuicTransport;
+use hearth_recipes::repo::trust::{TrustStore, TrustedTargets};
 
 /// Largest recipe document accepted.
 const MAX_RECIPE: u64 = 1024 * 1024;
@@ -73,6 +76,7 @@ pub struct Supervisor {
     last_health: HashMap<InstanceId, Instant>,
     cache: Cache,
     fetcher: Fetcher,
+    trust: Arc<TrustStore>,
     advertise: IpAddr,
     isolate: bool,
     cgroup: Option<PathBuf>,
@@ -90,6 +94,7 @@ impl Supervisor {
         wiring: Wiring,
     ) -> std::io::Result<Self> {
         let cache = Cache::open(&root.join("cache")).map_err(std::io::Error::other)?;
+        let trust = Arc::new(TrustStore::open(&root.join("tuf")).map_err(std::io::Error::other)?);
         let agent = match std::fs::read_to_string(root.join("agent-state.json")) {
             Ok(text) => {
                 let p: Persisted = serde_json::from_str(&text).map_err(std::io::Error::other)?;
@@ -112,6 +117,7 @@ impl Supervisor {
             last_health: HashMap::new(),
             cache,
             fetcher,
+            trust,
             advertise,
             isolate,
             cgroup: crate::cgroup::agent_cgroup(),
@@ -340,16 +346,17 @@ impl Supervisor {
     }
 
     fn prepare(&self, spec: Assignment, start: bool) {
-        let (cache, fetcher, root, advertise, isolate) = (
+        let (cache, fetcher, trust, root, advertise, isolate) = (
             self.cache.clone(),
             self.fetcher.clone(),
+            self.trust.clone(),
             self.root.clone(),
             self.advertise,
             self.isolate,
         );
         let inputs = self.wiring.inputs.clone();
         tokio::spawn(async move {
-            let result = prepare(&cache, &fetcher, &root, &spec, advertise, isolate)
+            let result = prepare(&cache, &fetcher, &trust, &root, &spec, advertise, isolate)
                 .await
                 .map(Box::new);
             if let Err(e) = &result {
@@ -448,10 +455,29 @@ fn process_group(pid: u32) -> Option<u32> {
         .ok()
 }
 
+/// The signed targets, fresh from the master when the link is up, else re-verified from what
+/// this node last trusted.
+async fn trusted_targets(trust: &TrustStore, fetcher: &Fetcher) -> Result<TrustedTargets, Prepare> {
+    if !fetcher.connected() {
+        return trust
+            .refresh_offline()
+            .await
+            .map_err(|e| Prepare::Retry(e.to_string()));
+    }
+    crate::trust::ensure_root(trust, fetcher)
+        .await
+        .map_err(Prepare::Retry)?;
+    trust
+        .refresh(QuicTransport(fetcher.clone()))
+        .await
+        .map_err(|e| Prepare::Refused(e.to_string()))
+}
+
 /// Fetches and verifies the recipe and its artifacts, then sets up the partition.
 async fn prepare(
     cache: &Cache,
     fetcher: &Fetcher,
+    trust: &TrustStore,
     root: &std::path::Path,
     spec: &Assignment,
     advertise: IpAddr,
@@ -464,13 +490,18 @@ async fn prepare(
             Prepare::Refused(e.to_string())
         }
     };
+    let trusted = trusted_targets(trust, fetcher).await?;
+    // The signed listing bounds the download: a master serving more bytes is refused early.
+    let listed = trusted
+        .recipe(&spec.recipe)
+        .map_err(|e| Prepare::Refused(e.to_string()))?;
     let recipe_path = cache
-        .get(fetcher, &spec.recipe.sha256, MAX_RECIPE)
+        .get(fetcher, &spec.recipe.sha256, listed.length.min(MAX_RECIPE))
         .await
         .map_err(fetch_err)?;
     let bytes = std::fs::read(&recipe_path).map_err(|e| Prepare::Retry(e.to_string()))?;
-    let recipe =
-        verify_recipe(&bytes, &spec.recipe).map_err(|e| Prepare::Refused(e.to_string()))?;
+    let recipe = verify_recipe(&bytes, &spec.recipe, &trusted)
+        .map_err(|e| Prepare::Refused(e.to_string()))?;
     let arch = crate::facts::arch();
     let mut artifacts = BTreeMap::new();
     for a in recipe

@@ -1,11 +1,13 @@
 //! Recipes: the cooperative's definition of a service, and the check a node makes before it runs
 //! one. A [`verify::VerifiedRecipe`] can only be made by [`verify::verify_recipe`].
 //!
-//! Until the signed repository lands (TUF metadata, issue 5), verification checks the recipe
-//! document against the SHA-256 the master named and parses it strictly; artifacts are checked
-//! against the SHA-256 and size the recipe lists.
+//! Nodes run only recipes that the cooperative signed: [`repo`] holds the TUF repository
+//! tooling (keys, build, sign) and the node's trust store; [`verify::verify_recipe`] checks a
+//! recipe's bytes against the signed targets listing and parses it strictly, and artifacts are
+//! checked against the SHA-256 and size the recipe and the listing give.
 
 pub mod recipe;
+pub mod repo;
 pub mod template;
 pub mod verify;
 

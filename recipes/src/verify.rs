@@ -4,6 +4,7 @@ use hearth_protocol::Sha256;
 use hearth_protocol::messages::state::RecipeRef;
 
 use crate::recipe::{Artifact, Recipe, RecipeError};
+use crate::repo::trust::{TrustError, TrustedTargets};
 
 /// Why a recipe or artifact was refused. Nothing of a refused recipe runs.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,9 @@ pub enum VerifyError {
     /// The recipe document is invalid.
     #[error(transparent)]
     Invalid(#[from] RecipeError),
+    /// The signed repository does not vouch for it.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     /// An artifact's bytes do not match the recipe.
     #[error("artifact {name}: {reason}")]
     Artifact { name: String, reason: String },
@@ -72,11 +76,35 @@ impl VerifiedRecipe {
     }
 }
 
-/// Verifies recipe bytes against the reference the master sent.
-///
-/// Today: content hash, strict parse, name and version. The signed-repository checks (TUF roles,
-/// thresholds, expiry, rollback) plug in here with issue 5, so callers need not change.
-pub fn verify_recipe(bytes: &[u8], reference: &RecipeRef) -> Result<VerifiedRecipe, VerifyError> {
+/// Verifies recipe bytes against the reference the master sent and the signed targets the node
+/// trusts: the recipe must be listed under its name and version with exactly these bytes
+/// (length and SHA-256), be the recipe it says, parse strictly, and list only artifacts that the
+/// signed targets list with the same size.
+pub fn verify_recipe(
+    bytes: &[u8],
+    reference: &RecipeRef,
+    trusted: &TrustedTargets,
+) -> Result<VerifiedRecipe, VerifyError> {
+    let listed = trusted.recipe(reference)?;
+    if listed.length != bytes.len() as u64 {
+        return Err(TrustError::Metadata(format!(
+            "recipe {} {} is {} bytes, the signed targets list {}",
+            reference.name,
+            reference.version,
+            bytes.len(),
+            listed.length
+        ))
+        .into());
+    }
+    let verified = check_document(bytes, reference)?;
+    for a in &verified.recipe.artifacts {
+        trusted.artifact(&a.sha256, a.size)?;
+    }
+    Ok(verified)
+}
+
+/// Content hash, strict parse, name and version.
+fn check_document(bytes: &[u8], reference: &RecipeRef) -> Result<VerifiedRecipe, VerifyError> {
     let got = Sha256::digest(bytes);
     if got != reference.sha256 {
         return Err(VerifyError::RecipeHash {
@@ -134,11 +162,11 @@ path = "/healthz"
     #[test]
     fn a_matching_recipe_verifies_and_a_tampered_one_does_not() {
         let r = reference(DOC.as_bytes());
-        let v = verify_recipe(DOC.as_bytes(), &r).unwrap();
+        let v = check_document(DOC.as_bytes(), &r).unwrap();
         assert_eq!(v.recipe().ports.len(), 1);
         let tampered = DOC.replace("--root", "--rm");
         assert!(matches!(
-            verify_recipe(tampered.as_bytes(), &r),
+            check_document(tampered.as_bytes(), &r),
             Err(VerifyError::RecipeHash { .. })
         ));
     }
@@ -146,10 +174,10 @@ path = "/healthz"
     #[test]
     fn invalid_recipes_name_the_field() {
         let unknown = DOC.replace("[run]", "colour = \"red\"\n[run]");
-        let e = verify_recipe(unknown.as_bytes(), &reference(unknown.as_bytes())).unwrap_err();
+        let e = check_document(unknown.as_bytes(), &reference(unknown.as_bytes())).unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
         let bad_port = DOC.replace("{port:http}", "{port:ssh}");
-        let e = verify_recipe(bad_port.as_bytes(), &reference(bad_port.as_bytes())).unwrap_err();
+        let e = check_document(bad_port.as_bytes(), &reference(bad_port.as_bytes())).unwrap_err();
         assert!(e.to_string().contains("port:ssh"), "{e}");
     }
 }

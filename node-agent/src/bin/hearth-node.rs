@@ -14,6 +14,7 @@ use hearth_node_agent::state::NodeDir;
 use hearth_node_agent::supervisor::{Supervisor, Wiring};
 use hearth_node_agent::users::Isolation;
 use hearth_protocol::{CountryCode, EnrolToken, HomeId};
+use hearth_recipes::repo::trust::{TrustStore, check_root};
 
 /// The Hearth node agent.
 #[derive(Debug, Parser)]
@@ -57,6 +58,11 @@ enum Command {
         /// Placement labels, KEY=VALUE (repeatable).
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        /// The cooperative's signed root metadata (`1.root.json`, from `hearth recipe keys
+        /// init`), obtained out of band: recipes are verified from it. Without it the node
+        /// trusts the master's root on first use.
+        #[arg(long)]
+        trust_root: Option<PathBuf>,
     },
     /// Run the agent: keep the session to the master.
     Run {
@@ -112,8 +118,19 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             uplink_mbps,
             downlink_mbps,
             labels,
+            trust_root,
         } => {
             let token: EnrolToken = token.parse()?;
+            let root = match &trust_root {
+                Some(path) => {
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("reading --trust-root {}", path.display()))?;
+                    check_root(&bytes)
+                        .with_context(|| format!("--trust-root {}", path.display()))?;
+                    Some(bytes)
+                }
+                None => None,
+            };
             let addr = resolve(&master)?;
             let declared = Declared {
                 country,
@@ -125,6 +142,9 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
             };
             let e = enrol(&NodeDir::new(&data_dir), addr, &token, declared).await?;
+            if let Some(bytes) = root {
+                TrustStore::open(&data_dir.join("tuf"))?.pin_root(&bytes)?;
+            }
             println!("{}", e.node);
             eprintln!(
                 "enrolled with master {}; start with `hearth-node run --data-dir {}`",
