@@ -91,6 +91,18 @@ pub fn router(ctx: Arc<Context>) -> Router {
             "/v1/deployments/{name}",
             get(crate::deploy_api::show_deployment).delete(crate::deploy_api::remove_deployment),
         )
+        .route("/v1/repository", get(crate::recipe_api::repository))
+        .route(
+            "/v1/repository/{file}",
+            axum::routing::put(crate::recipe_api::put_metadata).layer(DefaultBodyLimit::max(
+                usize::try_from(hearth_recipes::repo::MAX_METADATA).unwrap_or(MAX_BODY) + 1,
+            )),
+        )
+        .route("/v1/recipes", get(crate::recipe_api::list_recipes))
+        .route(
+            "/v1/recipes/{name}/{version}",
+            get(crate::recipe_api::show_recipe),
+        )
         .route(
             "/v1/deployments/{name}/update",
             post(crate::deploy_api::update_deployment),

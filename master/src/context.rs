@@ -24,6 +24,8 @@ pub struct Context {
     pub max_frame: usize,
     /// Content-addressed blobs served to nodes.
     pub blobs: BlobStore,
+    /// Signed repository metadata served to nodes.
+    pub repository: crate::repository::Repository,
     /// The scheduler's wake-up and notes.
     pub scheduler: crate::scheduler::SchedulerState,
     /// SHA-256 of the admin API token.

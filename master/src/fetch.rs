@@ -3,7 +3,7 @@
 use std::io::{Read as _, Seek as _, SeekFrom};
 
 use hearth_protocol::frame::MAX_CHUNK;
-use hearth_protocol::messages::fetch::{BlobChunk, FetchBlob};
+use hearth_protocol::messages::fetch::{BlobChunk, FetchBlob, Metadata};
 use hearth_protocol::{Blob, ErrorCode, Message};
 use hearth_transport::{MessageStream, StreamError};
 
@@ -13,14 +13,18 @@ use crate::context::Context;
 pub async fn serve_fetch(ctx: &Context, mut stream: MessageStream) {
     let reply = match stream.recv().await {
         Ok(Some(Message::FetchBlob(req))) => send_blob(ctx, &mut stream, &req).await.err(),
-        Ok(Some(Message::FetchMetadata(m))) => Some(Message::error(
-            ErrorCode::NotFound,
-            format!(
-                "no signed repository metadata `{}` is published on this master yet",
-                m.file
+        Ok(Some(Message::FetchMetadata(m))) => Some(match ctx.repository.get(&m.file) {
+            Ok(Some(data)) => Message::Metadata(Metadata {
+                file: m.file,
+                data: Blob(data),
+            }),
+            Ok(None) => Message::error(
+                ErrorCode::NotFound,
+                format!("no signed repository metadata `{}` is published", m.file),
+                false,
             ),
-            false,
-        )),
+            Err(e) => Message::error(ErrorCode::Internal, e.to_string(), false),
+        }),
         Ok(Some(other)) => Some(Message::error(
             ErrorCode::UnexpectedMessage,
             format!(

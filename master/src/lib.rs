@@ -19,6 +19,8 @@ pub mod liveness;
 pub mod metrics;
 pub mod placement;
 pub mod ratelimit;
+pub mod recipe_api;
+pub mod repository;
 pub mod rollout;
 pub mod scheduler;
 pub mod server;

@@ -88,6 +88,12 @@ pub async fn serve(
                 reason: e.to_string(),
             }
         })?,
+        repository: crate::repository::Repository::open(&dir.path().join("repository")).map_err(
+            |e| DataDirError::Damaged {
+                path: dir.path().join("repository"),
+                reason: e.to_string(),
+            },
+        )?,
         scheduler: crate::scheduler::SchedulerState::default(),
         admin_token_hash,
     });

@@ -236,6 +236,9 @@ fn parameters(
                 return Err(format!("parameter `{name}` has no value and no default"));
             }
         };
+        p.kind
+            .check(&value)
+            .map_err(|e| format!("parameter `{name}`: {e}"))?;
         out.insert(name.clone(), value);
     }
     if changed {

@@ -6,6 +6,7 @@
 //! recipe's bytes against the signed targets listing and parses it strictly, and artifacts are
 //! checked against the SHA-256 and size the recipe and the listing give.
 
+pub mod policy;
 pub mod recipe;
 pub mod repo;
 pub mod template;

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use hearth_protocol::{Arch, Resources, Sha256};
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{Backup, DataPolicy, ParamKind, PlacementDefaults, check_source};
+
 /// Why a recipe document was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
@@ -47,6 +49,12 @@ pub struct Recipe {
     /// What the node does when it loses the master.
     #[serde(default)]
     pub offline: Offline,
+    /// Placement defaults.
+    #[serde(default)]
+    pub placement: PlacementDefaults,
+    /// Persistent data and backups.
+    #[serde(default)]
+    pub data: DataPolicy,
 }
 
 /// A file the service needs.
@@ -65,6 +73,10 @@ pub struct Artifact {
     /// Whether to mark it executable.
     #[serde(default)]
     pub executable: bool,
+    /// Where it can be fetched: `master` (default) or https URLs; whatever the source, the
+    /// bytes must match `sha256` and `size`.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 /// How to run the service. Strings may use `{artifact:NAME}`, `{port:NAME}`, `{param:NAME}`,
@@ -99,6 +111,9 @@ pub struct Param {
     /// Secret: generated on the node when absent, published back to the master.
     #[serde(default)]
     pub secret: bool,
+    /// Type of the value.
+    #[serde(default, rename = "type")]
+    pub kind: ParamKind,
 }
 
 /// A port.
@@ -176,6 +191,38 @@ impl Recipe {
                     format!("artifact `{}` is listed twice", a.name),
                 ));
             }
+        }
+        for a in &self.artifacts {
+            for src in &a.sources {
+                check_source(src).map_err(|r| field("artifacts.sources", r))?;
+            }
+        }
+        for (name, p) in &self.params {
+            if let Some(d) = &p.default {
+                p.kind
+                    .check(d)
+                    .map_err(|r| field(&format!("params.{name}.default"), r))?;
+            }
+        }
+        if !(1..=1000).contains(&self.placement.replicas) {
+            return Err(field(
+                "placement.replicas",
+                format!("{} is not between 1 and 1000", self.placement.replicas),
+            ));
+        }
+        if let Some(bad) = self
+            .placement
+            .spread
+            .iter()
+            .find(|s| !matches!(s.as_str(), "home" | "isp" | "country"))
+        {
+            return Err(field(
+                "placement.spread",
+                format!("`{bad}` is not home, isp or country"),
+            ));
+        }
+        if self.data.backup != Backup::None && self.data.keep == 0 {
+            return Err(field("data.keep", "backups are on but none is kept".into()));
         }
         let ports: std::collections::BTreeSet<_> =
             self.ports.iter().map(|p| p.name.as_str()).collect();

@@ -72,25 +72,12 @@ pub async fn homes(
     (nodes, ids)
 }
 
-/// Uploads `hearth-static` and its recipe, passed through `edit` (to change the version or
-/// break it); returns `static-site@VERSION:SHA` for `--recipe`.
-pub fn upload_static_site(m: &MasterProc, dir: &Path, edit: impl Fn(String) -> String) -> String {
+/// Signs and publishes `hearth-static`'s recipe, passed through `edit` (to change the version
+/// or break it); returns `static-site@VERSION:SHA` for `--recipe`.
+pub fn upload_static_site(m: &MasterProc, _dir: &Path, edit: impl Fn(String) -> String) -> String {
     let binary = bin("hearth-static");
-    let art = cli_ok(m, &["upload", binary.to_str().unwrap()])
-        .trim()
-        .to_owned();
     let size = std::fs::metadata(&binary).unwrap().len();
-    let text = edit(static_site(&art.parse().unwrap(), size));
-    let version = text
-        .lines()
-        .find_map(|l| l.strip_prefix("version = \""))
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap()
-        .to_owned();
-    let file = dir.join(format!("recipe-{version}.toml"));
-    std::fs::write(&file, text).unwrap();
-    let sha = cli_ok(m, &["upload", file.to_str().unwrap()])
-        .trim()
-        .to_owned();
-    format!("static-site@{version}:{sha}")
+    let placeholder = hearth_protocol::Sha256::digest(b"filled in by hearth recipe build");
+    let text = edit(static_site(&placeholder, size));
+    crate::recipes::sign_and_publish(m, &text, &[("server", &binary)])
 }

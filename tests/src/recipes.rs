@@ -34,3 +34,49 @@ memory_mib = 32
 "#
     )
 }
+
+/// Signs and publishes a recipe through the real tooling (`hearth recipe keys init` once per
+/// master, then `build`, `sign`, `publish`), with `artifacts` as NAME=PATH files. Returns
+/// `NAME@VERSION:SHA256` of the staged recipe.
+pub fn sign_and_publish(
+    m: &crate::master::MasterProc,
+    recipe_text: &str,
+    artifacts: &[(&str, &std::path::Path)],
+) -> String {
+    let base = m.dir.with_extension("recipes");
+    let (keys, work) = (base.join("keys"), base.join("work"));
+    let run = |args: &[&str]| {
+        let out = m.cli(args);
+        assert!(
+            out.status.success(),
+            "hearth {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    if !keys.join("root.json").exists() {
+        run(&["recipe", "keys", "init", "--keys", keys.to_str().unwrap()]);
+    }
+    let n = std::fs::read_dir(&base).map_or(0, |d| d.count());
+    let src = base.join(format!("src-{n}"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("recipe.toml"), recipe_text).unwrap();
+    let mut args: Vec<String> = ["recipe", "build", src.to_str().unwrap()]
+        .map(String::from)
+        .to_vec();
+    args.extend(["--repo".into(), work.to_str().unwrap().into()]);
+    for (name, path) in artifacts {
+        args.extend(["--artifact".into(), format!("{name}={}", path.display())]);
+    }
+    let reference = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&[
+        "recipe",
+        "sign",
+        "--repo",
+        work.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+    ]);
+    run(&["recipe", "publish", "--repo", work.to_str().unwrap()]);
+    reference
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use hearth_protocol::Sha256;
 use hearth_tests::master::{FAST, MasterProc};
 use hearth_tests::node::NodeProc;
-use hearth_tests::recipes::static_site;
+use hearth_tests::recipes::{sign_and_publish, static_site};
 use hearth_tests::{bin, eventually};
 use serde_json::{Value, json};
 
@@ -20,16 +20,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Uploads hearth-static and its recipe; returns the recipe reference.
+/// Signs and publishes hearth-static's recipe; returns the recipe reference and the artifact.
 async fn publish(m: &MasterProc) -> (Value, Sha256) {
-    let binary = std::fs::read(bin("hearth-static")).unwrap();
-    let size = binary.len();
-    let artifact = m.put_blob(binary).await;
-    let sha = m
-        .put_blob(static_site(&artifact, size as u64).into_bytes())
-        .await;
+    let binary = bin("hearth-static");
+    let artifact = Sha256::digest(&std::fs::read(&binary).unwrap());
+    let size = std::fs::metadata(&binary).unwrap().len();
+    let reference = sign_and_publish(m, &static_site(&artifact, size), &[("server", &binary)]);
+    let sha = reference.rsplit_once(':').unwrap().1.to_owned();
     (
-        json!({ "name": "static-site", "version": "1.0.0", "sha256": sha.to_string() }),
+        json!({ "name": "static-site", "version": "1.0.0", "sha256": sha }),
         artifact,
     )
 }
@@ -227,23 +226,18 @@ async fn tampered_artifacts_and_recipes_are_refused_and_nothing_runs() {
         "tampered bytes kept in the cache"
     );
 
-    // A recipe whose bytes differ from the hash the master names.
-    let size = std::fs::metadata(bin("hearth-static")).unwrap().len() as usize;
-    let second = static_site(&artifact, size as u64).replace("Hello co-op", "Second site");
-    let file = tmp.path().join("second.toml");
-    std::fs::write(&file, &second).unwrap();
-    let out = m.cli(&["upload", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let recipe_sha: Sha256 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    assert_eq!(recipe_sha, Sha256::digest(second.as_bytes()));
+    // A signed recipe whose bytes on the master's disk were changed afterwards: more bytes
+    // than the signed listing, refused before use.
+    let binary = bin("hearth-static");
+    let size = std::fs::metadata(&binary).unwrap().len();
+    let second = static_site(&artifact, size).replace("1.0.0", "1.0.1");
+    let reference = sign_and_publish(&m, &second, &[("server", &binary)]);
+    let recipe_sha: Sha256 = reference.rsplit_once(':').unwrap().1.parse().unwrap();
     let doc = m.dir.join("blobs").join(recipe_sha.to_string());
-    std::fs::write(&doc, second.replace("--title", "--tiitle")).unwrap();
+    let text = std::fs::read_to_string(&doc).unwrap();
+    std::fs::write(&doc, text.replace("--title", "--tiitle")).unwrap();
     let recipe =
-        json!({ "name": "static-site", "version": "1.0.0", "sha256": recipe_sha.to_string() });
+        json!({ "name": "static-site", "version": "1.0.1", "sha256": recipe_sha.to_string() });
     place(&m, &node_id, "web-1", &recipe, free_port()).await;
     let v = wait_instance(&m, "web-1", "failed", |v| v["state"] == "failed").await;
     assert!(
@@ -254,4 +248,19 @@ async fn tampered_artifacts_and_recipes_are_refused_and_nothing_runs() {
         "{v}"
     );
     assert!(node.processes_of("web-1").is_empty());
+
+    // A recipe uploaded to the master but never signed: not listed, refused.
+    let unsigned = static_site(&artifact, size).replace("1.0.0", "6.6.6");
+    let sha = m.put_blob(unsigned.into_bytes()).await;
+    let recipe = json!({ "name": "static-site", "version": "6.6.6", "sha256": sha.to_string() });
+    place(&m, &node_id, "web-2", &recipe, free_port()).await;
+    let v = wait_instance(&m, "web-2", "failed", |v| v["state"] == "failed").await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not listed in the signed targets metadata"),
+        "{v}"
+    );
+    assert!(node.processes_of("web-2").is_empty());
 }

@@ -7,14 +7,33 @@ use serde_json::{Value, json};
 
 use super::Client;
 
-/// Parses `NAME@VERSION:SHA256` into the API's recipe object.
-pub(super) fn recipe_ref(recipe: &str) -> anyhow::Result<Value> {
-    let bad = || anyhow!("--recipe must be NAME@VERSION:SHA256, e.g. static-site@1.1.0:9f86…");
-    let (name_version, sha) = recipe.rsplit_once(':').ok_or_else(bad)?;
+/// Parses `NAME@VERSION[:SHA256]` into the API's recipe object; without the hash, the master's
+/// published signed targets give it.
+pub(super) async fn recipe_ref(client: &Client, recipe: &str) -> anyhow::Result<Value> {
+    let bad =
+        || anyhow!("--recipe must be NAME@VERSION or NAME@VERSION:SHA256, e.g. static-site@1.1.0");
+    let (name_version, sha) = match recipe.rsplit_once(':') {
+        Some((nv, sha)) => (nv, Some(sha)),
+        None => (recipe, None),
+    };
     let (name, version) = name_version.split_once('@').ok_or_else(bad)?;
-    if name.is_empty() || version.is_empty() || sha.is_empty() {
+    if name.is_empty() || version.is_empty() || sha.is_some_and(str::is_empty) {
         return Err(bad());
     }
+    let sha = match sha {
+        Some(sha) => sha.to_owned(),
+        None => client
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/recipes/{name}/{version}"),
+                None,
+            )
+            .await?
+            .get("sha256")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("the master lists {name}@{version} without a hash"))?
+            .to_owned(),
+    };
     Ok(json!({ "name": name, "version": version, "sha256": sha }))
 }
 
@@ -27,7 +46,7 @@ pub(super) async fn update(
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
     let body = json!({
-        "recipe": recipe_ref(recipe)?,
+        "recipe": recipe_ref(client, recipe).await?,
         "deadline_s": deadline.map(|d| d.as_secs().max(1)),
     });
     let path = format!("/v1/deployments/{name}/update");

@@ -11,6 +11,7 @@ use crate::api::{CreatedToken, NodeView};
 use crate::data_dir::DataDir;
 
 mod deploy;
+mod recipe;
 mod show;
 
 /// Operate a Hearth cooperative cloud.
@@ -50,7 +51,8 @@ pub enum Command {
     Deploy {
         /// Deployment name.
         name: String,
-        /// Recipe as NAME@VERSION:SHA256 of the uploaded recipe (`hearth upload recipe.toml`).
+        /// Recipe as NAME@VERSION (resolved in the published signed targets) or
+        /// NAME@VERSION:SHA256.
         #[arg(long)]
         recipe: String,
         /// Replicas, each in a distinct home.
@@ -93,7 +95,7 @@ pub enum Command {
     Update {
         /// Deployment name.
         name: String,
-        /// Recipe as NAME@VERSION:SHA256 of the uploaded recipe.
+        /// Recipe as NAME@VERSION or NAME@VERSION:SHA256.
         #[arg(long)]
         recipe: String,
         /// Time one replica gets to become ready on the new recipe (e.g. 90s, 5m).
@@ -109,6 +111,9 @@ pub enum Command {
         /// Deployment name.
         name: String,
     },
+    /// The signed recipe repository: keys, build, sign, publish, list, show.
+    #[command(subcommand)]
+    Recipe(recipe::RecipeCmd),
     /// List placed instances with what their nodes report.
     Instances {
         /// Print JSON.
@@ -229,6 +234,29 @@ impl Client {
         })
     }
 
+    /// `PUT path` with raw bytes.
+    async fn put_bytes(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach the master at {}: {e}", self.url))?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!(
+                "{}",
+                v.pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upload refused")
+            );
+        }
+        Ok(v)
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -260,6 +288,11 @@ impl Client {
 
 /// Runs the CLI; the binary prints the error and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Recipe(cmd) = &cli.command {
+        if recipe::local(cmd).await? {
+            return Ok(());
+        }
+    }
     let client = Client::new(&cli)?;
     match cli.command {
         Command::Token(TokenCmd::Create {
@@ -309,7 +342,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             labels,
             json,
         } => {
-            let recipe = deploy::recipe_ref(&recipe)?;
+            let recipe = deploy::recipe_ref(&client, &recipe).await?;
             let params = key_values(&params, "--param")?;
             let labels = key_values(&labels, "--label")?;
             let body = json!({ "name": name, "recipe": recipe,
@@ -385,25 +418,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let sha = hearth_protocol::Sha256::digest(&bytes);
-            let resp = client
-                .http
-                .put(format!("{}/v1/blobs/{sha}", client.url))
-                .bearer_auth(&client.token)
-                .body(bytes)
-                .send()
-                .await
-                .map_err(|e| anyhow!("cannot reach the master at {}: {e}", client.url))?;
-            if !resp.status().is_success() {
-                let v: Value = resp.json().await.unwrap_or(Value::Null);
-                bail!(
-                    "{}",
-                    v.pointer("/error/message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("upload refused")
-                );
-            }
+            client.put_bytes(&format!("/v1/blobs/{sha}"), bytes).await?;
             println!("{sha}");
         }
+        Command::Recipe(cmd) => recipe::remote(&client, cmd).await?,
         Command::Node(NodeCmd::Show { id, json }) => {
             let v = client
                 .call(reqwest::Method::GET, &format!("/v1/nodes/{id}"), None)

@@ -48,11 +48,11 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     measure("0 instances", pid, args.measure_secs).await?;
 
-    let binary = std::fs::read(hearth_tests::bin("hearth-static"))?;
-    let size = binary.len();
-    let artifact = m.put_blob(binary).await;
-    let doc = hearth_tests::recipes::static_site(&artifact, size as u64);
-    let sha = m.put_blob(doc.into_bytes()).await;
+    let reference = hearth_tests::deploy::upload_static_site(&m, tmp.path(), |r| r);
+    let sha = reference
+        .rsplit_once(':')
+        .map(|(_, s)| s.to_owned())
+        .unwrap_or_default();
     for i in 0..args.instances {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?

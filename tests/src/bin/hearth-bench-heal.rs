@@ -97,23 +97,12 @@ async fn main() -> anyhow::Result<()> {
             .then_some(())
     })
     .await?;
-    let binary = hearth_tests::bin("hearth-static");
-    let upload = |path: &std::path::Path| {
-        String::from_utf8_lossy(&m.cli(&["upload", path.to_str().unwrap()]).stdout)
-            .trim()
-            .to_owned()
-    };
-    let art = upload(&binary);
-    let recipe =
-        hearth_tests::recipes::static_site(&art.parse()?, std::fs::metadata(&binary)?.len());
-    let file = tmp.path().join("recipe.toml");
-    std::fs::write(&file, recipe)?;
-    let sha = upload(&file);
+    let reference = hearth_tests::deploy::upload_static_site(&m, tmp.path(), |r| r);
     let out = m.cli(&[
         "deploy",
         "web",
         "--recipe",
-        &format!("static-site@1.0.0:{sha}"),
+        &reference,
         "--replicas",
         "2",
         "--spread",

@@ -1,0 +1,153 @@
+//! The signed recipe repository as the master holds it: TUF metadata files published by the
+//! cooperative's signing tool (`hearth recipe publish`), kept in `D/repository/`, served to
+//! nodes with `fetch_metadata`. The master does not vouch for them — nodes verify everything —
+//! but it reads the targets listing to resolve `NAME@VERSION` and to list recipes.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use hearth_protocol::Sha256;
+use hearth_recipes::repo::{MAX_METADATA, is_metadata_file};
+use serde::Serialize;
+
+/// Why a metadata file could not be stored or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    /// Not a metadata file name.
+    #[error(
+        "`{0}` is not a repository metadata file (N.root.json, targets.json, snapshot.json or timestamp.json)"
+    )]
+    BadName(String),
+    /// Too big for one protocol frame.
+    #[error("metadata files are at most {MAX_METADATA} bytes, this one is {0}")]
+    TooLarge(usize),
+    /// Not JSON of the signed-metadata shape.
+    #[error("not signed TUF metadata: {0}")]
+    NotMetadata(String),
+    /// Filesystem failure (disk full…).
+    #[error("repository store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One recipe the signed targets list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listed {
+    /// Recipe name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// SHA-256 of the recipe document.
+    pub sha256: Sha256,
+    /// Its length.
+    pub length: u64,
+}
+
+/// The directory of published metadata.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    dir: PathBuf,
+}
+
+impl Repository {
+    /// Metadata under `dir` (created if needed).
+    pub fn open(dir: &Path) -> Result<Self, RepositoryError> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Stores a metadata file durably (temporary file, sync, rename).
+    pub fn put(&self, file: &str, data: &[u8]) -> Result<(), RepositoryError> {
+        if !is_metadata_file(file) {
+            return Err(RepositoryError::BadName(file.to_owned()));
+        }
+        if data.len() as u64 > MAX_METADATA {
+            return Err(RepositoryError::TooLarge(data.len()));
+        }
+        let v: serde_json::Value = serde_json::from_slice(data)
+            .map_err(|e| RepositoryError::NotMetadata(e.to_string()))?;
+        if v.get("signed").is_none() || v.get("signatures").is_none() {
+            return Err(RepositoryError::NotMetadata(
+                "no `signed` and `signatures` members".into(),
+            ));
+        }
+        let tmp = self.dir.join(format!(".{file}.{}.tmp", std::process::id()));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.dir.join(file))?;
+            std::fs::File::open(&self.dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Ok(result?)
+    }
+
+    /// A metadata file's bytes, `None` when not published.
+    pub fn get(&self, file: &str) -> Result<Option<Vec<u8>>, RepositoryError> {
+        if !is_metadata_file(file) {
+            return Ok(None);
+        }
+        match std::fs::read(self.dir.join(file)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The recipes the published targets list (empty before the first publish).
+    pub fn recipes(&self) -> Result<Vec<Listed>, RepositoryError> {
+        let Some(bytes) = self.get("targets.json")? else {
+            return Ok(Vec::new());
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| RepositoryError::NotMetadata(e.to_string()))?;
+        let mut out = Vec::new();
+        let targets = v
+            .pointer("/signed/targets")
+            .and_then(serde_json::Value::as_object);
+        for (name, t) in targets.into_iter().flatten() {
+            let Some((recipe, version)) = name
+                .strip_prefix("recipes/")
+                .and_then(|n| n.strip_suffix(".toml"))
+                .and_then(|n| n.split_once('/'))
+            else {
+                continue;
+            };
+            let sha = t
+                .pointer("/hashes/sha256")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|s| s.parse().ok());
+            let length = t.get("length").and_then(serde_json::Value::as_u64);
+            if let (Some(sha256), Some(length)) = (sha, length) {
+                out.push(Listed {
+                    name: recipe.to_owned(),
+                    version: version.to_owned(),
+                    sha256,
+                    length,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+        Ok(out)
+    }
+
+    /// The published version of each role file present: `(file, version)`.
+    pub fn versions(&self) -> Result<Vec<(String, u64)>, RepositoryError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if !is_metadata_file(&name) {
+                continue;
+            }
+            let version =
+                hearth_recipes::repo::sign::previous_version(&self.dir.join(&name)).unwrap_or(0);
+            out.push((name, version));
+        }
+        out.sort();
+        Ok(out)
+    }
+}
