@@ -93,6 +93,7 @@ impl Sim {
                 // Sent only over an open session; the core reports everything again on LinkUp.
                 if matches!(home.session, crate::fleet::Session::Online { .. }) {
                     self.msgs.reports += 1;
+                    self.count_msgs(1);
                 }
             }
             Action::Forget(_) | Action::Persist => {}

@@ -80,6 +80,7 @@ pub struct Sim {
     pub(crate) gauges: Gauges,
     pub(crate) msgs: Messages,
     pub(crate) msgs_mark: u64,
+    pub(crate) peak: crate::metrics::PeakSecond,
     pub(crate) counts: crate::failures::FailureCounts,
     pub(crate) series: Vec<crate::report::Sample>,
 }
@@ -123,6 +124,7 @@ impl Sim {
             gauges: Gauges::default(),
             msgs: Messages::default(),
             msgs_mark: 0,
+            peak: Default::default(),
             counts: Default::default(),
             series: Vec::new(),
             scenario,

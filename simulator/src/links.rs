@@ -130,6 +130,7 @@ impl Sim {
         self.gauges.online.add(now, 1);
         self.msgs.hello += 1;
         self.msgs.welcome += 1;
+        self.count_msgs(2);
         self.node_changed(h);
         if self.homes.get(h).is_some_and(|x| x.agent.is_some()) {
             self.agent_step(h, AgentEvent::LinkUp);

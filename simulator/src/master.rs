@@ -251,8 +251,10 @@ impl Sim {
             epoch: home.session_epoch,
             state: Box::new(state),
         };
+        let latency = u64::from(home.model.latency_ms).max(1);
+        self.q.after(latency, ev);
         self.msgs.desired += 1;
-        self.q.after(u64::from(home.model.latency_ms).max(1), ev);
+        self.count_msgs(1);
     }
 }
 

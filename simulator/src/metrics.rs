@@ -196,6 +196,37 @@ impl Messages {
     }
 }
 
+/// The busiest second for the master: messages besides heartbeats counted per second of
+/// virtual time, plus the heartbeats the open sessions send in a second.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeakSecond {
+    second: u64,
+    count: u64,
+    /// Highest messages per second so far.
+    pub peak: f64,
+    /// When, ms.
+    pub at_ms: u64,
+}
+
+impl Sim {
+    /// Counts `n` messages (besides heartbeats) at the current time.
+    pub(crate) fn count_msgs(&mut self, n: u64) {
+        let sec = self.q.now() / 1000;
+        let p = &mut self.peak;
+        if sec != p.second {
+            p.second = sec;
+            p.count = 0;
+        }
+        p.count += n;
+        let iv = self.cfg.heartbeat_interval.as_millis().max(1) as f64;
+        let rate = p.count as f64 + self.gauges.online.value() as f64 * 1000.0 / iv;
+        if rate > p.peak {
+            p.peak = rate;
+            p.at_ms = sec * 1000;
+        }
+    }
+}
+
 impl Sim {
     /// Recomputes the services with a replica (assigned or running) on `h`.
     pub(crate) fn refresh_home(&mut self, h: HomeIx) {

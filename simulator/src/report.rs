@@ -101,6 +101,10 @@ pub struct MasterLoad {
     pub mean_msgs_per_s: f64,
     /// Highest mean over one sample window.
     pub peak_window_msgs_per_s: f64,
+    /// Busiest second (reconnect storms): messages in it, heartbeats included.
+    pub peak_second_msgs: f64,
+    /// When the busiest second was, days.
+    pub peak_second_day: f64,
 }
 
 /// Uptime credits: one credit per hour a home was reachable.
@@ -226,6 +230,8 @@ impl Sim {
             sessions_opened: self.msgs.hello,
             mean_msgs_per_s: round3(msgs as f64 / (end.max(1) as f64 / 1000.0)),
             peak_window_msgs_per_s: self.series.iter().map(|s| s.msgs_per_s).fold(0.0, f64::max),
+            peak_second_msgs: round3(self.peak.peak),
+            peak_second_day: round6(self.peak.at_ms as f64 / DAY_MS as f64),
         };
         let credits = self.credits(end);
         Report {

@@ -87,9 +87,11 @@ fn write_summary(s: &mut String, r: &Report) -> std::fmt::Result {
     let m = &r.master;
     writeln!(
         s,
-        "master: {:.1} msg/s mean, {:.1} msg/s peak window; {} heartbeats, {} reports, {} desired-state pushes, {} sessions opened",
+        "master: {:.1} msg/s mean, {:.1} msg/s busiest window, {:.0} msg in the busiest second (day {:.2}); {} heartbeats, {} reports, {} desired-state pushes, {} sessions opened",
         m.mean_msgs_per_s,
         m.peak_window_msgs_per_s,
+        m.peak_second_msgs,
+        m.peak_second_day,
         m.heartbeats,
         m.reports,
         m.desired_pushes,

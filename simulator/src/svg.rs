@@ -48,13 +48,12 @@ fn write_plot(s: &mut String, r: &Report) -> std::fmt::Result {
     let all = col(|x| x.all * 100.0);
     let quorum = col(|x| x.quorum * 100.0);
     let any = col(|x| x.any * 100.0);
-    let low = all.iter().copied().fold(100.0, f64::min);
-    // Show at least the top 1 %, and enough to see the worst window.
-    let y_min = if low >= 99.0 {
-        99.0
-    } else {
-        (low / 5.0).floor() * 5.0
-    };
+    // The first window holds the initial placement: leave it out of the scale (it is clamped).
+    let low = all.iter().skip(1).copied().fold(100.0, f64::min);
+    let y_min = [99.999, 99.99, 99.9, 99.0, 95.0, 90.0, 75.0, 50.0]
+        .into_iter()
+        .find(|m| *m <= low)
+        .unwrap_or(0.0);
     let avail = Panel {
         top: TOP,
         title: "services available (window mean, %)".into(),
@@ -162,14 +161,19 @@ fn panel(s: &mut String, p: &Panel<'_>, xs: &[f64], days: f64) -> std::fmt::Resu
 /// A round upper bound for an axis.
 fn nice(v: f64) -> f64 {
     let mag = 10f64.powf(v.max(1.0).log10().floor());
-    (v / mag).ceil() * mag
+    [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|x| *x >= v)
+        .unwrap_or(10.0 * mag)
 }
 
 fn label(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
         format!("{v:.0}")
     } else {
-        format!("{v:.2}")
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').to_owned()
     }
 }
 
