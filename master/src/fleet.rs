@@ -45,8 +45,17 @@ struct Entry {
     session: Option<(u64, quinn::Connection)>,
     outbox: Option<tokio::sync::mpsc::UnboundedSender<Message>>,
     heartbeats: u64,
+    /// A liveness change (or a `last_seen` refresh) awaits `take_dirty`.
     dirty: bool,
+    /// Last heartbeat time handed to `take_dirty`, Unix ms.
+    persisted_seen: u64,
 }
+
+/// How stale the stored last-heartbeat time of an up node may get. Liveness changes are persisted
+/// at the next flush; routine heartbeats only refresh the stored time this often, which keeps
+/// heartbeat ingest off the disk (it matters only for the "last seen" of a node that is down when
+/// the master restarts).
+const LAST_SEEN_REFRESH_MS: u64 = 60_000;
 
 /// Why a session was refused after the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +99,7 @@ impl Fleet {
                     outbox: None,
                     heartbeats: 0,
                     dirty: false,
+                    persisted_seen: r.last_seen_ms.unwrap_or(0),
                 };
                 (r.id, entry)
             })
@@ -124,6 +134,7 @@ impl Fleet {
             outbox: None,
             heartbeats: 0,
             dirty: false,
+            persisted_seen: 0,
         };
         self.write().insert(record.id, entry);
     }
@@ -167,7 +178,11 @@ impl Fleet {
         let (next, transition) = entry.liveness.step(&self.cfg, now_ms, Event::Heartbeat);
         entry.liveness = next;
         entry.heartbeats += 1;
-        entry.dirty = true;
+        if transition.is_some()
+            || now_ms.saturating_sub(entry.persisted_seen) >= LAST_SEEN_REFRESH_MS
+        {
+            entry.dirty = true;
+        }
         Some(transition)
     }
 
@@ -200,6 +215,7 @@ impl Fleet {
         let mut out = Vec::new();
         for (id, entry) in self.write().iter_mut().filter(|(_, e)| e.dirty) {
             entry.dirty = false;
+            entry.persisted_seen = entry.liveness.last_heartbeat().unwrap_or(0);
             out.push(LivenessUpdate {
                 node: *id,
                 liveness: entry.liveness.name(),

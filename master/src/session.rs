@@ -285,7 +285,9 @@ async fn run_session(
                     tracing::warn!(seq = hb.seq, last_seq, "heartbeat sequence went backwards");
                 }
                 last_seq = hb.seq;
-                Some(Message::HeartbeatAck(HeartbeatAck { seq: hb.seq }))
+                // Only on request: the QUIC acknowledgement already answers (SPEC.md §8.4).
+                hb.ack
+                    .then_some(Message::HeartbeatAck(HeartbeatAck { seq: hb.seq }))
             }
             Ok(Some(Message::DesiredStateAck(_))) => None,
             Ok(Some(Message::InstanceStatus(status))) => {

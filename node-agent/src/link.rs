@@ -60,7 +60,8 @@ pub struct LinkStatus {
     pub master: String,
     /// Sessions opened since start.
     pub sessions: u64,
-    /// Last heartbeat acknowledged, Unix ms.
+    /// Last time a heartbeat was acknowledged (at the QUIC level, or by a `heartbeat_ack`), Unix
+    /// ms; updated at each heartbeat tick.
     pub last_ack_ms: Option<u64>,
     /// Last error.
     pub last_error: Option<String>,
@@ -243,6 +244,9 @@ async fn session(
                 if received != rx_seen {
                     rx_seen = received;
                     last_heard = Instant::now();
+                    // The master acknowledges each heartbeat at the QUIC level (it sends no
+                    // `heartbeat_ack` unless asked): a packet since the last tick is that answer.
+                    status.last_ack_ms = Some(now_ms());
                 }
                 if last_heard.elapsed() > interval * 3 {
                     conn.close(close::NORMAL, b"master silent");
@@ -255,6 +259,7 @@ async fn session(
                     applied_revision: status.revision,
                     instances: hooks.reports.borrow().clone(),
                     counters: Counters { sessions: status.sessions, ..Counters::default() },
+                    ack: false,
                 };
                 if let Err(e) = control.send(&Message::Heartbeat(hb)).await {
                     return classify_close_stream(&conn).unwrap_or_else(|| established(e.to_string()));

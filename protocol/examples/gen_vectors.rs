@@ -246,6 +246,7 @@ fn sample_messages(keys: &Keys) -> Vec<(String, Message)> {
                 restarts: 1,
                 sessions: 2,
             },
+            ack: false,
         }),
         Message::HeartbeatAck(HeartbeatAck { seq: 12 }),
         Message::DesiredState(DesiredState {

@@ -114,6 +114,7 @@ impl TestSession {
             applied_revision: 0,
             instances: vec![],
             counters: Counters::default(),
+            ack: true,
         };
         self.control
             .send(&Message::Heartbeat(hb))

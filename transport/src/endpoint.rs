@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hearth_protocol::{ALPN_ENROL, ALPN_SESSION, DEFAULT_MAX_FRAME, MasterId};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{IdleTimeout, TransportConfig, VarInt};
+use quinn::{AckFrequencyConfig, IdleTimeout, TransportConfig, VarInt};
 
 use crate::cert::Identity;
 use crate::verify::{NodeGate, PinnedMaster};
@@ -54,16 +54,27 @@ impl Default for TransportTuning {
 }
 
 impl TransportTuning {
-    fn config(&self, keep_alive: bool) -> Arc<TransportConfig> {
+    /// The transport of a server (`client` false) or of a client: only clients keep the
+    /// connection alive and set the peer's acknowledgement frequency.
+    fn config(&self, client: bool) -> Arc<TransportConfig> {
         let mut t = TransportConfig::default();
         t.max_idle_timeout(IdleTimeout::try_from(self.idle_timeout).ok());
-        t.keep_alive_interval(keep_alive.then_some(self.keep_alive));
+        t.keep_alive_interval(client.then_some(self.keep_alive));
         t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_bidi_streams));
         t.max_concurrent_uni_streams(VarInt::from_u32(0));
         t.stream_receive_window(VarInt::from_u32(self.stream_window));
         t.receive_window(VarInt::from_u32(self.stream_window.saturating_mul(2)));
         t.send_window(u64::from(self.stream_window) * 2);
         t.datagram_receive_buffer_size(None);
+        if client {
+            // Clients (nodes) ask the master, with an ACK_FREQUENCY frame, to acknowledge every
+            // ack-eliciting packet at once. A heartbeat is then answered by one ACK-only packet
+            // sent while its packet is processed, rather than by a delayed-ACK timer per
+            // heartbeat on the master.
+            let mut ack = AckFrequencyConfig::default();
+            ack.ack_eliciting_threshold(VarInt::from_u32(0));
+            t.ack_frequency_config(Some(ack));
+        }
         Arc::new(t)
     }
 }

@@ -45,6 +45,10 @@ enum Command {
         /// Silence after which a node is down, in milliseconds.
         #[arg(long, default_value_t = 10000)]
         down_after_ms: u64,
+        /// Threads for QUIC (node sessions); one suits heartbeat ingest, more speed up the
+        /// TLS handshakes of many nodes reconnecting at once.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        quic_threads: u16,
     },
 }
 
@@ -78,6 +82,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             heartbeat_ms,
             suspect_after_ms,
             down_after_ms,
+            quic_threads,
         } => {
             if !(heartbeat_ms < suspect_after_ms && suspect_after_ms < down_after_ms) {
                 anyhow::bail!("timeouts must grow: heartbeat < suspect-after < down-after");
@@ -90,6 +95,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     suspect_after: Duration::from_millis(suspect_after_ms),
                     down_after: Duration::from_millis(down_after_ms),
                 },
+                quic_threads: usize::from(quic_threads),
                 ..ServeOptions::default()
             };
             serve(&DataDir::new(data_dir), opts, shutdown_signal()).await?;

@@ -51,6 +51,11 @@ pub struct Heartbeat {
     pub instances: Vec<InstanceReport>,
     /// Cumulative counters since the agent started.
     pub counters: Counters,
+    /// Asks the master for a `heartbeat_ack`. Off by default: the QUIC acknowledgement of the
+    /// packet already tells the node that the master is alive, and an application answer would
+    /// cost two more packets per heartbeat (SPEC.md §8.4).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ack: bool,
 }
 
 /// Cumulative counters since the agent started.
