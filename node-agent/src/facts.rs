@@ -71,9 +71,12 @@ fn memory_mib() -> Option<u64> {
     Some(kib / 1024)
 }
 
-/// Space available to the data directory's filesystem.
+/// Space available to the data directory's filesystem (the directory may not exist yet at
+/// enrolment: its nearest existing ancestor is on the same filesystem).
 fn disk_mib(path: &Path) -> Option<u64> {
-    let stat = nix::sys::statvfs::statvfs(path).ok()?;
+    let stat = path
+        .ancestors()
+        .find_map(|p| nix::sys::statvfs::statvfs(p).ok())?;
     let bytes = stat.blocks_available().saturating_mul(stat.fragment_size());
     Some(bytes / (1024 * 1024))
 }

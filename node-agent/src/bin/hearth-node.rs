@@ -14,6 +14,7 @@ use hearth_node_agent::state::NodeDir;
 use hearth_node_agent::supervisor::{Supervisor, Wiring};
 use hearth_node_agent::users::Isolation;
 use hearth_protocol::{CountryCode, EnrolToken, HomeId};
+use hearth_recipes::repo::sign::previous_version;
 use hearth_recipes::repo::trust::{TrustStore, check_root};
 
 /// The Hearth node agent.
@@ -213,11 +214,28 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 .pointer("/agent/instances")
                 .cloned()
                 .unwrap_or_default();
+            let tuf = data_dir.join("tuf");
+            let versions: Vec<u64> = ["root", "targets", "snapshot", "timestamp"]
+                .iter()
+                .map(|r| {
+                    previous_version(&tuf.join("datastore").join(format!("{r}.json"))).unwrap_or(0)
+                })
+                .collect();
+            let pinned = tuf.join("anchor.json").exists();
             if json {
-                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "link": link, "instances": instances });
+                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "link": link, "instances": instances,
+                    "trust": { "pinned": pinned, "versions": versions } });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("node:     {}", enrolment.node);
+                println!(
+                    "trust:    {} (root v{}, targets v{}, snapshot v{}, timestamp v{})",
+                    if pinned { "root pinned" } else { "no root yet" },
+                    versions.first().unwrap_or(&0),
+                    versions.get(1).unwrap_or(&0),
+                    versions.get(2).unwrap_or(&0),
+                    versions.get(3).unwrap_or(&0)
+                );
                 println!(
                     "master:   {} at {}",
                     enrolment.master, enrolment.master_addr
