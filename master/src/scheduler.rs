@@ -99,12 +99,21 @@ pub fn plan(
     let mut changes = Vec::new();
     let mut notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut budget = REPLACE_BUDGET;
+    // Indexes built once per pass: one scan of the assignments, not one per deployment.
+    let mut by_deployment: HashMap<&Name, Vec<&(NodeId, Assignment)>> = HashMap::new();
+    for entry in assignments {
+        by_deployment
+            .entry(&entry.1.deployment)
+            .or_default()
+            .push(entry);
+    }
+    let taken: BTreeSet<&str> = assignments
+        .iter()
+        .map(|(_, a)| a.instance.as_str())
+        .collect();
     for (spec, info) in deployments {
         let name = spec.name.to_string();
-        let mine: Vec<&(NodeId, Assignment)> = assignments
-            .iter()
-            .filter(|(_, a)| a.deployment == spec.name)
-            .collect();
+        let mine: Vec<&(NodeId, Assignment)> = by_deployment.remove(&spec.name).unwrap_or_default();
         let (mut kept, lost): (Vec<_>, Vec<_>) = mine
             .into_iter()
             .partition(|(n, _)| keeps.get(n).copied().unwrap_or(false));
@@ -126,10 +135,6 @@ pub fn plan(
             .iter()
             .take(replacing)
             .map(|(_, a)| a.instance.clone())
-            .collect();
-        let taken: BTreeSet<&str> = assignments
-            .iter()
-            .map(|(_, a)| a.instance.as_str())
             .collect();
         let mut k = 0;
         let mut new = wanted - kept.len() - n_lost;
