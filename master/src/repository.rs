@@ -151,3 +151,45 @@ impl Repository {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_metadata_is_refused_and_nothing_is_stored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::open(tmp.path()).unwrap();
+        let ok = br#"{"signed":{"version":3},"signatures":[]}"#;
+        for (file, data, want) in [
+            ("../etc.json", &ok[..], "not a repository metadata file"),
+            ("0.root.json", &ok[..], "not a repository metadata file"),
+            (
+                "timestamp.json",
+                &b"not json"[..],
+                "not signed TUF metadata",
+            ),
+            (
+                "timestamp.json",
+                &b"{\"signed\":{}}"[..],
+                "no `signed` and `signatures`",
+            ),
+        ] {
+            let e = repo.put(file, data).unwrap_err().to_string();
+            assert!(e.contains(want), "{file}: {e}");
+        }
+        let big = vec![b' '; usize::try_from(MAX_METADATA).unwrap() + 1];
+        assert!(matches!(
+            repo.put("targets.json", &big),
+            Err(RepositoryError::TooLarge(_))
+        ));
+        assert_eq!(repo.get("timestamp.json").unwrap(), None);
+        assert!(repo.recipes().unwrap().is_empty());
+        repo.put("timestamp.json", ok).unwrap();
+        assert_eq!(repo.get("timestamp.json").unwrap().unwrap(), ok);
+        assert_eq!(
+            repo.versions().unwrap(),
+            vec![("timestamp.json".to_owned(), 3)]
+        );
+    }
+}
