@@ -11,6 +11,13 @@ use crate::node::NodeProc;
 use crate::recipes::static_site;
 use crate::{bin, eventually};
 
+/// Three homes in three countries with three ISPs.
+pub const THREE_HOMES: [(&str, &str, &str); 3] = [
+    ("BE", "Proximus", "home-a"),
+    ("FR", "Free", "home-b"),
+    ("DE", "Telekom", "home-c"),
+];
+
 /// Runs `hearth ARGS` and returns its stdout, failing the test with stderr if it fails.
 pub fn cli_ok(m: &MasterProc, args: &[&str]) -> String {
     let out = m.cli(args);

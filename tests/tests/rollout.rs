@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hearth_tests::deploy::{cli_ok, deployment, homes, upload_static_site};
+use hearth_tests::deploy::{THREE_HOMES, cli_ok, deployment, homes, upload_static_site};
 use hearth_tests::eventually;
 use hearth_tests::master::{FAST, MasterProc};
 use serde_json::Value;
@@ -46,12 +46,7 @@ fn all_healthy_on(d: &Value, recipe: &str) -> bool {
 async fn a_good_version_rolls_in_place_and_a_failing_one_rolls_back() {
     let tmp = tempfile::tempdir().unwrap();
     let m = MasterProc::start(tmp.path(), FAST);
-    let places = [
-        ("BE", "Proximus", "home-a"),
-        ("FR", "Free", "home-b"),
-        ("DE", "Telekom", "home-c"),
-    ];
-    let (nodes, _ids) = homes(&m, tmp.path(), &places, WAIT).await;
+    let (nodes, _ids) = homes(&m, tmp.path(), &THREE_HOMES, WAIT).await;
     let v1 = upload_static_site(&m, tmp.path(), |r| r);
     let v2 = upload_static_site(&m, tmp.path(), |r| {
         r.replace("version = \"1.0.0\"", "version = \"1.1.0\"")

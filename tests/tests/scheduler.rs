@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hearth_tests::deploy::{cli_ok, deployment, homes, running, upload_static_site};
+use hearth_tests::deploy::{THREE_HOMES, cli_ok, deployment, homes, running, upload_static_site};
 use hearth_tests::eventually;
 use hearth_tests::master::{FAST, MasterProc};
 use hearth_tests::node::NodeProc;
@@ -17,12 +17,7 @@ const WAIT: Duration = Duration::from_secs(40);
 async fn replicas_spread_heal_after_a_node_dies_and_stale_copies_stop_on_return() {
     let tmp = tempfile::tempdir().unwrap();
     let m = MasterProc::start(tmp.path(), FAST);
-    let places = [
-        ("BE", "Proximus", "home-a"),
-        ("FR", "Free", "home-b"),
-        ("DE", "Telekom", "home-c"),
-    ];
-    let (mut nodes, ids) = homes(&m, tmp.path(), &places, WAIT).await;
+    let (mut nodes, ids) = homes(&m, tmp.path(), &THREE_HOMES, WAIT).await;
 
     let recipe = upload_static_site(&m, tmp.path(), |r| r);
     let deploy = [

@@ -23,11 +23,7 @@ pub(super) async fn recipe_ref(client: &Client, recipe: &str) -> anyhow::Result<
     let sha = match sha {
         Some(sha) => sha.to_owned(),
         None => client
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/recipes/{name}/{version}"),
-                None,
-            )
+            .get(&format!("/v1/recipes/{name}/{version}"))
             .await?
             .get("sha256")
             .and_then(Value::as_str)
@@ -60,13 +56,7 @@ pub(super) async fn update(
     let until = tokio::time::Instant::now() + wait;
     let mut last = String::new();
     loop {
-        let v = client
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/deployments/{name}"),
-                None,
-            )
-            .await?;
+        let v = client.get(&format!("/v1/deployments/{name}")).await?;
         let now = describe(&v);
         if now != last {
             println!("deployment {name}: {now}");

@@ -234,6 +234,11 @@ impl Client {
         })
     }
 
+    /// `GET path`.
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
     /// `PUT path` with raw bytes.
     async fn put_bytes(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
         let resp = self
@@ -317,9 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Token(TokenCmd::List { json }) => {
-            let v = client
-                .call(reqwest::Method::GET, "/v1/tokens", None)
-                .await?;
+            let v = client.get("/v1/tokens").await?;
             output(&v, json, show::tokens)?;
         }
         Command::Token(TokenCmd::Revoke { id }) => {
@@ -329,7 +332,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("token {id} revoked");
         }
         Command::Nodes { json } => {
-            let v = client.call(reqwest::Method::GET, "/v1/nodes", None).await?;
+            let v = client.get("/v1/nodes").await?;
             output(&v, json, show::nodes)?;
         }
         Command::Deploy {
@@ -357,29 +360,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Deployments { json } => {
-            let v = client
-                .call(reqwest::Method::GET, "/v1/deployments", None)
-                .await?;
+            let v = client.get("/v1/deployments").await?;
             output(&v, json, show::deployments)?;
         }
         Command::Deployment(DeploymentCmd::Show { name, json }) => {
-            let v = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/v1/deployments/{name}"),
-                    None,
-                )
-                .await?;
+            let v = client.get(&format!("/v1/deployments/{name}")).await?;
             output(&v, json, |v| show::deployment(&name, v))?;
         }
         Command::Scale { name, replicas } => {
-            let v = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/v1/deployments/{name}"),
-                    None,
-                )
-                .await?;
+            let v = client.get(&format!("/v1/deployments/{name}")).await?;
             let mut spec = v
                 .get("spec")
                 .cloned()
@@ -409,9 +398,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("deployment {name} removed");
         }
         Command::Instances { json } => {
-            let v = client
-                .call(reqwest::Method::GET, "/v1/instances", None)
-                .await?;
+            let v = client.get("/v1/instances").await?;
             output(&v, json, show::instances)?;
         }
         Command::Upload { file } => {
@@ -423,9 +410,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Recipe(cmd) => recipe::remote(&client, cmd).await?,
         Command::Node(NodeCmd::Show { id, json }) => {
-            let v = client
-                .call(reqwest::Method::GET, &format!("/v1/nodes/{id}"), None)
-                .await?;
+            let v = client.get(&format!("/v1/nodes/{id}")).await?;
             output(&v, json, show::node)?;
         }
         Command::Node(action) => {

@@ -73,35 +73,26 @@ pub enum RecipeCmd {
 #[derive(Debug, Subcommand)]
 pub enum KeysCmd {
     /// Create root keys (with a threshold), one key per other role, and 1.root.json.
-    Init {
-        /// Keys directory (created).
-        #[arg(long)]
-        keys: PathBuf,
-        /// Number of root keys.
-        #[arg(long, default_value_t = 1)]
-        root_keys: usize,
-        /// Root signatures required.
-        #[arg(long, default_value_t = 1)]
-        threshold: u64,
-        /// Lifetime of the root metadata.
-        #[arg(long, default_value = "365days", value_parser = humantime::parse_duration)]
-        expires: Duration,
-    },
+    Init(RootArgs),
     /// Replace the root keys: root version N+1 signed by the old and the new root keys.
-    RotateRoot {
-        /// Keys directory.
-        #[arg(long)]
-        keys: PathBuf,
-        /// Number of new root keys.
-        #[arg(long, default_value_t = 1)]
-        root_keys: usize,
-        /// Root signatures required.
-        #[arg(long, default_value_t = 1)]
-        threshold: u64,
-        /// Lifetime of the new root metadata.
-        #[arg(long, default_value = "365days", value_parser = humantime::parse_duration)]
-        expires: Duration,
-    },
+    RotateRoot(RootArgs),
+}
+
+/// A root version to write.
+#[derive(Debug, clap::Args)]
+pub struct RootArgs {
+    /// Keys directory (created by `init`).
+    #[arg(long)]
+    keys: PathBuf,
+    /// Number of (new) root keys.
+    #[arg(long, default_value_t = 1)]
+    root_keys: usize,
+    /// Root signatures required.
+    #[arg(long, default_value_t = 1)]
+    threshold: u64,
+    /// Lifetime of the root metadata.
+    #[arg(long, default_value = "365days", value_parser = humantime::parse_duration)]
+    expires: Duration,
 }
 
 fn when(d: Duration) -> anyhow::Result<chrono::DateTime<Utc>> {
@@ -111,12 +102,12 @@ fn when(d: Duration) -> anyhow::Result<chrono::DateTime<Utc>> {
 /// Runs the offline commands; false for those that need the master.
 pub(super) async fn local(cmd: &RecipeCmd) -> anyhow::Result<bool> {
     match cmd {
-        RecipeCmd::Keys(KeysCmd::Init {
+        RecipeCmd::Keys(KeysCmd::Init(RootArgs {
             keys,
             root_keys,
             threshold,
             expires,
-        }) => {
+        })) => {
             let root = keys::init(keys, *root_keys, *threshold, when(*expires)?).await?;
             println!("{}", root.display());
             eprintln!(
@@ -125,12 +116,12 @@ pub(super) async fn local(cmd: &RecipeCmd) -> anyhow::Result<bool> {
                 keys.join("1.root.json").display()
             );
         }
-        RecipeCmd::Keys(KeysCmd::RotateRoot {
+        RecipeCmd::Keys(KeysCmd::RotateRoot(RootArgs {
             keys,
             root_keys,
             threshold,
             expires,
-        }) => {
+        })) => {
             let v = keys::rotate_root(keys, *root_keys, *threshold, when(*expires)?).await?;
             println!("root version {v}: sign and publish the repository so nodes follow it");
         }
@@ -181,9 +172,7 @@ pub(super) async fn remote(client: &Client, cmd: RecipeCmd) -> anyhow::Result<()
     match cmd {
         RecipeCmd::Publish { repo } => publish(client, &repo).await,
         RecipeCmd::List { json } => {
-            let v = client
-                .call(reqwest::Method::GET, "/v1/recipes", None)
-                .await?;
+            let v = client.get("/v1/recipes").await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -199,13 +188,7 @@ pub(super) async fn remote(client: &Client, cmd: RecipeCmd) -> anyhow::Result<()
             let (name, version) = recipe
                 .split_once('@')
                 .ok_or_else(|| anyhow!("give the recipe as NAME@VERSION"))?;
-            let v = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/v1/recipes/{name}/{version}"),
-                    None,
-                )
-                .await?;
+            let v = client.get(&format!("/v1/recipes/{name}/{version}")).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
