@@ -15,6 +15,9 @@
 //!                                                                          └▶ agents: Agent::step
 //!                                             Sim::finish ─▶ Report ─▶ summary │ JSON │ SVG
 //! ```
+//!
+//! The live mode ([`live`]) is the opposite: real agent sessions over loopback QUIC against a
+//! real master process, for the master's load benchmarks.
 
 pub mod agents;
 pub mod distr;
@@ -22,6 +25,7 @@ pub mod engine;
 pub mod failures;
 pub mod fleet;
 pub mod links;
+pub mod live;
 pub mod master;
 pub mod metrics;
 pub mod queue;

@@ -1,12 +1,14 @@
 //! `hearth-sim`: runs a scenario and prints its summary; writes JSON and an SVG plot on request;
-//! `bench` measures simulated time per wall second.
+//! `bench` measures simulated time per wall second; `live` runs N real agent sessions against a
+//! real master and measures its load and the reconnect storm after a restart.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use hearth_simulator::{RunOptions, Scenario, Sim, summary, svg};
+use hearth_simulator::live::{AgentsConfig, LiveOptions, MasterConfig};
+use hearth_simulator::{RunOptions, Scenario, Sim, live, summary, svg};
 
 #[derive(Debug, Parser)]
 #[command(name = "hearth-sim", version, about = "Hearth's fleet simulator")]
@@ -45,10 +47,55 @@ enum Command {
         #[arg(long)]
         days: Option<f64>,
     },
+    /// Runs N real agent sessions over loopback QUIC against a real `hearth-master` (in a
+    /// temporary data dir) and measures its CPU and RSS; with --restart, kills it (-9), restarts
+    /// it on the same QUIC port and measures how fast every agent is back (build with --release).
+    Live(LiveArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LiveArgs {
+    /// Number of agents (each enrolled, each with its own session).
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// The master binary (default: `hearth-master` next to this binary).
+    #[arg(long)]
+    master_bin: Option<PathBuf>,
+    /// Heartbeat interval the master asks for.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..))]
+    interval_ms: u64,
+    /// The master's --suspect-after-ms (default: 3 intervals).
+    #[arg(long)]
+    suspect_after_ms: Option<u64>,
+    /// The master's --down-after-ms (default: 6 intervals).
+    #[arg(long)]
+    down_after_ms: Option<u64>,
+    /// Length of the steady-state measurement window.
+    #[arg(long, default_value_t = 30)]
+    measure_secs: u64,
+    /// Kill -9 the master after the steady state, restart it and measure the agents' return.
+    #[arg(long)]
+    restart: bool,
+    /// Writes the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Client UDP endpoints the agents share (a real agent has its own; this bounds open files).
+    #[arg(long, default_value_t = 16)]
+    endpoints: usize,
+    /// QUIC handshakes in flight at once in this process.
+    #[arg(long, default_value_t = 512)]
+    max_handshakes: usize,
+    /// The master's --quic-threads.
+    #[arg(long, default_value_t = 1)]
+    quic_threads: u16,
+    /// Longest wait for all sessions to open (at the start and after the restart), seconds.
+    #[arg(long, default_value_t = 300)]
+    connect_limit_secs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Live(args) => live_mode(&args)?,
         Command::Run {
             scenario,
             seed,
@@ -123,6 +170,52 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+fn live_mode(args: &LiveArgs) -> anyhow::Result<()> {
+    let bin = match &args.master_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("hearth-master"),
+    };
+    let interval = Duration::from_millis(args.interval_ms);
+    let opts = LiveOptions {
+        nodes: args.nodes,
+        master: MasterConfig {
+            bin,
+            heartbeat: interval,
+            suspect_after: args
+                .suspect_after_ms
+                .map_or(interval * 3, Duration::from_millis),
+            down_after: args
+                .down_after_ms
+                .map_or(interval * 6, Duration::from_millis),
+            quic_threads: args.quic_threads,
+        },
+        agents: AgentsConfig {
+            endpoints: args.endpoints,
+            max_handshakes: args.max_handshakes,
+        },
+        enrol_concurrency: 64,
+        measure: Duration::from_secs(args.measure_secs),
+        settle: interval * 2,
+        restart: args.restart,
+        connect_limit: Duration::from_secs(args.connect_limit_secs),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(live::run(&opts, &|line| println!("{line}")))?;
+    print!("{}", live::summary(&report));
+    if let Some(path) = &args.json {
+        let mut text = serde_json::to_string_pretty(&report)?;
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    if report.restart.as_ref().is_some_and(|r| !r.ok()) {
+        anyhow::bail!("after the restart, not every agent came back, or a node was marked down");
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let m = MasterProc::start(tmp.path(), &[]); // default liveness settings
     let keys = enrol_all(args.nodes, m.quic, m.http, &m.token).await?;
-    let sessions = spawn_sessions(keys, m.quic, m.id, Duration::from_secs(3), 4)?;
+    let sessions = spawn_sessions(keys, m.quic, m.id, 4)?;
     let places = [
         ("BE", "Proximus", "real-a"),
         ("FR", "Free", "real-b"),
@@ -90,11 +90,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|a| a.status()["node"].as_str().unwrap_or("").to_owned())
         .collect();
     wait(Duration::from_secs(120), || {
-        (sessions
-            .connected
-            .load(std::sync::atomic::Ordering::Relaxed) as usize
-            == args.nodes)
-            .then_some(())
+        (sessions.counters().connected as usize == args.nodes).then_some(())
     })
     .await?;
     let reference = hearth_tests::deploy::upload_static_site(&m, tmp.path(), |r| r);

@@ -1,0 +1,425 @@
+//! Live agents: one tokio task per enrolled key keeps a real session with the master, as the
+//! agent's link does (`hearth_node_agent::link`): mutual-TLS QUIC, `hello` → `welcome`, a
+//! heartbeat at the interval the welcome gives (the first at once; no `heartbeat_ack` asked), a
+//! `desired_state_ack` for each `desired_state`, a signed `audit_answer` for each `audit_probe`;
+//! the session is given up after three heartbeat intervals without a packet from the master, and
+//! reconnects use the agent's own full-jitter backoff (`link::backoff`). Close codes 2 and 3
+//! (unknown, revoked) stop an agent for good. Agents run no instances.
+//!
+//! Sessions share a few client UDP endpoints (a real agent has one each) so that 10,000 agents
+//! fit in one process's file limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hearth_node_agent::link::backoff;
+use hearth_protocol::messages::audit::AuditAnswer;
+use hearth_protocol::messages::session::{Counters, Heartbeat, Hello};
+use hearth_protocol::messages::state::DesiredStateAck;
+use hearth_protocol::{
+    DEFAULT_MAX_FRAME, ErrorCode, Hex, MasterId, Message, NodeId, PROTOCOL_VERSION, Resources,
+    SecretKey,
+};
+use hearth_transport::{
+    Identity, MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
+    close,
+};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+/// Connection and welcome timeouts, as the agent's.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Silence after which a session is given up, in heartbeat intervals (as the agent).
+const SILENT_INTERVALS: u32 = 3;
+
+/// Why the agents could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentsError {
+    /// A client endpoint could not be bound.
+    #[error("cannot bind a client UDP endpoint: {0}; raise the open-files limit (ulimit -n)")]
+    Endpoint(#[from] hearth_transport::EndpointError),
+}
+
+/// How the agents behave.
+#[derive(Debug, Clone)]
+pub struct AgentsConfig {
+    /// Client UDP endpoints the sessions are spread over.
+    pub endpoints: usize,
+    /// QUIC handshakes (connect to `welcome`) in flight at once in this process.
+    pub max_handshakes: usize,
+}
+
+/// Counters of the running agents, summed over all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AgentCounters {
+    /// Sessions open now (welcome received, not yet lost).
+    pub connected: u64,
+    /// Welcomes received (sessions opened).
+    pub welcomes: u64,
+    /// Heartbeats sent.
+    pub heartbeats: u64,
+    /// `desired_state` messages received (each acknowledged).
+    pub desired_states: u64,
+    /// `audit_probe` messages answered.
+    pub probes: u64,
+    /// Sessions lost after a welcome.
+    pub lost: u64,
+    /// Connection attempts that failed before a welcome.
+    pub failed_attempts: u64,
+    /// Agents the master refused for good.
+    pub refused: u64,
+}
+
+/// The running agents; aborted on drop.
+#[derive(Debug)]
+pub struct Agents {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Agents {
+    /// Starts one task per key against the master at `quic`, pinned to `master`.
+    pub fn spawn(
+        keys: Vec<SecretKey>,
+        quic: SocketAddr,
+        master: MasterId,
+        config: &AgentsConfig,
+    ) -> Result<Self, AgentsError> {
+        let endpoints = (0..config.endpoints.max(1))
+            .map(|_| client_endpoint(SocketAddr::from(([127, 0, 0, 1], 0))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let shared = Arc::new(Shared::new(keys.len()));
+        let gate = Arc::new(Semaphore::new(config.max_handshakes.max(1)));
+        let tasks = keys
+            .into_iter()
+            .zip(endpoints.iter().cycle())
+            .enumerate()
+            .map(|(index, (key, endpoint))| {
+                let agent = Agent {
+                    index,
+                    key,
+                    quic,
+                    master,
+                    endpoint: endpoint.clone(),
+                    gate: gate.clone(),
+                    shared: shared.clone(),
+                };
+                tokio::spawn(agent.run())
+            })
+            .collect();
+        Ok(Self { shared, tasks })
+    }
+
+    /// The counters now.
+    pub fn counters(&self) -> AgentCounters {
+        let s = &self.shared;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        AgentCounters {
+            connected: get(&s.connected),
+            welcomes: get(&s.welcomes),
+            heartbeats: get(&s.heartbeats),
+            desired_states: get(&s.desired_states),
+            probes: get(&s.probes),
+            lost: get(&s.lost),
+            failed_attempts: get(&s.failed_attempts),
+            refused: get(&s.refused),
+        }
+    }
+
+    /// For each agent that received a welcome at or after `mark`, how long after `mark` its
+    /// latest welcome came.
+    pub fn welcomed_since(&self, mark: Instant) -> Vec<Duration> {
+        self.shared.since(&self.shared.welcomed, mark)
+    }
+
+    /// For each agent that lost its session at or after `mark`, how long after `mark` it did.
+    pub fn lost_since(&self, mark: Instant) -> Vec<Duration> {
+        self.shared.since(&self.shared.lost_at, mark)
+    }
+
+    /// Number of agents.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether there are no agents.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// State shared by the agents' tasks: counters, and per agent the time of its latest welcome and
+/// of its latest lost session (microseconds since `start`, plus one; 0 = never).
+#[derive(Debug)]
+struct Shared {
+    start: Instant,
+    connected: AtomicU64,
+    welcomes: AtomicU64,
+    heartbeats: AtomicU64,
+    desired_states: AtomicU64,
+    probes: AtomicU64,
+    lost: AtomicU64,
+    failed_attempts: AtomicU64,
+    refused: AtomicU64,
+    welcomed: Vec<AtomicU64>,
+    lost_at: Vec<AtomicU64>,
+}
+
+impl Shared {
+    fn new(n: usize) -> Self {
+        let times = || (0..n).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            start: Instant::now(),
+            connected: AtomicU64::new(0),
+            welcomes: AtomicU64::new(0),
+            heartbeats: AtomicU64::new(0),
+            desired_states: AtomicU64::new(0),
+            probes: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            failed_attempts: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            welcomed: times(),
+            lost_at: times(),
+        }
+    }
+
+    fn stamp(&self, times: &[AtomicU64], index: usize) {
+        let us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if let Some(t) = times.get(index) {
+            t.store(us.saturating_add(1), Ordering::Relaxed);
+        }
+    }
+
+    fn since(&self, times: &[AtomicU64], mark: Instant) -> Vec<Duration> {
+        let mark = mark.saturating_duration_since(self.start);
+        times
+            .iter()
+            .filter_map(|t| match t.load(Ordering::Relaxed) {
+                0 => None,
+                us => Duration::from_micros(us - 1).checked_sub(mark),
+            })
+            .collect()
+    }
+}
+
+/// One agent's task.
+struct Agent {
+    index: usize,
+    key: SecretKey,
+    quic: SocketAddr,
+    master: MasterId,
+    endpoint: quinn::Endpoint,
+    gate: Arc<Semaphore>,
+    shared: Arc<Shared>,
+}
+
+/// How one session ended.
+enum Ended {
+    /// Lost; reconnect. `established` says whether a welcome was received.
+    Lost { established: bool },
+    /// Refused for good.
+    Refused,
+}
+
+/// What a session carries over to the next one.
+#[derive(Default)]
+struct LinkState {
+    sessions: u64,
+    revision: u64,
+}
+
+impl Agent {
+    async fn run(self) {
+        let identity = match Identity::new(&self.key, "hearth-sim-live") {
+            Ok(i) => i,
+            Err(_) => return self.refused(),
+        };
+        let tuning = TransportTuning::default();
+        let Ok(config) = client_config(Purpose::Session, Some(&identity), self.master, &tuning)
+        else {
+            return self.refused();
+        };
+        let mut link = LinkState::default();
+        let mut failures = 0u32;
+        loop {
+            match self.session(config.clone(), &mut link).await {
+                Ended::Refused => return self.refused(),
+                Ended::Lost { established: true } => {
+                    self.shared.lost.fetch_add(1, Ordering::Relaxed);
+                    self.shared.stamp(&self.shared.lost_at, self.index);
+                    failures = 1;
+                }
+                Ended::Lost { established: false } => {
+                    self.shared.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    failures = failures.saturating_add(1);
+                }
+            }
+            tokio::time::sleep(backoff(failures)).await;
+        }
+    }
+
+    fn refused(&self) {
+        self.shared.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connects, says hello and waits for the welcome (at most `max_handshakes` at once in this
+    /// process), then runs the session.
+    async fn session(&self, config: quinn::ClientConfig, link: &mut LinkState) -> Ended {
+        let lost = Ended::Lost { established: false };
+        let (conn, mut control, interval) = {
+            let Ok(_permit) = self.gate.acquire().await else {
+                return Ended::Refused;
+            };
+            let Ok(connecting) = self.endpoint.connect_with(config, self.quic, SERVER_NAME) else {
+                return lost;
+            };
+            let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return classify(&e).unwrap_or(lost),
+                Err(_) => return lost,
+            };
+            let Ok((send, recv)) = conn.open_bi().await else {
+                return lost;
+            };
+            let mut control = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
+            let hello = Hello {
+                min_version: PROTOCOL_VERSION,
+                max_version: PROTOCOL_VERSION,
+                node: NodeId::from_key(self.key.public()),
+                agent: "hearth-sim-live".into(),
+                applied_revision: link.revision,
+            };
+            if control.send(&Message::Hello(hello)).await.is_err() {
+                return lost;
+            }
+            let interval = match tokio::time::timeout(HANDSHAKE_TIMEOUT, control.recv()).await {
+                Ok(Ok(Some(Message::Welcome(w)))) => {
+                    Duration::from_millis(w.heartbeat_interval_ms.max(100))
+                }
+                Ok(Ok(Some(Message::Error(e))))
+                    if e.fatal
+                        && matches!(e.code, ErrorCode::UnknownNode | ErrorCode::NodeRevoked) =>
+                {
+                    return Ended::Refused;
+                }
+                Ok(Err(_)) => {
+                    return conn
+                        .close_reason()
+                        .as_ref()
+                        .and_then(classify)
+                        .unwrap_or(lost);
+                }
+                _ => return lost,
+            };
+            (conn, control, interval)
+        };
+        link.sessions += 1;
+        self.shared.welcomes.fetch_add(1, Ordering::Relaxed);
+        self.shared.stamp(&self.shared.welcomed, self.index);
+        self.shared.connected.fetch_add(1, Ordering::Relaxed);
+        let ended = self.established(&conn, &mut control, interval, link).await;
+        self.shared.connected.fetch_sub(1, Ordering::Relaxed);
+        ended
+    }
+
+    /// The open session: heartbeats, acknowledgements, probe answers, until it is lost.
+    async fn established(
+        &self,
+        conn: &quinn::Connection,
+        control: &mut MessageStream,
+        interval: Duration,
+        link: &mut LinkState,
+    ) -> Ended {
+        let lost = || {
+            conn.close_reason()
+                .as_ref()
+                .and_then(classify)
+                .unwrap_or(Ended::Lost { established: true })
+        };
+        let node = NodeId::from_key(self.key.public());
+        let mut tick = tokio::time::interval(interval);
+        let mut seq = 0u64;
+        let mut last_heard = Instant::now();
+        let mut rx_seen = conn.stats().udp_rx.datagrams;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    // Any packet from the master (its QUIC ACKs included) shows it is alive.
+                    let received = conn.stats().udp_rx.datagrams;
+                    if received != rx_seen {
+                        rx_seen = received;
+                        last_heard = Instant::now();
+                    }
+                    if last_heard.elapsed() > interval * SILENT_INTERVALS {
+                        conn.close(close::NORMAL, b"master silent");
+                        return Ended::Lost { established: true };
+                    }
+                    seq += 1;
+                    let hb = Heartbeat {
+                        seq,
+                        used: Resources::default(),
+                        applied_revision: link.revision,
+                        instances: vec![],
+                        counters: Counters { sessions: link.sessions, ..Counters::default() },
+                        ack: false,
+                    };
+                    if control.send(&Message::Heartbeat(hb)).await.is_err() {
+                        return lost();
+                    }
+                    self.shared.heartbeats.fetch_add(1, Ordering::Relaxed);
+                }
+                msg = control.recv() => {
+                    last_heard = Instant::now();
+                    let reply = match msg {
+                        Ok(Some(Message::DesiredState(ds))) => {
+                            self.shared.desired_states.fetch_add(1, Ordering::Relaxed);
+                            link.revision = link.revision.max(ds.revision);
+                            Some(Message::DesiredStateAck(DesiredStateAck { revision: ds.revision }))
+                        }
+                        Ok(Some(Message::AuditProbe(p))) => {
+                            self.shared.probes.fetch_add(1, Ordering::Relaxed);
+                            let mut answer = AuditAnswer {
+                                probe: p.probe,
+                                nonce: p.nonce,
+                                issued_at_ms: p.issued_at_ms,
+                                node,
+                                signature: Hex([0; 64]),
+                            };
+                            answer.signature = self.key.sign(&answer.signing_bytes());
+                            Some(Message::AuditAnswer(answer))
+                        }
+                        Ok(Some(_)) => None, // heartbeat_ack, errors, newer messages
+                        Ok(None) | Err(_) => return lost(),
+                    };
+                    if let Some(reply) = reply {
+                        if control.send(&reply).await.is_err() {
+                            return lost();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Close codes 2 and 3 mean the master will not take this node back.
+fn classify(e: &quinn::ConnectionError) -> Option<Ended> {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c)
+            if c.error_code == close::UNKNOWN_NODE || c.error_code == close::REVOKED =>
+        {
+            Some(Ended::Refused)
+        }
+        _ => None,
+    }
+}

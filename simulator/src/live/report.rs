@@ -1,0 +1,219 @@
+//! The report of a live run: steady-state load of the master, and the reconnect storm after a
+//! master restart; as JSON and as a readable summary.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::live::agents::AgentCounters;
+
+/// Issue 7's goal for all agents back after a master restart, seconds (reported, not enforced).
+pub const GOAL_SECS: f64 = 10.0;
+
+/// Everything a live run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveReport {
+    /// Agents (enrolled nodes, one session each).
+    pub nodes: usize,
+    /// Heartbeat interval asked of the agents, ms.
+    pub interval_ms: u64,
+    /// Suspect and down timeouts of the master, ms.
+    pub suspect_after_ms: u64,
+    /// Silence after which the master marks a node down, ms.
+    pub down_after_ms: u64,
+    /// Wall time to create the tokens and enrol every agent, s.
+    pub enrol_secs: f64,
+    /// Wall time from starting the agents to every agent welcomed, s.
+    pub connect_secs: f64,
+    /// Steady state with every session open.
+    pub steady: Steady,
+    /// The master restart, when asked.
+    pub restart: Option<Restart>,
+    /// Agents' counters at the end.
+    pub agents: AgentCounters,
+}
+
+/// The master under N idle sessions that heartbeat.
+#[derive(Debug, Clone, Serialize)]
+pub struct Steady {
+    /// Length of the window, s.
+    pub window_secs: f64,
+    /// Master CPU (user + system, all threads) over the window, % of one core.
+    pub cpu_percent: f64,
+    /// Master RSS after enrolment, before any session, KiB.
+    pub rss_idle_kib: u64,
+    /// Master RSS at the end of the window, KiB.
+    pub rss_kib: u64,
+    /// Heartbeats the agents sent per second over the window.
+    pub heartbeats_sent_per_sec: f64,
+    /// Heartbeats the master ingested per second (its `/metrics` counter; read outside the
+    /// window).
+    pub heartbeats_ingested_per_sec: f64,
+    /// Sessions the master counts at the end of the window.
+    pub master_sessions: u64,
+}
+
+/// `kill -9` of the master, restart on the same QUIC port and data dir, and the agents' return.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restart {
+    /// From the kill to the new master publishing its addresses, s.
+    pub master_start_secs: f64,
+    /// Agents that received a welcome from the new master within the wait.
+    pub back: usize,
+    /// Time from the restart (new process spawned) to the last agent's welcome, s; None if not
+    /// all came back.
+    pub all_back_secs: Option<f64>,
+    /// Quantiles of each agent's welcome after the restart, s: p50, p90, p99, max.
+    pub back_quantiles_secs: [f64; 4],
+    /// Quantiles of each agent's detection of the lost session after the kill, s: p50, p90,
+    /// p99, max (the agent gives a session up after three silent heartbeat intervals).
+    pub lost_quantiles_secs: [f64; 4],
+    /// Master CPU from the restart until all were back (or the wait ended), % of one core.
+    pub storm_cpu_percent: f64,
+    /// Master RSS when all were back, KiB.
+    pub rss_kib: u64,
+    /// Most nodes the master showed `down` at once while polled (`/metrics`, every 250 ms).
+    pub max_down_seen: u64,
+    /// Most nodes the master showed `suspect` at once while polled.
+    pub max_suspect_seen: u64,
+    /// `GET /v1/nodes` once all were back: nodes per state.
+    pub states_after: BTreeMap<String, u64>,
+    /// `GET /v1/nodes` once all were back: nodes with a session.
+    pub connected_after: u64,
+}
+
+impl Restart {
+    /// All agents back, and no node was ever seen down.
+    pub fn ok(&self) -> bool {
+        self.all_back_secs.is_some()
+            && self.max_down_seen == 0
+            && !self.states_after.contains_key("down")
+    }
+}
+
+/// p50, p90, p99 and max of `times`, s (zeros when empty).
+pub fn quantiles(mut times: Vec<Duration>) -> [f64; 4] {
+    times.sort_unstable();
+    let at = |q: f64| {
+        let last = times.len().saturating_sub(1);
+        let i = ((last as f64) * q).round() as usize;
+        times.get(i.min(last)).map_or(0.0, Duration::as_secs_f64)
+    };
+    [at(0.5), at(0.9), at(0.99), at(1.0)]
+}
+
+/// The readable summary.
+pub fn summary(r: &LiveReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "live: {} agents, heartbeat {} ms (master: suspect after {} ms, down after {} ms)",
+        r.nodes, r.interval_ms, r.suspect_after_ms, r.down_after_ms
+    );
+    let _ = writeln!(
+        s,
+        "enrolled in {:.1} s, all sessions open in {:.1} s",
+        r.enrol_secs, r.connect_secs
+    );
+    let st = &r.steady;
+    let _ = writeln!(s, "steady state over {:.0} s:", st.window_secs);
+    let _ = writeln!(
+        s,
+        "  master CPU            {:.2} % of one core",
+        st.cpu_percent
+    );
+    let _ = writeln!(
+        s,
+        "  master RSS            {} KiB ({} KiB idle, {:.1} KiB per session)",
+        st.rss_kib,
+        st.rss_idle_kib,
+        st.rss_kib.saturating_sub(st.rss_idle_kib) as f64 / r.nodes.max(1) as f64
+    );
+    let _ = writeln!(
+        s,
+        "  heartbeats/s          {:.0} sent, {:.0} ingested (master's counter)",
+        st.heartbeats_sent_per_sec, st.heartbeats_ingested_per_sec
+    );
+    let _ = writeln!(s, "  master sessions       {}", st.master_sessions);
+    if let Some(rs) = &r.restart {
+        let q = |v: &[f64; 4]| {
+            format!(
+                "p50 {:.2} s, p90 {:.2} s, p99 {:.2} s, max {:.2} s",
+                v[0], v[1], v[2], v[3]
+            )
+        };
+        let _ = writeln!(
+            s,
+            "master kill -9 and restart (same QUIC port, same data dir):"
+        );
+        let _ = writeln!(
+            s,
+            "  master listening      {:.2} s after the kill",
+            rs.master_start_secs
+        );
+        let _ = writeln!(
+            s,
+            "  sessions lost         {} (agents' detection after the kill)",
+            q(&rs.lost_quantiles_secs)
+        );
+        let _ = writeln!(
+            s,
+            "  welcomed again        {} (after the restart)",
+            q(&rs.back_quantiles_secs)
+        );
+        match rs.all_back_secs {
+            Some(t) => {
+                let goal = if t <= GOAL_SECS { "met" } else { "missed" };
+                let _ = writeln!(
+                    s,
+                    "  all back              {t:.2} s after the restart ({} agents; goal ≤ {GOAL_SECS} s {goal})",
+                    rs.back
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  NOT ALL BACK          {} of {}", rs.back, r.nodes);
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  master CPU (storm)    {:.1} % of one core",
+            rs.storm_cpu_percent
+        );
+        let _ = writeln!(s, "  master RSS            {} KiB", rs.rss_kib);
+        let _ = writeln!(
+            s,
+            "  down / suspect seen   {} / {} at most (polled), states after: {:?}, {} connected",
+            rs.max_down_seen, rs.max_suspect_seen, rs.states_after, rs.connected_after
+        );
+        let _ = writeln!(
+            s,
+            "  verdict               {}",
+            if rs.ok() {
+                "all back, none down"
+            } else {
+                "FAILED"
+            }
+        );
+    }
+    let a = &r.agents;
+    let _ = writeln!(
+        s,
+        "agents: {} welcomes, {} heartbeats, {} desired states, {} probes answered, {} sessions lost, {} failed attempts, {} refused",
+        a.welcomes, a.heartbeats, a.desired_states, a.probes, a.lost, a.failed_attempts, a.refused
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_of_nothing_and_of_some() {
+        assert_eq!(quantiles(vec![]), [0.0; 4]);
+        let q = quantiles((1..=100).map(Duration::from_secs).collect());
+        assert_eq!(q, [51.0, 90.0, 99.0, 100.0]);
+    }
+}

@@ -1,0 +1,261 @@
+//! A whole live run: start the master, enrol and connect the agents, measure the steady state,
+//! then (optionally) `kill -9` the master, restart it and measure the agents' return.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::live::agents::{Agents, AgentsConfig, AgentsError};
+use crate::live::enrol::{EnrolAllError, enrol_all};
+use crate::live::master::{MasterConfig, MasterError, MasterProcess};
+use crate::live::report::{LiveReport, Restart, Steady, quantiles};
+
+/// Progress is reported every this often while waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Poll period for agents' welcomes.
+const POLL: Duration = Duration::from_millis(50);
+/// Poll period for the master's `down`/`suspect` counts during the restart.
+const METRICS_POLL: Duration = Duration::from_millis(250);
+
+/// Why a live run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The master process or its API.
+    #[error(transparent)]
+    Master(#[from] MasterError),
+    /// Enrolment.
+    #[error(transparent)]
+    Enrol(#[from] EnrolAllError),
+    /// Starting the agents.
+    #[error(transparent)]
+    Agents(#[from] AgentsError),
+    /// The temporary directory.
+    #[error("cannot create a temporary directory: {0}")]
+    TempDir(std::io::Error),
+    /// Not every session opened within the wait.
+    #[error("only {connected} of {nodes} sessions opened within {waited:?}")]
+    NotConnected {
+        /// Sessions open.
+        connected: u64,
+        /// Agents.
+        nodes: usize,
+        /// How long it waited.
+        waited: Duration,
+    },
+}
+
+/// What a live run does.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// Number of agents.
+    pub nodes: usize,
+    /// The master and its liveness timeouts.
+    pub master: MasterConfig,
+    /// How the agents connect.
+    pub agents: AgentsConfig,
+    /// Enrolments in flight at once.
+    pub enrol_concurrency: usize,
+    /// Length of the steady-state measurement window.
+    pub measure: Duration,
+    /// Wait after all sessions opened before measuring (heartbeat phases spread out).
+    pub settle: Duration,
+    /// Kill -9 and restart the master after the steady state.
+    pub restart: bool,
+    /// Longest wait for all sessions to open, at the start and after the restart.
+    pub connect_limit: Duration,
+}
+
+/// Runs the master and the agents as `opts` says; `progress` gets one line at a time.
+pub async fn run(opts: &LiveOptions, progress: &dyn Fn(&str)) -> Result<LiveReport, LiveError> {
+    let tmp = tempfile::tempdir().map_err(LiveError::TempDir)?;
+    let mut master = MasterProcess::start(tmp.path(), opts.master.clone()).await?;
+    progress(&format!(
+        "master {} listening on {} (pid {})",
+        master.id(),
+        master.quic(),
+        master.pid()
+    ));
+
+    let started = Instant::now();
+    let keys = enrol_all(
+        master.api(),
+        master.quic(),
+        opts.nodes,
+        opts.enrol_concurrency,
+    )
+    .await?;
+    let enrol_secs = started.elapsed().as_secs_f64();
+    progress(&format!(
+        "enrolled {} agents in {enrol_secs:.1} s",
+        keys.len()
+    ));
+    let rss_idle_kib = master.rss_kib()?;
+
+    let started = Instant::now();
+    let agents = Agents::spawn(keys, master.quic(), master.id(), &opts.agents)?;
+    let all = wait_welcomed(&agents, started, opts.connect_limit, progress).await;
+    let connect_secs = started.elapsed().as_secs_f64();
+    if all.is_none() {
+        return Err(LiveError::NotConnected {
+            connected: agents.counters().connected,
+            nodes: opts.nodes,
+            waited: opts.connect_limit,
+        });
+    }
+    progress(&format!(
+        "{} sessions open in {connect_secs:.1} s; settling for {:?}",
+        opts.nodes, opts.settle
+    ));
+
+    tokio::time::sleep(opts.settle).await;
+    let steady = measure(&master, &agents, opts.measure, rss_idle_kib).await?;
+    progress(&format!(
+        "steady state: master CPU {:.2} % of one core, RSS {} KiB",
+        steady.cpu_percent, steady.rss_kib
+    ));
+
+    let restart = if opts.restart {
+        Some(restart(&mut master, &agents, opts, progress).await?)
+    } else {
+        None
+    };
+    Ok(LiveReport {
+        nodes: opts.nodes,
+        interval_ms: millis(opts.master.heartbeat),
+        suspect_after_ms: millis(opts.master.suspect_after),
+        down_after_ms: millis(opts.master.down_after),
+        enrol_secs,
+        connect_secs,
+        steady,
+        restart,
+        agents: agents.counters(),
+    })
+}
+
+/// Master CPU, RSS and heartbeat rates over `window`; the `/metrics` reads stay outside it.
+async fn measure(
+    master: &MasterProcess,
+    agents: &Agents,
+    window: Duration,
+    rss_idle_kib: u64,
+) -> Result<Steady, LiveError> {
+    let before = master.api().metrics().await?;
+    let (cpu0, sent0, t0) = (
+        master.cpu_seconds()?,
+        agents.counters().heartbeats,
+        Instant::now(),
+    );
+    tokio::time::sleep(window).await;
+    let (cpu1, sent1, elapsed) = (
+        master.cpu_seconds()?,
+        agents.counters().heartbeats,
+        t0.elapsed(),
+    );
+    let after = master.api().metrics().await?;
+    let secs = elapsed.as_secs_f64();
+    Ok(Steady {
+        window_secs: secs,
+        cpu_percent: (cpu1 - cpu0) / secs * 100.0,
+        rss_idle_kib,
+        rss_kib: master.rss_kib()?,
+        heartbeats_sent_per_sec: sent1.saturating_sub(sent0) as f64 / secs,
+        heartbeats_ingested_per_sec: after.heartbeats.saturating_sub(before.heartbeats) as f64
+            / secs,
+        master_sessions: after.sessions,
+    })
+}
+
+/// Kill -9, restart on the same QUIC port, wait for every agent's welcome from the new master
+/// while polling the master's `down` and `suspect` counts, then read `/v1/nodes`.
+async fn restart(
+    master: &mut MasterProcess,
+    agents: &Agents,
+    opts: &LiveOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Restart, LiveError> {
+    progress("kill -9 the master, restarting it on the same QUIC port");
+    let killed = Instant::now();
+    master.kill9();
+    let respawned = Instant::now();
+    master.restart_same_quic().await?;
+    let master_start_secs = killed.elapsed().as_secs_f64();
+    let (mut max_down_seen, mut max_suspect_seen) = (0, 0);
+    let mut last_metrics = Instant::now();
+    let mut last_progress = Instant::now();
+    let back = loop {
+        let back = agents.welcomed_since(killed).len();
+        if back >= agents.len() || respawned.elapsed() > opts.connect_limit {
+            break back;
+        }
+        if last_metrics.elapsed() >= METRICS_POLL {
+            last_metrics = Instant::now();
+            if let Ok(m) = master.api().metrics().await {
+                max_down_seen = max_down_seen.max(m.nodes.get("down").copied().unwrap_or(0));
+                max_suspect_seen =
+                    max_suspect_seen.max(m.nodes.get("suspect").copied().unwrap_or(0));
+            }
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            progress(&format!(
+                "  {back} agents back after {:.0} s",
+                respawned.elapsed().as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let storm_cpu_percent = master.cpu_seconds()? / respawned.elapsed().as_secs_f64() * 100.0;
+    let rss_kib = master.rss_kib()?;
+    let welcomed = agents.welcomed_since(respawned);
+    let all_back_secs =
+        (back >= agents.len()).then(|| welcomed.iter().max().map_or(0.0, Duration::as_secs_f64));
+    let nodes = master.api().nodes().await?;
+    let mut states_after = BTreeMap::new();
+    for n in &nodes {
+        *states_after.entry(n.state.clone()).or_insert(0) += 1;
+    }
+    if let Ok(m) = master.api().metrics().await {
+        max_down_seen = max_down_seen.max(m.nodes.get("down").copied().unwrap_or(0));
+    }
+    Ok(Restart {
+        master_start_secs,
+        back,
+        all_back_secs,
+        back_quantiles_secs: quantiles(welcomed),
+        lost_quantiles_secs: quantiles(agents.lost_since(killed)),
+        storm_cpu_percent,
+        rss_kib,
+        max_down_seen,
+        max_suspect_seen,
+        states_after,
+        connected_after: nodes.iter().filter(|n| n.connected).count() as u64,
+    })
+}
+
+/// Waits until every agent has been welcomed at least once since `since`, reporting progress.
+async fn wait_welcomed(
+    agents: &Agents,
+    since: Instant,
+    limit: Duration,
+    progress: &dyn Fn(&str),
+) -> Option<()> {
+    let mut last_progress = Instant::now();
+    while since.elapsed() <= limit {
+        let welcomed = agents.welcomed_since(since).len();
+        if welcomed >= agents.len() {
+            return Some(());
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            progress(&format!(
+                "  {welcomed} sessions open after {:.0} s",
+                since.elapsed().as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    None
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,97 @@
+//! Live mode end to end: a real `hearth-master` process, 20 agents over loopback QUIC, a
+//! `kill -9` and a restart on the same QUIC port. Every wait is bounded; the timings are
+//! benchmark figures, not assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hearth_simulator::live::{self, AgentsConfig, LiveOptions, MasterConfig};
+
+const NODES: usize = 20;
+
+/// The `hearth-master` binary: from `HEARTH_BIN_DIR` as is, or built by `cargo build` next to
+/// this test (target/<profile>).
+fn master_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HEARTH_BIN_DIR") {
+        return PathBuf::from(dir).join("hearth-master");
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "hearth-master",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building hearth-master failed");
+    // target/debug/deps/live-… → target/debug
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("hearth-master")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_connect_heartbeat_and_all_come_back_after_a_master_restart() {
+    let interval = Duration::from_millis(200);
+    let opts = LiveOptions {
+        nodes: NODES,
+        master: MasterConfig {
+            bin: master_bin(),
+            heartbeat: interval,
+            // Far beyond the agents' detection (3 to 5 intervals) plus their backoff, so that
+            // a slow debug build on a busy machine cannot mark a node down.
+            suspect_after: Duration::from_secs(5),
+            down_after: Duration::from_secs(20),
+            quic_threads: 1,
+        },
+        agents: AgentsConfig {
+            endpoints: 2,
+            max_handshakes: 8,
+        },
+        enrol_concurrency: 8,
+        measure: Duration::from_secs(1),
+        settle: interval * 2,
+        restart: true,
+        connect_limit: Duration::from_secs(60),
+    };
+    let report = live::run(&opts, &|line| eprintln!("{line}"))
+        .await
+        .expect("live run");
+    eprint!("{}", live::summary(&report));
+
+    assert_eq!(report.nodes, NODES);
+    assert_eq!(report.steady.master_sessions, NODES as u64);
+    assert!(
+        report.steady.heartbeats_ingested_per_sec > 0.0,
+        "the master's /metrics counted no heartbeat"
+    );
+    assert!(report.steady.cpu_percent >= 0.0 && report.steady.rss_kib > 0);
+
+    let restart = report.restart.as_ref().expect("restart measured");
+    assert_eq!(restart.back, NODES, "not every agent was welcomed again");
+    assert!(restart.all_back_secs.is_some());
+    assert_eq!(restart.max_down_seen, 0, "a node was seen down");
+    assert_eq!(
+        restart.states_after.get("active"),
+        Some(&(NODES as u64)),
+        "states after the restart: {:?}",
+        restart.states_after
+    );
+    assert_eq!(restart.connected_after, NODES as u64);
+    assert!(restart.ok());
+
+    let agents = report.agents;
+    assert_eq!(agents.refused, 0);
+    assert!(agents.welcomes >= 2 * NODES as u64, "{agents:?}");
+    assert!(agents.lost >= NODES as u64, "{agents:?}");
+    assert!(agents.heartbeats > 0);
+}
