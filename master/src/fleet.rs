@@ -125,6 +125,16 @@ impl Fleet {
         self.nodes.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Nodes known (enrolled, whatever their state).
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether no node is known.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
     /// Adds a newly enrolled node.
     pub fn enrolled(&self, record: &NodeRecord) {
         let entry = Entry {

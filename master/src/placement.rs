@@ -94,12 +94,28 @@ pub fn place(
         fleet.iter().filter(|c| existing.contains(&c.id)).collect()
     };
     let kept = chosen.len();
-    let n = fleet.len();
+    // A jurisdiction-restricted request scans only the nodes in its countries (one pass to
+    // gather them), not the whole fleet once per replica.
+    let pool: Option<Vec<&Candidate>> = (!req.countries.is_empty()).then(|| {
+        fleet
+            .iter()
+            .filter(|c| req.countries.contains(&c.country))
+            .collect()
+    });
+    let n = pool.as_ref().map_or(fleet.len(), Vec::len);
+    let at = |i: usize| match &pool {
+        Some(p) => p.get(i).copied(),
+        None => fleet.get(i),
+    };
     for _ in 0..missing {
         let mut best: Option<(&Candidate, (bool, bool, f64))> = None;
         let mut ideal_seen = 0;
+        // With the allowed countries all used already, no candidate can bring a new one: do not
+        // scan the whole fleet looking for it.
+        let used: BTreeSet<&CountryCode> = chosen.iter().map(|o| &o.country).collect();
+        let country_open = req.countries.is_empty() || req.countries.len() > used.len();
         for k in 0..n {
-            let Some(c) = fleet.get((start.wrapping_add(k)) % n) else {
+            let Some(c) = at(start.wrapping_add(k) % n) else {
                 continue;
             };
             if !eligible(c, req) || chosen.iter().any(|o| o.home == c.home) {
@@ -117,7 +133,8 @@ pub fn place(
             if best.as_ref().is_none_or(|(_, b)| better(&key, b)) {
                 best = Some((c, key));
             }
-            if (!req.spread.country || new_country) && (!req.spread.isp || new_isp) {
+            if (!req.spread.country || new_country || !country_open) && (!req.spread.isp || new_isp)
+            {
                 ideal_seen += 1;
                 if ideal_seen >= SCORE_LIMIT {
                     break;

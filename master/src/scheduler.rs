@@ -240,19 +240,19 @@ pub async fn run(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>
 }
 
 async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<(), crate::store::StoreError> {
+    let blocking = |e: tokio::task::JoinError| crate::store::StoreError::Corrupt(e.to_string());
     let store = ctx.store.clone();
-    let (deployments, records, assignments) = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((
-            store.deployments()?,
-            store.nodes()?,
-            store.assignments()?,
-        ))
-    })
-    .await
-    .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))??;
+    let deployments = tokio::task::spawn_blocking(move || store.deployments())
+        .await
+        .map_err(blocking)??;
     if deployments.is_empty() {
         return Ok(());
     }
+    let records = node_records(ctx).await?;
+    let store = ctx.store.clone();
+    let assignments = tokio::task::spawn_blocking(move || store.assignments())
+        .await
+        .map_err(blocking)??;
     let mut specs: Vec<(DeploymentSpec, RecipeInfo)> = Vec::new();
     let mut rollouts = Vec::new();
     for stored in deployments {
@@ -298,6 +298,35 @@ async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<(), crate::store::
     // A deployment the plan just changed waits for the next pass to roll on.
     rollouts.retain(|(spec, _)| !moved.contains(&spec.name));
     rolling::drive(ctx, rollouts, &assignments).await
+}
+
+/// Node records (identity and facts). Facts change only at enrolment and admin state is taken
+/// from the live fleet, so the records are read from the store only when the fleet has grown,
+/// not on every pass (at 10k nodes that read was the master's largest steady cost).
+async fn node_records(
+    ctx: &Arc<Context>,
+) -> Result<Arc<Vec<NodeRecord>>, crate::store::StoreError> {
+    let known = ctx.fleet.len();
+    let cached = ctx
+        .scheduler
+        .records
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some((_, records)) = cached.filter(|(n, _)| *n == known) {
+        return Ok(records);
+    }
+    let store = ctx.store.clone();
+    let records = Arc::new(
+        tokio::task::spawn_blocking(move || store.nodes())
+            .await
+            .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))??,
+    );
+    *ctx.scheduler
+        .records
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some((known, records.clone()));
+    Ok(records)
 }
 
 /// Writes the plan's changes and pushes the nodes' new desired states.
@@ -412,6 +441,8 @@ pub struct SchedulerState {
     /// Wakes the scheduler after a change.
     pub notify: tokio::sync::Notify,
     notes: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
+    /// Node records as last read, with the fleet size they were read at.
+    records: std::sync::Mutex<Option<(usize, Arc<Vec<NodeRecord>>)>>,
     /// Parsed recipes by content hash: name, version, what placement needs.
     recipes: std::sync::Mutex<HashMap<hearth_protocol::Sha256, ParsedRecipe>>,
 }
