@@ -21,6 +21,7 @@ pub fn display_state(admin: AdminState, liveness: &Liveness) -> &'static str {
         (_, Liveness::Pending) => "pending",
         (_, Liveness::Down { .. }) => "down",
         (_, Liveness::Suspect { .. }) => "suspect",
+        (_, Liveness::Returning { .. }) => "returning",
         (_, Liveness::Up { .. }) => admin.as_str(),
     }
 }
@@ -76,8 +77,9 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// A fleet loaded from stored records. Nodes that were not down get a full grace period
-    /// from `now_ms` (a master restart must not mark the fleet down).
+    /// A fleet loaded from stored records. Nodes that were not down are `returning` for the
+    /// restart grace from `now_ms` (a master restart must not mark the fleet down while the
+    /// whole fleet reconnects at once).
     pub fn load(cfg: LivenessConfig, records: &[NodeRecord], now_ms: u64) -> Self {
         let nodes = records
             .iter()
@@ -88,8 +90,12 @@ impl Fleet {
                         since: now_ms,
                         last_heartbeat: r.last_seen_ms,
                     },
-                    _ => Liveness::Up {
-                        last_heartbeat: now_ms,
+                    _ => Liveness::Returning {
+                        until: now_ms.saturating_add(
+                            u64::try_from(cfg.restart_grace.max(cfg.down_after).as_millis())
+                                .unwrap_or(u64::MAX),
+                        ),
+                        last_heartbeat: r.last_seen_ms,
                     },
                 };
                 let entry = Entry {

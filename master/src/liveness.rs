@@ -21,6 +21,10 @@ pub struct LivenessConfig {
     /// Silence after which a node is `down` and its replicas are re-placed.
     #[serde(with = "humantime_serde_ms")]
     pub down_after: Duration,
+    /// After a master restart, how long nodes that were up get to come back before they are
+    /// `down` (all of them reconnect at once; Nomad's failover heartbeat TTL plays this role).
+    #[serde(with = "humantime_serde_ms")]
+    pub restart_grace: Duration,
 }
 
 impl Default for LivenessConfig {
@@ -29,6 +33,7 @@ impl Default for LivenessConfig {
             heartbeat_interval: Duration::from_secs(3),
             suspect_after: Duration::from_secs(6),
             down_after: Duration::from_secs(10),
+            restart_grace: Duration::from_secs(60),
         }
     }
 }
@@ -62,6 +67,13 @@ pub enum Liveness {
         /// Last heartbeat, Unix ms.
         last_heartbeat: u64,
     },
+    /// Up before a master restart, not back yet: `down` at `until` unless it returns.
+    Returning {
+        /// End of the grace, Unix ms.
+        until: u64,
+        /// Last heartbeat the previous master saw, if known.
+        last_heartbeat: Option<u64>,
+    },
     /// Silent for longer than `down_after`.
     Down {
         /// When it was declared down, Unix ms.
@@ -90,10 +102,11 @@ pub struct Transition {
 }
 
 impl Liveness {
-    /// State name: `pending`, `up`, `suspect`, `down`.
+    /// State name: `pending`, `up`, `suspect`, `returning`, `down`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Returning { .. } => "returning",
             Self::Up { .. } => "up",
             Self::Suspect { .. } => "suspect",
             Self::Down { .. } => "down",
@@ -105,7 +118,9 @@ impl Liveness {
         match *self {
             Self::Pending => None,
             Self::Up { last_heartbeat } | Self::Suspect { last_heartbeat } => Some(last_heartbeat),
-            Self::Down { last_heartbeat, .. } => last_heartbeat,
+            Self::Down { last_heartbeat, .. } | Self::Returning { last_heartbeat, .. } => {
+                last_heartbeat
+            }
         }
     }
 
@@ -133,7 +148,19 @@ impl Liveness {
                     Self::Up { last_heartbeat }
                 }
             }
-            (state @ (Self::Pending | Self::Down { .. }), Event::Tick) => state,
+            (
+                Self::Returning {
+                    until,
+                    last_heartbeat,
+                },
+                Event::Tick,
+            ) if now_ms >= until => Self::Down {
+                since: now_ms,
+                last_heartbeat,
+            },
+            (state @ (Self::Pending | Self::Down { .. } | Self::Returning { .. }), Event::Tick) => {
+                state
+            }
         };
         let changed = next.name() != self.name();
         (
@@ -149,6 +176,29 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_a_restart_a_node_is_returning_until_it_heartbeats_or_the_grace_ends() {
+        let cfg = LivenessConfig::default();
+        let returning = Liveness::Returning {
+            until: 61_000,
+            last_heartbeat: Some(500),
+        };
+        // Longer than down_after, still within the restart grace: not down.
+        let (s, t) = returning.step(&cfg, 30_000, Event::Tick);
+        assert_eq!((s.name(), t), ("returning", None));
+        let (back, t) = s.step(&cfg, 40_000, Event::Heartbeat);
+        assert_eq!((back.name(), t.map(|t| t.from)), ("up", Some("returning")));
+        let (gone, t) = s.step(&cfg, 61_000, Event::Tick);
+        assert_eq!(t.map(|t| t.to), Some("down"));
+        assert_eq!(
+            gone,
+            Liveness::Down {
+                since: 61_000,
+                last_heartbeat: Some(500)
+            }
+        );
+    }
 
     #[test]
     fn silence_leads_to_suspect_then_down_and_a_heartbeat_revives() {

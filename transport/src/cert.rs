@@ -61,6 +61,18 @@ impl Identity {
     pub fn private_key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
     }
+
+    /// A secret derived from the private key for `purpose` (domain-separated SHA-256): stable
+    /// across restarts, useless for anything else.
+    pub fn derived_secret(&self, purpose: &str) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"hearth derived secret v1\0");
+        h.update(purpose.as_bytes());
+        h.update([0]);
+        h.update(&self.key_der);
+        h.finalize().into()
+    }
 }
 
 /// The Ed25519 key a certificate carries.

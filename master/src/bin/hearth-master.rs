@@ -45,6 +45,9 @@ enum Command {
         /// Silence after which a node is down, in milliseconds.
         #[arg(long, default_value_t = 10000)]
         down_after_ms: u64,
+        /// After a restart, how long nodes get to reconnect before they are down, in ms.
+        #[arg(long, default_value_t = 60000)]
+        restart_grace_ms: u64,
         /// Threads for QUIC (node sessions); one suits heartbeat ingest, more speed up the
         /// TLS handshakes of many nodes reconnecting at once.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
@@ -82,6 +85,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             heartbeat_ms,
             suspect_after_ms,
             down_after_ms,
+            restart_grace_ms,
             quic_threads,
         } => {
             if !(heartbeat_ms < suspect_after_ms && suspect_after_ms < down_after_ms) {
@@ -94,6 +98,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     heartbeat_interval: Duration::from_millis(heartbeat_ms),
                     suspect_after: Duration::from_millis(suspect_after_ms),
                     down_after: Duration::from_millis(down_after_ms),
+                    restart_grace: Duration::from_millis(restart_grace_ms),
                 },
                 quic_threads: usize::from(quic_threads),
                 ..ServeOptions::default()
