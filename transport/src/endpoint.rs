@@ -115,6 +115,13 @@ pub fn server_endpoint(
     // 20 ms would reach only 50 nodes a second. Resets are always smaller than the packet that
     // caused them, so they cannot amplify.
     endpoint_config.min_reset_interval(std::time::Duration::from_micros(50));
+    // Connection ids carry a keyed check that quinn validates before answering a packet of an
+    // unknown connection: the key must survive restarts too, or the reset is never sent.
+    let cid_key = identity.derived_secret("quic connection ids");
+    let cid_key = u64::from_le_bytes(cid_key.first_chunk::<8>().copied().unwrap_or_default());
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
     quinn::Endpoint::new(
         endpoint_config,
         Some(config),
