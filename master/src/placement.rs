@@ -7,7 +7,7 @@
 //! placement times measured reliability. Existing replicas stay where they are (re-placement moves
 //! as little as possible). The master and the simulator drive the same function.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hearth_protocol::{CountryCode, HomeId, NodeId, Resources};
 
@@ -77,12 +77,36 @@ pub struct Unplaceable(pub String);
 /// scanned whole for each replica.
 pub const SCORE_LIMIT: usize = 64;
 
+/// Positions of the fleet's nodes by country, for [`place_indexed`]: built once per snapshot so
+/// that jurisdiction-restricted requests need not walk the whole fleet.
+pub type CountryIndex = HashMap<CountryCode, Vec<usize>>;
+
+/// Builds the [`CountryIndex`] of `fleet`.
+pub fn country_index(fleet: &[Candidate]) -> CountryIndex {
+    let mut index = CountryIndex::new();
+    for (i, c) in fleet.iter().enumerate() {
+        index.entry(c.country).or_default().push(i);
+    }
+    index
+}
+
 /// Places the missing replicas of a deployment whose current replicas run on `existing`.
 ///
 /// The scan starts at `start` (mod the fleet size) so that successive decisions spread their
 /// load; the caller chooses it (a counter, or the simulator's seeded RNG) to stay deterministic.
 pub fn place(
     fleet: &[Candidate],
+    existing: &[NodeId],
+    req: &Request,
+    start: usize,
+) -> Result<Placement, Unplaceable> {
+    place_indexed(fleet, None, existing, req, start)
+}
+
+/// [`place`] with the fleet's [`CountryIndex`] (which must be of this `fleet`).
+pub fn place_indexed(
+    fleet: &[Candidate],
+    countries: Option<&CountryIndex>,
     existing: &[NodeId],
     req: &Request,
     start: usize,
@@ -96,11 +120,18 @@ pub fn place(
     let kept = chosen.len();
     // A jurisdiction-restricted request scans only the nodes in its countries (one pass to
     // gather them), not the whole fleet once per replica.
-    let pool: Option<Vec<&Candidate>> = (!req.countries.is_empty()).then(|| {
-        fleet
+    let pool: Option<Vec<&Candidate>> = (!req.countries.is_empty()).then(|| match countries {
+        Some(index) => req
+            .countries
+            .iter()
+            .filter_map(|c| index.get(c))
+            .flatten()
+            .filter_map(|i| fleet.get(*i))
+            .collect(),
+        None => fleet
             .iter()
             .filter(|c| req.countries.contains(&c.country))
-            .collect()
+            .collect(),
     });
     let n = pool.as_ref().map_or(fleet.len(), Vec::len);
     let at = |i: usize| match &pool {

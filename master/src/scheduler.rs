@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::Context;
 use crate::fleet::NodeLive;
 use crate::liveness::Liveness;
-use crate::placement::{Candidate, Request, Spread, place};
+use crate::placement::{Candidate, Request, Spread, country_index, place_indexed};
 use crate::store::{AdminState, NodeRecord};
 
 /// Re-placements of lost replicas per pass (one pass a second).
@@ -96,6 +96,7 @@ pub fn plan(
             add(&mut c.allocated, &a.resources);
         }
     }
+    let countries = country_index(&fleet);
     let mut changes = Vec::new();
     let mut notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut budget = REPLACE_BUDGET;
@@ -160,7 +161,7 @@ pub fn plan(
             labels: spec.labels.clone(),
         };
         let existing: Vec<NodeId> = kept.iter().map(|(n, _)| *n).collect();
-        match place(&fleet, &existing, &req, start) {
+        match place_indexed(&fleet, Some(&countries), &existing, &req, start) {
             Ok(p) => {
                 notes.entry(name.clone()).or_default().extend(p.warnings);
                 for (node, instance) in p.added.into_iter().zip(ids) {

@@ -164,3 +164,32 @@ fn free_capacity_and_reliability_decide_between_equals() {
     let p = place(&fleet, &[], &request(1, &[]), 0).unwrap();
     assert_eq!(p.added, vec![fleet[2].id]);
 }
+
+#[test]
+fn the_country_index_gives_the_same_placements_and_never_leaves_the_countries() {
+    let countries = ["BE", "FR", "DE", "NL"];
+    let isps = ["a", "b", "c"];
+    let fleet: Vec<Candidate> = (0u8..60)
+        .map(|i| {
+            node(
+                i,
+                &format!("h{i}"),
+                isps[usize::from(i) % 3],
+                countries[usize::from(i / 3) % 4],
+            )
+        })
+        .collect();
+    let index = country_index(&fleet);
+    for (start, allowed) in [(0, vec!["BE"]), (7, vec!["NL"]), (13, vec!["DE"])] {
+        let req = request(3, &allowed);
+        let plain = place(&fleet, &[], &req, start).unwrap();
+        let indexed = place_indexed(&fleet, Some(&index), &[], &req, start).unwrap();
+        assert_eq!(plain, indexed);
+    }
+    let req = request(4, &["FR", "NL"]);
+    let p = place_indexed(&fleet, Some(&index), &[], &req, 5).unwrap();
+    assert_eq!(p.added.len(), 4);
+    for c in attrs(&fleet, &p.added) {
+        assert!(["FR", "NL"].contains(&c.country.as_str()), "{}", c.country);
+    }
+}
