@@ -6,7 +6,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{Service, count_files, raw};
+use support::{Service, count_files, error_of, raw};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hearth-kv");
 const TOKEN: &str = "s3cret-token";
@@ -26,11 +26,6 @@ async fn put(c: &reqwest::Client, svc: &Service, key: &str, body: Vec<u8>) -> re
         .send()
         .await
         .unwrap()
-}
-
-async fn error_of(resp: reqwest::Response) -> String {
-    let v: Value = resp.json().await.unwrap();
-    v["error"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{Service, count_files};
+use support::{Service, count_files, error_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hearth-notes");
 
@@ -18,11 +18,6 @@ async fn post(c: &reqwest::Client, svc: &Service, query: &str, text: &str) -> re
         .send()
         .await
         .unwrap()
-}
-
-async fn error_of(resp: reqwest::Response) -> String {
-    let v: Value = resp.json().await.unwrap();
-    v["error"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

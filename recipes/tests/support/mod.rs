@@ -117,3 +117,9 @@ pub fn raw(addr: &str, request: &[u8]) -> (u16, String) {
 pub fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
+
+/// The `error` text of a service's JSON error answer.
+pub async fn error_of(resp: reqwest::Response) -> String {
+    let v: serde_json::Value = resp.json().await.unwrap();
+    v["error"].as_str().unwrap().to_owned()
+}
