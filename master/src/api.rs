@@ -23,6 +23,9 @@ use crate::fleet::display_state;
 use crate::store::{AdminState, NodeRecord, StoreError, TokenRecord};
 use hearth_transport::close;
 
+/// Token ids drawn before giving up when each is taken already.
+const TOKEN_ID_ATTEMPTS: usize = 8;
+
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
@@ -209,24 +212,40 @@ async fn create_token(
             "expires_in_secs must be between 1 second and 366 days",
         ));
     }
-    let token = EnrolToken {
-        id: Hex(rand::random()),
-        secret: Hex(rand::random()),
-        master: ctx.id,
+    let expires_at_ms = lifetime.map(|d| now + d.as_millis() as u64);
+    let mut token = None;
+    for _ in 0..TOKEN_ID_ATTEMPTS {
+        let candidate = EnrolToken {
+            id: Hex(rand::random()),
+            secret: Hex(rand::random()),
+            master: ctx.id,
+        };
+        let record = TokenRecord {
+            id: candidate.id,
+            secret_hash: EnrolToken::secret_hash(&candidate.secret.to_string()),
+            label: body.label.clone(),
+            created_at_ms: now,
+            expires_at_ms,
+            spent_at_ms: None,
+            spent_by: None,
+            revoked_at_ms: None,
+        };
+        let store = ctx.store.clone();
+        if blocking(move || store.create_token(&record)).await? {
+            token = Some(candidate);
+            break;
+        }
+        tracing::debug!(id = %candidate.id, "token id already taken; drawing another");
+    }
+    let Some(token) = token else {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "token_ids_exhausted",
+            format!(
+                "{TOKEN_ID_ATTEMPTS} random token ids in a row were taken; revoke or prune old tokens"
+            ),
+        ));
     };
-    let record = TokenRecord {
-        id: token.id,
-        secret_hash: EnrolToken::secret_hash(&token.secret.to_string()),
-        label: body.label.clone(),
-        created_at_ms: now,
-        expires_at_ms: lifetime.map(|d| now + d.as_millis() as u64),
-        spent_at_ms: None,
-        spent_by: None,
-        revoked_at_ms: None,
-    };
-    let store = ctx.store.clone();
-    let stored = record.clone();
-    blocking(move || store.create_token(&stored)).await?;
     tracing::info!(id = %token.id, label = %body.label, "enrolment token created");
     Ok((
         StatusCode::CREATED,
@@ -234,7 +253,7 @@ async fn create_token(
             id: token.id.to_string(),
             token: token.to_string(),
             label: body.label,
-            expires_at_ms: record.expires_at_ms,
+            expires_at_ms,
         }),
     ))
 }

@@ -9,6 +9,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{AckFrequencyConfig, IdleTimeout, TransportConfig, VarInt};
 
 use crate::cert::Identity;
+use crate::cid::KeyedCidGenerator;
 use crate::verify::{NodeGate, PinnedMaster};
 
 /// Why an endpoint could not be set up.
@@ -40,6 +41,12 @@ pub struct TransportTuning {
     pub max_bidi_streams: u32,
     /// Per-stream receive window.
     pub stream_window: u32,
+    /// UDP receive and send buffer sizes asked of the kernel for the master's socket (the
+    /// kernel caps them at `net.core.rmem_max` / `wmem_max`). After a master restart every node
+    /// reconnects within one heartbeat interval; the default buffer of about 200 KiB holds only
+    /// some 170 handshake packets, and each one dropped costs its node a one-second
+    /// retransmission timeout.
+    pub server_socket_buffer: usize,
 }
 
 impl Default for TransportTuning {
@@ -49,6 +56,7 @@ impl Default for TransportTuning {
             keep_alive: Duration::from_secs(10),
             max_bidi_streams: 16,
             stream_window: (2 * DEFAULT_MAX_FRAME) as u32,
+            server_socket_buffer: 4 << 20,
         }
     }
 }
@@ -108,20 +116,18 @@ pub fn server_endpoint(
         ring::hmac::HMAC_SHA256,
         &identity.derived_secret("quic stateless reset"),
     );
-    let socket =
-        std::net::UdpSocket::bind(addr).map_err(|source| EndpointError::Bind { addr, source })?;
+    let socket = bind_udp(addr, tuning.server_socket_buffer)?;
     let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset));
-    // After a restart every node's next packet earns a reset; quinn's default of one reset per
-    // 20 ms would reach only 50 nodes a second. Resets are always smaller than the packet that
-    // caused them, so they cannot amplify.
-    endpoint_config.min_reset_interval(std::time::Duration::from_micros(50));
+    // After a restart every node's next packet must earn a reset. quinn rate-limits resets by
+    // the time its driver read the packets, which is one instant for a whole batch of
+    // datagrams: any interval above zero answers only the first packet of each batch, and under
+    // a reconnect storm batches are large. Resets are always smaller than the packet that caused
+    // them, so answering every one cannot amplify.
+    endpoint_config.min_reset_interval(Duration::ZERO);
     // Connection ids carry a keyed check that quinn validates before answering a packet of an
     // unknown connection: the key must survive restarts too, or the reset is never sent.
     let cid_key = identity.derived_secret("quic connection ids");
-    let cid_key = u64::from_le_bytes(cid_key.first_chunk::<8>().copied().unwrap_or_default());
-    endpoint_config.cid_generator(move || {
-        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
-    });
+    endpoint_config.cid_generator(move || Box::new(KeyedCidGenerator::new(&cid_key)));
     quinn::Endpoint::new(
         endpoint_config,
         Some(config),
@@ -129,6 +135,45 @@ pub fn server_endpoint(
         Arc::new(quinn::TokioRuntime),
     )
     .map_err(|source| EndpointError::Bind { addr, source })
+}
+
+/// A UDP socket bound to `addr` whose receive and send buffers were asked to be `buffer` bytes.
+/// A kernel that grants less (its `rmem_max`/`wmem_max` are lower) is logged, not refused.
+pub fn bind_udp(addr: SocketAddr, buffer: usize) -> Result<std::net::UdpSocket, EndpointError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind_err = |source| EndpointError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(bind_err)?;
+    for (what, set, get) in [
+        (
+            "receive",
+            Socket::set_recv_buffer_size as fn(&Socket, usize) -> std::io::Result<()>,
+            Socket::recv_buffer_size as fn(&Socket) -> std::io::Result<usize>,
+        ),
+        (
+            "send",
+            Socket::set_send_buffer_size,
+            Socket::send_buffer_size,
+        ),
+    ] {
+        // Linux reports twice the granted size (it counts its bookkeeping).
+        let reported = |n: usize| if cfg!(target_os = "linux") { n / 2 } else { n };
+        match set(&socket, buffer)
+            .and_then(|()| get(&socket))
+            .map(reported)
+        {
+            Ok(granted) if granted < buffer => tracing::warn!(
+                asked = buffer,
+                granted,
+                "UDP {what} buffer smaller than asked: raise net.core.{}mem_max",
+                if what == "receive" { "r" } else { "w" }
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot size the UDP {what} buffer"),
+        }
+    }
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    Ok(socket.into())
 }
 
 /// What a node connects for.

@@ -7,6 +7,7 @@
 //! reads and writes framed protocol messages on QUIC streams.
 
 pub mod cert;
+pub mod cid;
 pub mod endpoint;
 pub mod stream;
 pub mod verify;

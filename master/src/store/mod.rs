@@ -5,6 +5,8 @@
 
 mod migrations;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
@@ -176,8 +178,9 @@ pub struct LivenessUpdate {
 
 /// The master's durable state.
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores a new token.
-    fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// Stores a new token. False, storing nothing, when a token with its id exists already
+    /// (ids are 32 random bits: among 10,000 tokens two share one about once in a hundred).
+    fn create_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;
     /// All tokens, newest first.
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
     /// Revokes an unspent token. `Ok(None)` if unknown; `Ok(Some(false))` if already spent.

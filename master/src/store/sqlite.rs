@@ -122,10 +122,10 @@ fn node_from_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
 }
 
 impl Store for SqliteStore {
-    fn create_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        self.conn().execute(
+    fn create_token(&self, t: &TokenRecord) -> Result<bool, StoreError> {
+        let inserted = self.conn().execute(
             "INSERT INTO tokens (id, secret_hash, label, created_at_ms, expires_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
             params![
                 t.id.to_string(),
                 t.secret_hash.to_string(),
@@ -134,7 +134,7 @@ impl Store for SqliteStore {
                 t.expires_at_ms.map(ms)
             ],
         )?;
-        Ok(())
+        Ok(inserted == 1)
     }
 
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {

@@ -66,6 +66,11 @@ pub struct AgentCounters {
     pub probes: u64,
     /// Sessions lost after a welcome.
     pub lost: u64,
+    /// Of those, lost because the master reset the connection (a restarted master answers a
+    /// packet of its predecessor's connection with a stateless reset).
+    pub lost_by_reset: u64,
+    /// Of those, given up after three silent heartbeat intervals.
+    pub lost_silent: u64,
     /// Connection attempts that failed before a welcome.
     pub failed_attempts: u64,
     /// Agents the master refused for good.
@@ -123,6 +128,8 @@ impl Agents {
             desired_states: get(&s.desired_states),
             probes: get(&s.probes),
             lost: get(&s.lost),
+            lost_by_reset: get(&s.lost_by_reset),
+            lost_silent: get(&s.lost_silent),
             failed_attempts: get(&s.failed_attempts),
             refused: get(&s.refused),
         }
@@ -169,6 +176,8 @@ struct Shared {
     desired_states: AtomicU64,
     probes: AtomicU64,
     lost: AtomicU64,
+    lost_by_reset: AtomicU64,
+    lost_silent: AtomicU64,
     failed_attempts: AtomicU64,
     refused: AtomicU64,
     welcomed: Vec<AtomicU64>,
@@ -186,6 +195,8 @@ impl Shared {
             desired_states: AtomicU64::new(0),
             probes: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            lost_by_reset: AtomicU64::new(0),
+            lost_silent: AtomicU64::new(0),
             failed_attempts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             welcomed: times(),
@@ -341,7 +352,11 @@ impl Agent {
         link: &mut LinkState,
     ) -> Ended {
         let lost = || {
-            conn.close_reason()
+            let reason = conn.close_reason();
+            if matches!(reason, Some(quinn::ConnectionError::Reset)) {
+                self.shared.lost_by_reset.fetch_add(1, Ordering::Relaxed);
+            }
+            reason
                 .as_ref()
                 .and_then(classify)
                 .unwrap_or(Ended::Lost { established: true })
@@ -362,6 +377,7 @@ impl Agent {
                     }
                     if last_heard.elapsed() > interval * SILENT_INTERVALS {
                         conn.close(close::NORMAL, b"master silent");
+                        self.shared.lost_silent.fetch_add(1, Ordering::Relaxed);
                         return Ended::Lost { established: true };
                     }
                     seq += 1;

@@ -65,6 +65,8 @@ pub struct Restart {
     /// Time from the restart (new process spawned) to the last agent's welcome, s; None if not
     /// all came back.
     pub all_back_secs: Option<f64>,
+    /// Agents whose welcome came more than [`GOAL_SECS`] after the restart.
+    pub late: usize,
     /// Quantiles of each agent's welcome after the restart, s: p50, p90, p99, max.
     pub back_quantiles_secs: [f64; 4],
     /// Quantiles of each agent's detection of the lost session after the kill, s: p50, p90,
@@ -168,8 +170,8 @@ pub fn summary(r: &LiveReport) -> String {
                 let goal = if t <= GOAL_SECS { "met" } else { "missed" };
                 let _ = writeln!(
                     s,
-                    "  all back              {t:.2} s after the restart ({} agents; goal ≤ {GOAL_SECS} s {goal})",
-                    rs.back
+                    "  all back              {t:.2} s after the restart ({} agents; goal ≤ {GOAL_SECS} s {goal}; {} later than that)",
+                    rs.back, rs.late
                 );
             }
             None => {
@@ -200,8 +202,16 @@ pub fn summary(r: &LiveReport) -> String {
     let a = &r.agents;
     let _ = writeln!(
         s,
-        "agents: {} welcomes, {} heartbeats, {} desired states, {} probes answered, {} sessions lost, {} failed attempts, {} refused",
-        a.welcomes, a.heartbeats, a.desired_states, a.probes, a.lost, a.failed_attempts, a.refused
+        "agents: {} welcomes, {} heartbeats, {} desired states, {} probes answered, {} sessions lost ({} reset by the master, {} given up as silent), {} failed attempts, {} refused",
+        a.welcomes,
+        a.heartbeats,
+        a.desired_states,
+        a.probes,
+        a.lost,
+        a.lost_by_reset,
+        a.lost_silent,
+        a.failed_attempts,
+        a.refused
     );
     s
 }

@@ -220,6 +220,10 @@ async fn restart(
         master_start_secs,
         back,
         all_back_secs,
+        late: welcomed
+            .iter()
+            .filter(|t| t.as_secs_f64() > crate::live::report::GOAL_SECS)
+            .count(),
         back_quantiles_secs: quantiles(welcomed),
         lost_quantiles_secs: quantiles(agents.lost_since(killed)),
         storm_cpu_percent,
