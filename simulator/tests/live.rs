@@ -9,6 +9,8 @@ use std::time::Duration;
 use hearth_simulator::live::{self, AgentsConfig, LiveOptions, MasterConfig};
 
 const NODES: usize = 20;
+const DEPLOYMENTS: usize = 4;
+const REPLICAS: u32 = 3;
 
 /// The `hearth-master` binary: from `HEARTH_BIN_DIR` as is, or built by `cargo build` next to
 /// this test (target/<profile>).
@@ -40,7 +42,7 @@ fn master_bin() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agents_connect_heartbeat_and_all_come_back_after_a_master_restart() {
+async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_restart() {
     let interval = Duration::from_millis(200);
     let opts = LiveOptions {
         nodes: NODES,
@@ -62,6 +64,8 @@ async fn agents_connect_heartbeat_and_all_come_back_after_a_master_restart() {
         settle: interval * 2,
         restart: true,
         connect_limit: Duration::from_secs(60),
+        deployments: DEPLOYMENTS,
+        replicas: REPLICAS,
     };
     let report = live::run(&opts, &|line| eprintln!("{line}"))
         .await
@@ -76,6 +80,12 @@ async fn agents_connect_heartbeat_and_all_come_back_after_a_master_restart() {
     );
     assert!(report.steady.cpu_percent >= 0.0 && report.steady.rss_kib > 0);
 
+    // Every replica the master's scheduler placed reached its agent as a desired state: 12
+    // replicas over 20 homes, spread over ISPs and countries, so at least 3 agents hold some.
+    let assign = report.assign.as_ref().expect("deployments measured");
+    assert_eq!(assign.held, DEPLOYMENTS as u64 * u64::from(REPLICAS));
+    assert!(assign.agents_with_work >= REPLICAS as usize, "{assign:?}");
+
     let restart = report.restart.as_ref().expect("restart measured");
     assert_eq!(restart.back, NODES, "not every agent was welcomed again");
     assert!(restart.all_back_secs.is_some());
@@ -87,6 +97,10 @@ async fn agents_connect_heartbeat_and_all_come_back_after_a_master_restart() {
         restart.states_after
     );
     assert_eq!(restart.connected_after, NODES as u64);
+    assert_eq!(
+        restart.work_redelivered, assign.agents_with_work,
+        "the restarted master did not send every agent its work again"
+    );
     assert!(restart.ok());
 
     let agents = report.agents;

@@ -91,6 +91,13 @@ struct LiveArgs {
     /// Longest wait for all sessions to open (at the start and after the restart), seconds.
     #[arg(long, default_value_t = 300)]
     connect_limit_secs: u64,
+    /// Deployments to create once every session is open (placed by the master's scheduler and
+    /// delivered to the agents as desired states); 0 for none.
+    #[arg(long, default_value_t = 0)]
+    deployments: usize,
+    /// Replicas of each deployment (spread over ISPs and countries).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    replicas: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -202,6 +209,8 @@ fn live_mode(args: &LiveArgs) -> anyhow::Result<()> {
         settle: interval * 2,
         restart: args.restart,
         connect_limit: Duration::from_secs(args.connect_limit_secs),
+        deployments: args.deployments,
+        replicas: args.replicas,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

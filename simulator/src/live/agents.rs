@@ -146,6 +146,41 @@ impl Agents {
         self.shared.since(&self.shared.lost_at, mark)
     }
 
+    /// Instances assigned to the agents by their latest desired states, summed.
+    pub fn assignments_held(&self) -> u64 {
+        self.shared
+            .assigned
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Agents whose latest desired state assigns them at least one instance.
+    pub fn agents_with_work(&self) -> usize {
+        let s = &self.shared;
+        s.assigned
+            .iter()
+            .filter(|a| a.load(Ordering::Relaxed) > 0)
+            .count()
+    }
+
+    /// Agents with work whose latest desired state came at or after `mark`.
+    pub fn work_delivered_since(&self, mark: Instant) -> usize {
+        let s = &self.shared;
+        let mark = mark.saturating_duration_since(s.start);
+        s.assigned
+            .iter()
+            .zip(&s.desired_at)
+            .filter(|(a, t)| {
+                a.load(Ordering::Relaxed) > 0
+                    && match t.load(Ordering::Relaxed) {
+                        0 => false,
+                        us => Duration::from_micros(us - 1) >= mark,
+                    }
+            })
+            .count()
+    }
+
     /// Number of agents.
     pub fn len(&self) -> usize {
         self.tasks.len()
@@ -182,6 +217,9 @@ struct Shared {
     refused: AtomicU64,
     welcomed: Vec<AtomicU64>,
     lost_at: Vec<AtomicU64>,
+    /// Per agent: time of its latest `desired_state`, and the instances it assigned.
+    desired_at: Vec<AtomicU64>,
+    assigned: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -201,6 +239,8 @@ impl Shared {
             refused: AtomicU64::new(0),
             welcomed: times(),
             lost_at: times(),
+            desired_at: times(),
+            assigned: times(),
         }
     }
 
@@ -399,6 +439,12 @@ impl Agent {
                     let reply = match msg {
                         Ok(Some(Message::DesiredState(ds))) => {
                             self.shared.desired_states.fetch_add(1, Ordering::Relaxed);
+                            if ds.revision >= link.revision {
+                                self.shared.stamp(&self.shared.desired_at, self.index);
+                                if let Some(a) = self.shared.assigned.get(self.index) {
+                                    a.store(ds.instances.len() as u64, Ordering::Relaxed);
+                                }
+                            }
                             link.revision = link.revision.max(ds.revision);
                             Some(Message::DesiredStateAck(DesiredStateAck { revision: ds.revision }))
                         }

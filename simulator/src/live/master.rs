@@ -267,6 +267,13 @@ impl MasterApi {
         })
     }
 
+    /// A request to `path` with the admin token.
+    pub(crate) fn authed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("http://{}{path}", self.http))
+            .bearer_auth(&self.token)
+    }
+
     /// `GET /v1/nodes`.
     pub async fn nodes(&self) -> Result<Vec<NodeSummary>, MasterError> {
         const WHAT: &str = "GET /v1/nodes";

@@ -4,9 +4,10 @@
 //!
 //! Nothing here is modelled: the master is the released binary in a temporary data dir; each
 //! agent is enrolled through the real enrolment protocol with a token made by the API, and keeps
-//! a mutual-TLS QUIC session that behaves as the agent's link does. What is left out is the
-//! agent's supervisor: agents run no instances (they acknowledge desired states and answer audit
-//! probes, nothing more).
+//! a mutual-TLS QUIC session that behaves as the agent's link does. Deployments, when asked, are
+//! created through the API and placed by the master's scheduler; the agents receive them as
+//! desired states. What is left out is the agent's supervisor: agents run no instances (they
+//! acknowledge desired states and answer audit probes, nothing more).
 //!
 //! ```text
 //! run ─▶ MasterProcess::start (init, run: HTTP :0, QUIC :0)
@@ -16,6 +17,7 @@
 //! ```
 
 pub mod agents;
+pub mod deploy;
 pub mod enrol;
 pub mod master;
 pub mod report;
@@ -24,5 +26,5 @@ pub mod run;
 pub use agents::{AgentCounters, Agents, AgentsConfig, AgentsError};
 pub use enrol::{EnrolAllError, enrol_all};
 pub use master::{MasterApi, MasterConfig, MasterError, MasterMetrics, MasterProcess, NodeSummary};
-pub use report::{LiveReport, Restart, Steady, summary};
+pub use report::{Assign, LiveReport, Restart, Steady, summary};
 pub use run::{LiveError, LiveOptions, run};

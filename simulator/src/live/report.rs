@@ -27,8 +27,10 @@ pub struct LiveReport {
     pub enrol_secs: f64,
     /// Wall time from starting the agents to every agent welcomed, s.
     pub connect_secs: f64,
-    /// Steady state with every session open.
+    /// Steady state with every session open (and the deployments, when asked, in place).
     pub steady: Steady,
+    /// The deployments, when asked.
+    pub assign: Option<Assign>,
     /// The master restart, when asked.
     pub restart: Option<Restart>,
     /// Agents' counters at the end.
@@ -53,6 +55,22 @@ pub struct Steady {
     pub heartbeats_ingested_per_sec: f64,
     /// Sessions the master counts at the end of the window.
     pub master_sessions: u64,
+}
+
+/// Deployments created through the API once every session was open: placed by the master's
+/// scheduler, delivered as `desired_state` over the sessions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Assign {
+    /// Deployments created.
+    pub deployments: usize,
+    /// Replicas of each.
+    pub replicas: u32,
+    /// Replicas the agents' latest desired states hold, summed (equal to all asked for).
+    pub held: u64,
+    /// Agents given at least one replica.
+    pub agents_with_work: usize,
+    /// From the first API call to every replica at its agent, s.
+    pub secs: f64,
 }
 
 /// `kill -9` of the master, restart on the same QUIC port and data dir, and the agents' return.
@@ -84,12 +102,17 @@ pub struct Restart {
     pub states_after: BTreeMap<String, u64>,
     /// `GET /v1/nodes` once all were back: nodes with a session.
     pub connected_after: u64,
+    /// Agents holding replicas (0 without deployments).
+    pub agents_with_work: usize,
+    /// Of those, agents that the new master sent their desired state again.
+    pub work_redelivered: usize,
 }
 
 impl Restart {
-    /// All agents back, and no node was ever seen down.
+    /// All agents back with their work, and no node was ever seen down.
     pub fn ok(&self) -> bool {
         self.all_back_secs.is_some()
+            && self.work_redelivered >= self.agents_with_work
             && self.max_down_seen == 0
             && !self.states_after.contains_key("down")
     }
@@ -139,6 +162,13 @@ pub fn summary(r: &LiveReport) -> String {
         st.heartbeats_sent_per_sec, st.heartbeats_ingested_per_sec
     );
     let _ = writeln!(s, "  master sessions       {}", st.master_sessions);
+    if let Some(a) = &r.assign {
+        let _ = writeln!(
+            s,
+            "deployments: {} × {} replicas (spread isp,country) placed by the master and held by {} agents, {:.1} s after the first API call",
+            a.deployments, a.replicas, a.agents_with_work, a.secs
+        );
+    }
     if let Some(rs) = &r.restart {
         let q = |v: &[f64; 4]| {
             format!(
@@ -189,6 +219,13 @@ pub fn summary(r: &LiveReport) -> String {
             "  down / suspect seen   {} / {} at most (polled), states after: {:?}, {} connected",
             rs.max_down_seen, rs.max_suspect_seen, rs.states_after, rs.connected_after
         );
+        if rs.agents_with_work > 0 {
+            let _ = writeln!(
+                s,
+                "  work re-delivered     to {} of the {} agents holding replicas",
+                rs.work_redelivered, rs.agents_with_work
+            );
+        }
         let _ = writeln!(
             s,
             "  verdict               {}",

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::live::agents::{Agents, AgentsConfig, AgentsError};
+use crate::live::deploy::deploy;
 use crate::live::enrol::{EnrolAllError, enrol_all};
 use crate::live::master::{MasterConfig, MasterError, MasterProcess};
-use crate::live::report::{LiveReport, Restart, Steady, quantiles};
+use crate::live::report::{Assign, LiveReport, Restart, Steady, quantiles};
 
 /// Progress is reported every this often while waiting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -31,6 +32,16 @@ pub enum LiveError {
     /// The temporary directory.
     #[error("cannot create a temporary directory: {0}")]
     TempDir(std::io::Error),
+    /// The master did not deliver every placed replica to its agent within the wait.
+    #[error("only {held} of {wanted} replicas reached their agents within {waited:?}")]
+    NotAssigned {
+        /// Replicas the agents hold.
+        held: u64,
+        /// Replicas asked for.
+        wanted: u64,
+        /// How long it waited.
+        waited: Duration,
+    },
     /// Not every session opened within the wait.
     #[error("only {connected} of {nodes} sessions opened within {waited:?}")]
     NotConnected {
@@ -62,6 +73,10 @@ pub struct LiveOptions {
     pub restart: bool,
     /// Longest wait for all sessions to open, at the start and after the restart.
     pub connect_limit: Duration,
+    /// Deployments created once every session is open (0: none), each of `replicas`.
+    pub deployments: usize,
+    /// Replicas of each deployment.
+    pub replicas: u32,
 }
 
 /// Runs the master and the agents as `opts` says; `progress` gets one line at a time.
@@ -106,6 +121,12 @@ pub async fn run(opts: &LiveOptions, progress: &dyn Fn(&str)) -> Result<LiveRepo
         opts.nodes, opts.settle
     ));
 
+    let assign = if opts.deployments > 0 {
+        Some(assign(&master, &agents, opts, progress).await?)
+    } else {
+        None
+    };
+
     tokio::time::sleep(opts.settle).await;
     let steady = measure(&master, &agents, opts.measure, rss_idle_kib).await?;
     progress(&format!(
@@ -126,9 +147,52 @@ pub async fn run(opts: &LiveOptions, progress: &dyn Fn(&str)) -> Result<LiveRepo
         enrol_secs,
         connect_secs,
         steady,
+        assign,
         restart,
         agents: agents.counters(),
     })
+}
+
+/// Creates the deployments and waits until the agents hold every replica the master placed.
+async fn assign(
+    master: &MasterProcess,
+    agents: &Agents,
+    opts: &LiveOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Assign, LiveError> {
+    let started = Instant::now();
+    let wanted = deploy(master.api(), opts.deployments, opts.replicas).await?;
+    let mut last_progress = Instant::now();
+    loop {
+        let held = agents.assignments_held();
+        if held >= wanted {
+            break;
+        }
+        if started.elapsed() > opts.connect_limit {
+            return Err(LiveError::NotAssigned {
+                held,
+                wanted,
+                waited: opts.connect_limit,
+            });
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            progress(&format!("  {held} of {wanted} replicas at their agents"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let a = Assign {
+        deployments: opts.deployments,
+        replicas: opts.replicas,
+        held: agents.assignments_held(),
+        agents_with_work: agents.agents_with_work(),
+        secs: started.elapsed().as_secs_f64(),
+    };
+    progress(&format!(
+        "{} replicas of {} deployments placed and delivered to {} agents in {:.1} s",
+        a.held, a.deployments, a.agents_with_work, a.secs
+    ));
+    Ok(a)
 }
 
 /// Master CPU, RSS and heartbeat rates over `window`; the `/metrics` reads stay outside it.
@@ -183,7 +247,8 @@ async fn restart(
     let mut last_progress = Instant::now();
     let back = loop {
         let back = agents.welcomed_since(killed).len();
-        if back >= agents.len() || respawned.elapsed() > opts.connect_limit {
+        let work_back = agents.work_delivered_since(killed) >= agents.agents_with_work();
+        if (back >= agents.len() && work_back) || respawned.elapsed() > opts.connect_limit {
             break back;
         }
         if last_metrics.elapsed() >= METRICS_POLL {
@@ -232,6 +297,8 @@ async fn restart(
         max_suspect_seen,
         states_after,
         connected_after: nodes.iter().filter(|n| n.connected).count() as u64,
+        agents_with_work: agents.agents_with_work(),
+        work_redelivered: agents.work_delivered_since(respawned),
     })
 }
 

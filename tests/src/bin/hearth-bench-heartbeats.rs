@@ -65,6 +65,8 @@ async fn main() -> anyhow::Result<()> {
         settle: interval * 2,
         restart: false,
         connect_limit: Duration::from_secs(300),
+        deployments: 0,
+        replicas: 1,
     };
     let report = live::run(&opts, &|line| println!("{line}")).await?;
     print!("{}", live::summary(&report));

@@ -1,0 +1,68 @@
+//! Work for the live agents: a small recipe uploaded to the master and K deployments of R
+//! replicas, spread over ISPs and countries. The master's real scheduler places them and sends
+//! each chosen node its `desired_state` over its session, as in production; the agents
+//! acknowledge it (they run nothing, so each replica stays `pending`).
+
+use hearth_protocol::Sha256;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::live::master::{MasterApi, MasterError};
+
+/// The recipe deployed: it is parsed and placed by the master, never fetched by a live agent.
+pub const RECIPE: &str = r#"name = "live-load"
+version = "1.0.0"
+description = "Placeholder service of hearth-sim live: placed by the master, run by nobody"
+
+[[artifacts]]
+name = "server"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+size = 0
+executable = true
+
+[run]
+command = "{artifact:server}"
+args = ["--port", "{port:http}"]
+
+[[ports]]
+name = "http"
+protocol = "tcp"
+
+[resources]
+cpu_millis = 50
+memory_mib = 16
+disk_mib = 16
+bandwidth_mbps = 1
+"#;
+
+/// Uploads [`RECIPE`] and creates deployments `live-0` … `live-{n-1}` of `replicas` each.
+/// Returns the number of replicas asked for.
+pub async fn deploy(api: &MasterApi, n: usize, replicas: u32) -> Result<u64, MasterError> {
+    let sha = Sha256::digest(RECIPE.as_bytes());
+    const BLOB: &str = "PUT /v1/blobs/{sha256}";
+    api.authed(Method::PUT, &format!("/v1/blobs/{sha}"))
+        .body(RECIPE)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|source| MasterError::Api { what: BLOB, source })?;
+    const DEPLOY: &str = "POST /v1/deployments";
+    for i in 0..n {
+        let body = json!({
+            "name": format!("live-{i}"),
+            "recipe": { "name": "live-load", "version": "1.0.0", "sha256": sha },
+            "replicas": replicas,
+            "spread": ["isp", "country"],
+        });
+        api.authed(Method::POST, "/v1/deployments")
+            .json(&body)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|source| MasterError::Api {
+                what: DEPLOY,
+                source,
+            })?;
+    }
+    Ok(n as u64 * u64::from(replicas))
+}
