@@ -148,7 +148,7 @@ async fn write(
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    ctx.scheduler.notify.notify_one();
+    ctx.scheduler.changed();
     tracing::info!(deployment = %stored.name, "deployment requested");
     Ok(stored)
 }
@@ -223,6 +223,8 @@ pub async fn remove_deployment(
             format!("no deployment {name}"),
         ));
     };
+    // Its replicas free resources other deployments may be waiting for.
+    ctx.scheduler.changed();
     for node in touched.into_iter().flatten() {
         let store = ctx.store.clone();
         let ds = blocking(move || store.desired_state(&node)).await?;

@@ -74,6 +74,9 @@ pub struct Fleet {
     nodes: RwLock<HashMap<NodeId, Entry>>,
     next_session: std::sync::atomic::AtomicU64,
     instances: RwLock<BTreeMap<InstanceId, (NodeId, InstanceStatus)>>,
+    /// Bumped by every change the scheduler looks at: membership, liveness transitions, admin
+    /// states, instance reports. A heartbeat that changes nothing leaves it alone.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Fleet {
@@ -115,7 +118,17 @@ impl Fleet {
             nodes: RwLock::new(nodes),
             next_session: 1.into(),
             instances: RwLock::new(BTreeMap::new()),
+            epoch: 0.into(),
         }
+    }
+
+    /// A counter that changes whenever something the scheduler reads of the fleet changes.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The liveness configuration.
@@ -153,6 +166,7 @@ impl Fleet {
             persisted_seen: 0,
         };
         self.write().insert(record.id, entry);
+        self.changed();
     }
 
     /// Registers a session; returns its id and the superseded connection to close, if any.
@@ -176,6 +190,10 @@ impl Fleet {
         let (next, transition) = entry.liveness.step(&self.cfg, now_ms, Event::Heartbeat);
         entry.liveness = next;
         entry.dirty = true;
+        drop(nodes);
+        if transition.is_some() {
+            self.changed();
+        }
         Ok((id, old, transition))
     }
 
@@ -198,6 +216,10 @@ impl Fleet {
             || now_ms.saturating_sub(entry.persisted_seen) >= LAST_SEEN_REFRESH_MS
         {
             entry.dirty = true;
+        }
+        drop(nodes);
+        if transition.is_some() {
+            self.changed();
         }
         Some(transition)
     }
@@ -223,6 +245,9 @@ impl Fleet {
                 changes.push((*id, t));
             }
         }
+        if !changes.is_empty() {
+            self.changed();
+        }
         changes
     }
 
@@ -246,6 +271,7 @@ impl Fleet {
         let mut nodes = self.write();
         let entry = nodes.get_mut(node)?;
         entry.admin = admin;
+        self.changed();
         if admin.admits_sessions() {
             None
         } else {
@@ -271,6 +297,7 @@ impl Fleet {
             .is_some_and(|(_, s)| s.report.generation > status.report.generation);
         if !stale {
             instances.insert(id, (*node, status));
+            self.changed();
         }
     }
 
@@ -280,6 +307,7 @@ impl Fleet {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(instance);
+        self.changed();
     }
 
     /// The last status of an instance.

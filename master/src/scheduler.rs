@@ -223,31 +223,59 @@ pub fn node_state(record: &NodeRecord, live: Option<&NodeLive>) -> NodeState {
     }
 }
 
-/// Runs the scheduler until `stop`.
+/// Longest time between two passes while nothing the scheduler reads has changed.
+const IDLE_PASS_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs the scheduler until `stop`: a pass every second while something it reads changes (the
+/// fleet's epoch, a deployment or assignment written through the API) or a pass changed
+/// something or a rollout is under way; otherwise one pass every [`IDLE_PASS_EVERY`]. With
+/// 1,000 deployments on 10,000 nodes the quiet per-second pass was a third of the master's
+/// steady CPU.
 pub async fn run(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut pass = 0usize;
+    let mut quiet: Option<(u64, u64)> = None;
+    let mut last_pass = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = ctx.scheduler.notify.notified() => {}
             _ = stop.changed() => return,
         }
-        pass = pass.wrapping_add(1);
-        if let Err(e) = one_pass(&ctx, pass.wrapping_mul(7919)).await {
-            tracing::error!(error = %e, "scheduler pass failed");
+        // Read before the pass: a change made during it shows at the next tick.
+        let inputs = (ctx.fleet.epoch(), ctx.scheduler.writes());
+        if quiet == Some(inputs) && last_pass.elapsed() < IDLE_PASS_EVERY {
+            continue;
         }
+        last_pass = std::time::Instant::now();
+        pass = pass.wrapping_add(1);
+        quiet = match one_pass(&ctx, pass.wrapping_mul(7919)).await {
+            Ok(Outcome::Quiet) => Some(inputs),
+            Ok(Outcome::Busy) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler pass failed");
+                None
+            }
+        };
     }
 }
 
-async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<(), crate::store::StoreError> {
+/// What a pass found.
+enum Outcome {
+    /// Nothing to change and no rollout under way: the next pass can wait for a change.
+    Quiet,
+    /// It changed something, or a rollout needs the clock: pass again at the next second.
+    Busy,
+}
+
+async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<Outcome, crate::store::StoreError> {
     let blocking = |e: tokio::task::JoinError| crate::store::StoreError::Corrupt(e.to_string());
     let store = ctx.store.clone();
     let deployments = tokio::task::spawn_blocking(move || store.deployments())
         .await
         .map_err(blocking)??;
     if deployments.is_empty() {
-        return Ok(());
+        return Ok(Outcome::Quiet);
     }
     let records = node_records(ctx).await?;
     let store = ctx.store.clone();
@@ -295,10 +323,16 @@ async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<(), crate::store::
                 .map(|(_, a)| a.deployment.clone()),
         })
         .collect();
+    let changed = !changes.is_empty();
     apply(ctx, changes).await?;
     // A deployment the plan just changed waits for the next pass to roll on.
     rollouts.retain(|(spec, _)| !moved.contains(&spec.name));
-    rolling::drive(ctx, rollouts, &assignments).await
+    let rolling = rolling::drive(ctx, rollouts, &assignments).await?;
+    Ok(if changed || rolling || !moved.is_empty() {
+        Outcome::Busy
+    } else {
+        Outcome::Quiet
+    })
 }
 
 /// Node records (identity and facts). Facts change only at enrolment and admin state is taken
@@ -441,6 +475,8 @@ fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, String> {
 pub struct SchedulerState {
     /// Wakes the scheduler after a change.
     pub notify: tokio::sync::Notify,
+    /// Deployment and assignment writes made outside the scheduler (see [`Self::changed`]).
+    writes: std::sync::atomic::AtomicU64,
     notes: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
     /// Node records as last read, with the fleet size they were read at.
     records: std::sync::Mutex<Option<(usize, Arc<Vec<NodeRecord>>)>>,
@@ -449,6 +485,17 @@ pub struct SchedulerState {
 }
 
 impl SchedulerState {
+    /// Tells the scheduler that deployments, assignments or recipes changed: it passes at once.
+    pub fn changed(&self) {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+
+    fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn note(&self, deployment: &str, notes: Vec<String>) {
         self.notes
             .lock()

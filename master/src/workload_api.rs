@@ -47,6 +47,10 @@ pub async fn put_blob(
                 e.to_string(),
             ),
         })?;
+    if created {
+        // A deployment whose recipe was missing may now be placeable.
+        ctx.scheduler.changed();
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -119,6 +123,7 @@ pub async fn place_instance(
             format!("no node {node} is enrolled"),
         ));
     };
+    ctx.scheduler.changed();
     push_desired(&ctx, changed).await?;
     tracing::info!(instance = %stored.instance, %node, generation = stored.generation, "instance placed");
     Ok((
@@ -136,6 +141,7 @@ pub async fn remove_instance(
     let (store, key) = (ctx.store.clone(), id.clone());
     match blocking(move || store.remove_assignment(&key)).await? {
         Some(node) => {
+            ctx.scheduler.changed();
             push_desired(&ctx, vec![node]).await?;
             ctx.fleet.forget_instance(&id);
             Ok(Json(json!({ "removed": id, "node": node })))

@@ -13,13 +13,14 @@ use crate::context::Context;
 use crate::rollout::{Replica, Rollout, RolloutState, advance};
 use crate::store::{StoreError, StoredDeployment};
 
-/// Moves every active rollout on by at most one step.
+/// Moves every active rollout on by at most one step; true if any rollout is under way.
 pub(super) async fn drive(
     ctx: &Arc<Context>,
     deployments: Vec<(DeploymentSpec, StoredDeployment)>,
     assignments: &[(NodeId, Assignment)],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let now = now_ms();
+    let mut under_way = false;
     for (mut spec, stored) in deployments {
         let Some(value) = &stored.rollout else {
             continue;
@@ -34,6 +35,7 @@ pub(super) async fn drive(
         if !rollout.active() {
             continue;
         }
+        under_way = true;
         let reports: Vec<(NodeId, &Assignment, Option<InstanceReport>)> = assignments
             .iter()
             .filter(|(_, a)| a.deployment == spec.name)
@@ -99,7 +101,7 @@ pub(super) async fn drive(
             }
         }
     }
-    Ok(())
+    Ok(under_way)
 }
 
 fn log_transition(spec: &DeploymentSpec, before: &Rollout, after: &Rollout) {
