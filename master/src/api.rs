@@ -73,6 +73,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{id}", get(show_node))
         .route("/v1/nodes/{id}/{action}", post(node_action))
+        .route("/v1/nodes/{id}/probe", post(crate::audit_api::probe_node))
         .route(
             "/v1/blobs/{sha256}",
             axum::routing::put(crate::workload_api::put_blob)
@@ -342,7 +343,7 @@ fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
     }
 }
 
-fn parse_node(id: &str) -> Result<NodeId, ApiError> {
+pub(crate) fn parse_node(id: &str) -> Result<NodeId, ApiError> {
     id.parse()
         .map_err(|e| bad_request(format!("`{id}` is not a node id: {e}")))
 }

@@ -28,6 +28,8 @@ pub struct Context {
     pub repository: crate::repository::Repository,
     /// The scheduler's wake-up and notes.
     pub scheduler: crate::scheduler::SchedulerState,
+    /// Audit probes awaiting answers.
+    pub probes: crate::audit::Probes,
     /// SHA-256 of the admin API token.
     pub admin_token_hash: hearth_protocol::Sha256,
 }

@@ -6,6 +6,8 @@
 //! answers operators over an HTTP/JSON API ([`api`]) used by the `hearth` CLI ([`cli`]).
 
 pub mod api;
+pub mod audit;
+pub mod audit_api;
 pub mod blobs;
 pub mod cli;
 pub mod clock;

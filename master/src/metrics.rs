@@ -36,6 +36,8 @@ pub struct Metrics {
     pub enrolments: Family<CodeLabel, Counter>,
     /// TLS handshakes refused (unknown, revoked, bad certificates).
     pub handshakes_refused: Counter,
+    /// Audit probes, by outcome (`passed`, `failed`).
+    pub probes: Family<CodeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -47,6 +49,7 @@ impl Default for Metrics {
         let frame_errors = Family::<CodeLabel, Counter>::default();
         let enrolments = Family::<CodeLabel, Counter>::default();
         let handshakes_refused = Counter::default();
+        let probes = Family::<CodeLabel, Counter>::default();
         registry.register("nodes", "Enrolled nodes by state", nodes.clone());
         registry.register("sessions", "Open node sessions", sessions.clone());
         registry.register("heartbeats", "Heartbeats received", heartbeats.clone());
@@ -65,6 +68,7 @@ impl Default for Metrics {
             "QUIC/TLS handshakes refused",
             handshakes_refused.clone(),
         );
+        registry.register("probes", "Audit probes, by outcome", probes.clone());
         Self {
             registry,
             nodes,
@@ -73,6 +77,7 @@ impl Default for Metrics {
             frame_errors,
             enrolments,
             handshakes_refused,
+            probes,
         }
     }
 }
@@ -83,6 +88,15 @@ impl Metrics {
         self.frame_errors
             .get_or_create(&CodeLabel {
                 code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an audit probe's outcome.
+    pub fn probe(&self, outcome: &str) {
+        self.probes
+            .get_or_create(&CodeLabel {
+                code: outcome.to_owned(),
             })
             .inc();
     }

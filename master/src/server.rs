@@ -104,6 +104,7 @@ pub async fn serve(
             },
         )?,
         scheduler: crate::scheduler::SchedulerState::default(),
+        probes: crate::audit::Probes::new(),
         admin_token_hash,
     });
 

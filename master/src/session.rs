@@ -296,8 +296,10 @@ async fn run_session(
                 None
             }
             Ok(Some(Message::AuditAnswer(answer))) => {
-                let valid = answer.node == node && answer.verify().is_ok();
-                tracing::debug!(probe = answer.probe, valid, "audit answer");
+                let probe = answer.probe;
+                if !ctx.probes.answered(&node, answer) && log.allow(now_ms()).is_some() {
+                    tracing::warn!(probe, "answer to no probe of this node's that is waiting");
+                }
                 None
             }
             Ok(Some(other)) => Some(Message::error(

@@ -66,6 +66,7 @@ async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_rest
         connect_limit: Duration::from_secs(60),
         deployments: DEPLOYMENTS,
         replicas: REPLICAS,
+        probes: true,
     };
     let report = live::run(&opts, &|line| eprintln!("{line}"))
         .await
@@ -85,6 +86,11 @@ async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_rest
     let assign = report.assign.as_ref().expect("deployments measured");
     assert_eq!(assign.held, DEPLOYMENTS as u64 * u64::from(REPLICAS));
     assert!(assign.agents_with_work >= REPLICAS as usize, "{assign:?}");
+
+    // Every agent answered its audit probe with a valid signature.
+    let probes = report.probes.as_ref().expect("probes measured");
+    assert_eq!((probes.sent, probes.passed), (NODES, NODES), "{probes:?}");
+    assert_eq!(report.agents.probes, NODES as u64);
 
     let restart = report.restart.as_ref().expect("restart measured");
     assert_eq!(restart.back, NODES, "not every agent was welcomed again");

@@ -191,6 +191,15 @@ pub enum NodeCmd {
     Retire { id: String },
     /// Revoke its identity: its session is cut now and reconnects are refused.
     Revoke { id: String },
+    /// Audit it now: send a fresh nonce over its session and check its signed answer (exit
+    /// status 1 if the probe fails).
+    Probe {
+        /// Node id (`hn-…`).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 struct Client {
@@ -413,6 +422,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let v = client.get(&format!("/v1/nodes/{id}")).await?;
             output(&v, json, show::node)?;
         }
+        Command::Node(NodeCmd::Probe { id, json }) => {
+            let v = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/v1/nodes/{id}/probe"),
+                    None,
+                )
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            let field = |k: &str| v.get(k).cloned().unwrap_or_default();
+            if field("outcome") != "passed" {
+                let reason = field("reason");
+                let reason = reason.as_str().unwrap_or("no reason given");
+                anyhow::bail!("node {id} failed the probe: {reason}");
+            }
+            if !json {
+                println!(
+                    "node {id} passed the probe: signed answer in {} ms",
+                    field("rtt_ms")
+                );
+            }
+        }
         Command::Node(action) => {
             let (verb, id) = match &action {
                 NodeCmd::Drain { id } => ("drain", id),
@@ -421,7 +454,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 NodeCmd::Test { id } => ("test", id),
                 NodeCmd::Retire { id } => ("retire", id),
                 NodeCmd::Revoke { id } => ("revoke", id),
-                NodeCmd::Show { .. } => unreachable!("handled above"),
+                NodeCmd::Show { .. } | NodeCmd::Probe { .. } => unreachable!("handled above"),
             };
             let v = client
                 .call(

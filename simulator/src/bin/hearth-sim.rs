@@ -95,6 +95,9 @@ struct LiveArgs {
     /// delivered to the agents as desired states); 0 for none.
     #[arg(long, default_value_t = 0)]
     deployments: usize,
+    /// Audit-probe every agent once through the master's API before the steady state.
+    #[arg(long)]
+    probes: bool,
     /// Replicas of each deployment (spread over ISPs and countries).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     replicas: u32,
@@ -211,6 +214,7 @@ fn live_mode(args: &LiveArgs) -> anyhow::Result<()> {
         connect_limit: Duration::from_secs(args.connect_limit_secs),
         deployments: args.deployments,
         replicas: args.replicas,
+        probes: args.probes,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,6 +20,7 @@ pub mod agents;
 pub mod deploy;
 pub mod enrol;
 pub mod master;
+pub mod probe;
 pub mod report;
 pub mod run;
 

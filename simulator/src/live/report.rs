@@ -31,6 +31,8 @@ pub struct LiveReport {
     pub steady: Steady,
     /// The deployments, when asked.
     pub assign: Option<Assign>,
+    /// The audit probe round, when asked.
+    pub probes: Option<crate::live::probe::ProbeRound>,
     /// The master restart, when asked.
     pub restart: Option<Restart>,
     /// Agents' counters at the end.
@@ -167,6 +169,14 @@ pub fn summary(r: &LiveReport) -> String {
             s,
             "deployments: {} × {} replicas (spread isp,country) placed by the master and held by {} agents, {:.1} s after the first API call",
             a.deployments, a.replicas, a.agents_with_work, a.secs
+        );
+    }
+    if let Some(p) = &r.probes {
+        let q = &p.rtt_quantiles_ms;
+        let _ = writeln!(
+            s,
+            "audit probes: {} sent, {} passed (master's round trip p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms), failed {:?}, in {:.1} s",
+            p.sent, p.passed, q[0], q[2], q[3], p.failed, p.secs
         );
     }
     if let Some(rs) = &r.restart {

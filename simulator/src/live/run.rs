@@ -8,6 +8,7 @@ use crate::live::agents::{Agents, AgentsConfig, AgentsError};
 use crate::live::deploy::deploy;
 use crate::live::enrol::{EnrolAllError, enrol_all};
 use crate::live::master::{MasterConfig, MasterError, MasterProcess};
+use crate::live::probe::probe_all;
 use crate::live::report::{Assign, LiveReport, Restart, Steady, quantiles};
 
 /// Progress is reported every this often while waiting.
@@ -77,6 +78,8 @@ pub struct LiveOptions {
     pub deployments: usize,
     /// Replicas of each deployment.
     pub replicas: u32,
+    /// Probe every agent once (`POST /v1/nodes/{id}/probe`) before the steady state.
+    pub probes: bool,
 }
 
 /// Runs the master and the agents as `opts` says; `progress` gets one line at a time.
@@ -127,6 +130,24 @@ pub async fn run(opts: &LiveOptions, progress: &dyn Fn(&str)) -> Result<LiveRepo
         None
     };
 
+    let probes = if opts.probes {
+        let ids = master
+            .api()
+            .nodes()
+            .await?
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        let round = probe_all(master.api(), ids, opts.enrol_concurrency).await?;
+        progress(&format!(
+            "probed {} agents in {:.1} s: {} passed",
+            round.sent, round.secs, round.passed
+        ));
+        Some(round)
+    } else {
+        None
+    };
+
     tokio::time::sleep(opts.settle).await;
     let steady = measure(&master, &agents, opts.measure, rss_idle_kib).await?;
     progress(&format!(
@@ -148,6 +169,7 @@ pub async fn run(opts: &LiveOptions, progress: &dyn Fn(&str)) -> Result<LiveRepo
         connect_secs,
         steady,
         assign,
+        probes,
         restart,
         agents: agents.counters(),
     })

@@ -67,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         connect_limit: Duration::from_secs(300),
         deployments: 0,
         replicas: 1,
+        probes: false,
     };
     let report = live::run(&opts, &|line| println!("{line}")).await?;
     print!("{}", live::summary(&report));
