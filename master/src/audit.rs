@@ -103,17 +103,22 @@ impl Probes {
             let entry = Pending { node, answer: tx };
             pending.insert(number, entry);
         }
+        // Removes the entry however this ends, also when the caller gives up waiting (an API
+        // client that disconnects drops this future).
+        let _withdraw = Withdraw {
+            probes: self,
+            number,
+        };
         let sent = Instant::now();
         let outcome = if !fleet.push(&node, Message::AuditProbe(probe.clone())) {
             failed("the node has no open session")
         } else {
             match tokio::time::timeout(ANSWER_DEADLINE, rx).await {
                 Ok(Ok(answer)) => judge(&probe, &node, &answer, sent.elapsed()),
-                Ok(Err(_)) => failed("the node's session ended before it answered"),
+                Ok(Err(_)) => failed("the probe was withdrawn before an answer came"),
                 Err(_) => failed("no answer within 10 s"),
             }
         };
-        self.lock().remove(&number);
         Ok(outcome)
     }
 
@@ -128,6 +133,18 @@ impl Probes {
             Some(p) => p.answer.send(answer).is_ok(),
             None => false,
         }
+    }
+}
+
+/// Forgets a probe when dropped.
+struct Withdraw<'a> {
+    probes: &'a Probes,
+    number: u64,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.probes.lock().remove(&self.number);
     }
 }
 
