@@ -328,7 +328,7 @@ async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<Outcome, crate::st
     // A deployment the plan just changed waits for the next pass to roll on.
     rollouts.retain(|(spec, _)| !moved.contains(&spec.name));
     let rolling = rolling::drive(ctx, rollouts, &assignments).await?;
-    Ok(if changed || rolling || !moved.is_empty() {
+    Ok(if changed || rolling {
         Outcome::Busy
     } else {
         Outcome::Quiet
