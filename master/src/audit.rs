@@ -179,18 +179,6 @@ mod tests {
 
     use super::*;
 
-    fn signed(key: &SecretKey, probe: &AuditProbe) -> AuditAnswer {
-        let mut a = AuditAnswer {
-            probe: probe.probe,
-            nonce: probe.nonce,
-            issued_at_ms: probe.issued_at_ms,
-            node: NodeId::from_key(key.public()),
-            signature: Hex([0; 64]),
-        };
-        a.signature = key.sign(&a.signing_bytes());
-        a
-    }
-
     #[test]
     fn only_a_fresh_answer_signed_by_the_probed_node_passes() {
         let key = SecretKey::generate();
@@ -201,13 +189,13 @@ mod tests {
             issued_at_ms: 1_000,
         };
         let quick = Duration::from_millis(3);
-        let good = signed(&key, &probe);
+        let good = AuditAnswer::signed(&probe, &key);
         assert_eq!(
             judge(&probe, &node, &good, quick),
             Outcome::Passed { rtt_ms: 3.0 }
         );
 
-        let other = signed(&SecretKey::generate(), &probe);
+        let other = AuditAnswer::signed(&probe, &SecretKey::generate());
         let mut forged = good.clone();
         forged.signature = Hex([1; 64]);
         let mut replayed = good.clone();
@@ -238,7 +226,7 @@ mod tests {
         };
         let (tx, mut rx) = oneshot::channel();
         probes.lock().insert(5, Pending { node, answer: tx });
-        let answer = signed(&key, &probe);
+        let answer = AuditAnswer::signed(&probe, &key);
         assert!(
             !probes.answered(&stranger, answer.clone()),
             "another session's answer"

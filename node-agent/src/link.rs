@@ -11,7 +11,7 @@ use hearth_protocol::messages::audit::AuditAnswer;
 use hearth_protocol::messages::session::{Counters, Heartbeat, Hello};
 use hearth_protocol::messages::state::DesiredStateAck;
 use hearth_protocol::{
-    DEFAULT_MAX_FRAME, Envelope, Hex, Message, PROTOCOL_VERSION, Resources, SecretKey,
+    DEFAULT_MAX_FRAME, Envelope, Message, PROTOCOL_VERSION, Resources, SecretKey,
 };
 use hearth_transport::{
     Identity, MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
@@ -284,8 +284,7 @@ async fn session(
                         }
                     }
                     Ok(Some(Message::AuditProbe(p))) => {
-                        let mut answer = AuditAnswer { probe: p.probe, nonce: p.nonce, issued_at_ms: p.issued_at_ms, node: enrolment.node, signature: Hex([0; 64]) };
-                        answer.signature = key.sign(&answer.signing_bytes());
+                        let answer = AuditAnswer::signed(&p, key);
                         if control.send(&Message::AuditAnswer(answer)).await.is_err() {
                             return established("send failed".into());
                         }

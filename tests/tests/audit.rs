@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hearth_protocol::messages::audit::AuditAnswer;
-use hearth_protocol::{Hex, Message, NodeId, SecretKey};
+use hearth_protocol::{Message, NodeId, SecretKey};
 use hearth_tests::eventually;
 use hearth_tests::master::{FAST, MasterProc};
 use hearth_tests::node::{NodeProc, TestSession, enrol_node};
@@ -67,13 +67,7 @@ async fn a_running_agent_passes_and_a_forged_silent_or_unknown_node_fails() {
             None => panic!("no probe reached the node"),
         }
     };
-    let mut answer = AuditAnswer {
-        probe: probe.probe,
-        nonce: probe.nonce,
-        issued_at_ms: probe.issued_at_ms,
-        node: NodeId::from_key(key.public()),
-        signature: Hex([0; 64]),
-    };
+    let mut answer = AuditAnswer::signed(&probe, &key);
     answer.signature = SecretKey::generate().sign(&answer.signing_bytes());
     forger
         .control

@@ -4,8 +4,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::Canonical;
+use crate::codec::Hex;
 use crate::codec::Nonce;
-use crate::identity::{IdentityError, NodeId, Signature};
+use crate::identity::{IdentityError, NodeId, SecretKey, Signature};
 
 /// `audit_probe` (master → node): sign this nonce now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -47,6 +48,19 @@ impl AuditAnswer {
             .u64(self.issued_at_ms)
             .key(self.node.as_bytes())
             .finish()
+    }
+
+    /// The answer of the node holding `key` to `probe`, signed.
+    pub fn signed(probe: &AuditProbe, key: &SecretKey) -> Self {
+        let mut answer = Self {
+            probe: probe.probe,
+            nonce: probe.nonce,
+            issued_at_ms: probe.issued_at_ms,
+            node: NodeId::from_key(key.public()),
+            signature: Hex([0; 64]),
+        };
+        answer.signature = key.sign(&answer.signing_bytes());
+        answer
     }
 
     /// Checks the signature against `node`.

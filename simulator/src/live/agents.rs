@@ -19,8 +19,7 @@ use hearth_protocol::messages::audit::AuditAnswer;
 use hearth_protocol::messages::session::{Counters, Heartbeat, Hello};
 use hearth_protocol::messages::state::DesiredStateAck;
 use hearth_protocol::{
-    DEFAULT_MAX_FRAME, ErrorCode, Hex, MasterId, Message, NodeId, PROTOCOL_VERSION, Resources,
-    SecretKey,
+    DEFAULT_MAX_FRAME, ErrorCode, MasterId, Message, NodeId, PROTOCOL_VERSION, Resources, SecretKey,
 };
 use hearth_transport::{
     Identity, MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
@@ -401,7 +400,6 @@ impl Agent {
                 .and_then(classify)
                 .unwrap_or(Ended::Lost { established: true })
         };
-        let node = NodeId::from_key(self.key.public());
         let mut tick = tokio::time::interval(interval);
         let mut seq = 0u64;
         let mut last_heard = Instant::now();
@@ -450,14 +448,7 @@ impl Agent {
                         }
                         Ok(Some(Message::AuditProbe(p))) => {
                             self.shared.probes.fetch_add(1, Ordering::Relaxed);
-                            let mut answer = AuditAnswer {
-                                probe: p.probe,
-                                nonce: p.nonce,
-                                issued_at_ms: p.issued_at_ms,
-                                node,
-                                signature: Hex([0; 64]),
-                            };
-                            answer.signature = self.key.sign(&answer.signing_bytes());
+                            let answer = AuditAnswer::signed(&p, &self.key);
                             Some(Message::AuditAnswer(answer))
                         }
                         Ok(Some(_)) => None, // heartbeat_ack, errors, newer messages
