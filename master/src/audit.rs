@@ -7,6 +7,7 @@
 //! unpredictable times, and the ledger that records outcomes, come with the credits ledger.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -125,13 +126,9 @@ impl Probes {
     /// Hands an answer received on `node`'s session to its waiting probe. Answers to unknown
     /// or finished probes, or to another node's probe, are dropped (false).
     pub fn answered(&self, node: &NodeId, answer: AuditAnswer) -> bool {
-        let mut pending = self.lock();
-        if pending.get(&answer.probe).is_none_or(|p| p.node != *node) {
-            return false;
-        }
-        match pending.remove(&answer.probe) {
-            Some(p) => p.answer.send(answer).is_ok(),
-            None => false,
+        match self.lock().entry(answer.probe) {
+            Entry::Occupied(p) if p.get().node == *node => p.remove().answer.send(answer).is_ok(),
+            _ => false,
         }
     }
 }

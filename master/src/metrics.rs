@@ -82,32 +82,29 @@ impl Default for Metrics {
     }
 }
 
+/// Adds one to `family`'s counter for `code`.
+fn count(family: &Family<CodeLabel, Counter>, code: &str) {
+    family
+        .get_or_create(&CodeLabel {
+            code: code.to_owned(),
+        })
+        .inc();
+}
+
 impl Metrics {
     /// Counts a refused frame.
     pub fn frame_error(&self, code: &str) {
-        self.frame_errors
-            .get_or_create(&CodeLabel {
-                code: code.to_owned(),
-            })
-            .inc();
+        count(&self.frame_errors, code);
     }
 
     /// Counts an audit probe's outcome.
     pub fn probe(&self, outcome: &str) {
-        self.probes
-            .get_or_create(&CodeLabel {
-                code: outcome.to_owned(),
-            })
-            .inc();
+        count(&self.probes, outcome);
     }
 
     /// Counts an enrolment result.
     pub fn enrolment(&self, code: &str) {
-        self.enrolments
-            .get_or_create(&CodeLabel {
-                code: code.to_owned(),
-            })
-            .inc();
+        count(&self.enrolments, code);
     }
 
     /// The text exposition, with fleet gauges refreshed.

@@ -31,11 +31,11 @@ impl KeyedCidGenerator {
 
     fn tag(&self, nonce: &[u8]) -> [u8; TAG_LEN] {
         let tag = ring::hmac::sign(&self.key, nonce);
-        let mut out = [0; TAG_LEN];
-        for (o, t) in out.iter_mut().zip(tag.as_ref()) {
-            *o = *t;
-        }
-        out
+        // SHA-256 tags are 32 bytes: the first TAG_LEN always exist.
+        tag.as_ref()
+            .first_chunk::<TAG_LEN>()
+            .copied()
+            .unwrap_or_default()
     }
 }
 

@@ -166,17 +166,10 @@ impl Agents {
     /// Agents with work whose latest desired state came at or after `mark`.
     pub fn work_delivered_since(&self, mark: Instant) -> usize {
         let s = &self.shared;
-        let mark = mark.saturating_duration_since(s.start);
         s.assigned
             .iter()
             .zip(&s.desired_at)
-            .filter(|(a, t)| {
-                a.load(Ordering::Relaxed) > 0
-                    && match t.load(Ordering::Relaxed) {
-                        0 => false,
-                        us => Duration::from_micros(us - 1) >= mark,
-                    }
-            })
+            .filter(|(a, t)| a.load(Ordering::Relaxed) > 0 && s.after(t, mark).is_some())
             .count()
     }
 
@@ -251,14 +244,16 @@ impl Shared {
     }
 
     fn since(&self, times: &[AtomicU64], mark: Instant) -> Vec<Duration> {
+        times.iter().filter_map(|t| self.after(t, mark)).collect()
+    }
+
+    /// How long after `mark` the stamp `t` was taken; None if never or before `mark`.
+    fn after(&self, t: &AtomicU64, mark: Instant) -> Option<Duration> {
         let mark = mark.saturating_duration_since(self.start);
-        times
-            .iter()
-            .filter_map(|t| match t.load(Ordering::Relaxed) {
-                0 => None,
-                us => Duration::from_micros(us - 1).checked_sub(mark),
-            })
-            .collect()
+        match t.load(Ordering::Relaxed) {
+            0 => None,
+            us => Duration::from_micros(us - 1).checked_sub(mark),
+        }
     }
 }
 
