@@ -1,21 +1,24 @@
 //! Operator API for deployments: create or update (idempotent by name), list, show, remove.
+//! What a deployment looks like in answers is `deploy_view`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hearth_protocol::Message;
 use hearth_protocol::messages::state::RecipeRef;
+use hearth_protocol::{Message, NodeId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, bad_request, blocking, rejection};
 use crate::context::Context;
+use crate::deploy_view::{EVENTS_SHOWN, forecast, view};
 use crate::rollout::{DEFAULT_DEADLINE_MS, Rollout};
 use crate::scheduler::{DeploymentSpec, recipe_info};
-use crate::store::StoredDeployment;
+use crate::store::{NodeRecord, Store, StoreError, StoredDeployment};
 
 /// `POST /v1/deployments`: creates or replaces a deployment; the scheduler places it.
 pub async fn put_deployment(
@@ -40,10 +43,20 @@ pub async fn put_deployment(
     if spec.replicas > 1000 {
         return Err(bad_request("at most 1000 replicas"));
     }
-    recipe_info(&ctx, &spec.recipe)
+    let info = recipe_info(&ctx, &spec.recipe)
         .map_err(|e| ApiError(StatusCode::CONFLICT, "recipe_missing", e))?;
+    let asked = spec.clone();
     let stored = write(&ctx, spec.name.to_string(), move |_| Ok(spec.clone()), None).await?;
-    Ok(Json(stored.spec))
+    // What the fleet cannot give now: said at once, while the request is stored all the same.
+    let store = ctx.store.clone();
+    let (records, assignments) =
+        blocking(move || Ok((store.nodes()?, store.assignments()?))).await?;
+    let warnings = forecast(&ctx, &asked, info, &records, &assignments);
+    let mut answer = stored.spec;
+    if let Some(obj) = answer.as_object_mut() {
+        obj.insert("warnings".into(), json!(warnings));
+    }
+    Ok(Json(answer))
 }
 
 /// Body of `POST /v1/deployments/{name}/update`.
@@ -85,11 +98,10 @@ pub async fn update_deployment(
         Some(deadline_ms),
     )
     .await?;
-    let assignments = {
-        let store = ctx.store.clone();
-        blocking(move || store.assignments()).await?
-    };
-    Ok(Json(view(&ctx, stored, &assignments)))
+    let store = ctx.store.clone();
+    let (assignments, nodes) =
+        blocking(move || Ok((store.assignments()?, nodes_by_id(&*store)?))).await?;
+    Ok(Json(view(&ctx, stored, &assignments, &nodes, Vec::new())))
 }
 
 /// Read-modify-write of one deployment. A changed recipe starts a rollout from the old one
@@ -164,11 +176,17 @@ fn unknown(name: &str) -> ApiError {
 /// `GET /v1/deployments`.
 pub async fn list_deployments(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, ApiError> {
     let store = ctx.store.clone();
-    let (deployments, assignments) =
-        blocking(move || Ok((store.deployments()?, store.assignments()?))).await?;
+    let (deployments, assignments, nodes) = blocking(move || {
+        Ok((
+            store.deployments()?,
+            store.assignments()?,
+            nodes_by_id(&*store)?,
+        ))
+    })
+    .await?;
     let out: Vec<Value> = deployments
         .into_iter()
-        .map(|d| view(&ctx, d, &assignments))
+        .map(|d| view(&ctx, d, &assignments, &nodes, Vec::new()))
         .collect();
     Ok(Json(Value::Array(out)))
 }
@@ -179,12 +197,20 @@ pub async fn show_deployment(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = ctx.store.clone();
-    let (deployments, assignments) =
-        blocking(move || Ok((store.deployments()?, store.assignments()?))).await?;
+    let key = name.clone();
+    let (deployments, assignments, nodes, events) = blocking(move || {
+        Ok((
+            store.deployments()?,
+            store.assignments()?,
+            nodes_by_id(&*store)?,
+            store.deployment_events(&key, EVENTS_SHOWN)?,
+        ))
+    })
+    .await?;
     deployments
         .into_iter()
         .find(|d| d.name == name)
-        .map(|d| Json(view(&ctx, d, &assignments)))
+        .map(|d| Json(view(&ctx, d, &assignments, &nodes, events)))
         .ok_or_else(|| {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -233,26 +259,6 @@ pub async fn remove_deployment(
     Ok(Json(json!({ "removed": name })))
 }
 
-fn view(
-    ctx: &Context,
-    stored: StoredDeployment,
-    assignments: &[(
-        hearth_protocol::NodeId,
-        hearth_protocol::messages::state::Assignment,
-    )],
-) -> Value {
-    let name = stored.name.as_str();
-    let replicas: Vec<Value> = assignments
-        .iter()
-        .filter(|(_, a)| a.deployment.as_str() == name)
-        .map(|(node, a)| {
-            let status = ctx.fleet.instance_status(&a.instance).filter(|(n, s)| n == node && s.report.generation == a.generation);
-            let (state, health, endpoints) = match status {
-                Some((_, s)) => (json!(s.report.state), json!(s.report.health), json!(s.endpoints)),
-                None => (json!("pending"), json!("unknown"), json!([])),
-            };
-            json!({ "instance": a.instance, "node": node, "generation": a.generation, "recipe": format!("{}@{}", a.recipe.name, a.recipe.version), "state": state, "health": health, "endpoints": endpoints })
-        })
-        .collect();
-    json!({ "name": name, "spec": stored.spec, "rollout": stored.rollout, "replicas": replicas, "notes": ctx.scheduler.notes(name) })
+fn nodes_by_id(store: &dyn Store) -> Result<HashMap<NodeId, NodeRecord>, StoreError> {
+    Ok(store.nodes()?.into_iter().map(|r| (r.id, r)).collect())
 }

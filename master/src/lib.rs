@@ -14,6 +14,7 @@ pub mod clock;
 pub mod context;
 pub mod data_dir;
 pub mod deploy_api;
+pub mod deploy_view;
 pub mod enrol;
 pub mod fetch;
 pub mod fleet;

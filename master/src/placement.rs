@@ -3,9 +3,12 @@
 //! Hard constraints: the node is schedulable, in an allowed country, carries the required
 //! labels, has room for the resources, and is in a home that holds no other replica of the
 //! deployment. Spread: among those, a node in a country and then an ISP the deployment does not
-//! use yet wins; what the fleet cannot give is reported, not refused. Score: free capacity after
-//! placement times measured reliability. Existing replicas stay where they are (re-placement moves
-//! as little as possible). The master and the simulator drive the same function.
+//! use yet wins; what the fleet cannot give is reported, not refused. Placement is best effort:
+//! as many replicas as the constraints allow are placed and the shortfall is explained, as Nomad
+//! and Kubernetes do. Score: free capacity after placement times measured reliability. Existing
+//! replicas stay where they are (re-placement moves as little as possible). [`assess`] says how
+//! far a set of replicas meets the spread that was asked. The master and the simulator drive the
+//! same functions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -58,16 +61,16 @@ pub struct Request {
     pub labels: BTreeMap<String, String>,
 }
 
-/// A decision.
+/// A decision: as many of the missing replicas as the constraints allow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
-    /// Nodes of the new replicas, in order.
+    /// Nodes of the new replicas, in order (possibly fewer than were missing).
     pub added: Vec<NodeId>,
-    /// Spread preferences the fleet could not meet, as sentences.
-    pub warnings: Vec<String>,
+    /// Why fewer than the missing replicas were added; `None` when all were.
+    pub shortfall: Option<Unplaceable>,
 }
 
-/// Why nothing (or not enough) could be placed.
+/// Why not enough replicas could be placed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Unplaceable(pub String);
@@ -94,12 +97,7 @@ pub fn country_index(fleet: &[Candidate]) -> CountryIndex {
 ///
 /// The scan starts at `start` (mod the fleet size) so that successive decisions spread their
 /// load; the caller chooses it (a counter, or the simulator's seeded RNG) to stay deterministic.
-pub fn place(
-    fleet: &[Candidate],
-    existing: &[NodeId],
-    req: &Request,
-    start: usize,
-) -> Result<Placement, Unplaceable> {
+pub fn place(fleet: &[Candidate], existing: &[NodeId], req: &Request, start: usize) -> Placement {
     place_indexed(fleet, None, existing, req, start)
 }
 
@@ -110,7 +108,7 @@ pub fn place_indexed(
     existing: &[NodeId],
     req: &Request,
     start: usize,
-) -> Result<Placement, Unplaceable> {
+) -> Placement {
     let missing = req.replicas.saturating_sub(existing.len());
     let mut chosen: Vec<&Candidate> = if existing.is_empty() {
         Vec::new()
@@ -138,6 +136,7 @@ pub fn place_indexed(
         Some(p) => p.get(i).copied(),
         None => fleet.get(i),
     };
+    let mut shortfall = None;
     for _ in 0..missing {
         let mut best: Option<(&Candidate, (bool, bool, f64))> = None;
         let mut ideal_seen = 0;
@@ -174,41 +173,14 @@ pub fn place_indexed(
         }
         match best {
             Some((c, _)) => chosen.push(c),
-            None => return Err(Unplaceable(explain(fleet, req, chosen.len()))),
+            None => {
+                shortfall = Some(Unplaceable(explain(fleet, req)));
+                break;
+            }
         }
     }
     let added: Vec<NodeId> = chosen.iter().skip(kept).map(|c| c.id).collect();
-    let mut warnings = Vec::new();
-    let total = chosen.len();
-    let where_ = scope(req);
-    let countries: BTreeSet<_> = chosen.iter().map(|c| &c.country).collect();
-    let isps: BTreeSet<_> = chosen
-        .iter()
-        .map(|c| (&c.country, c.isp.as_str()))
-        .collect();
-    if req.spread.country && countries.len() < total {
-        let available: BTreeSet<_> = fleet
-            .iter()
-            .filter(|c| eligible(c, req))
-            .map(|c| &c.country)
-            .collect();
-        warnings.push(format!(
-            "needs {total} distinct countries {where_}, {} available",
-            available.len()
-        ));
-    }
-    if req.spread.isp && isps.len() < total {
-        let available: BTreeSet<_> = fleet
-            .iter()
-            .filter(|c| eligible(c, req))
-            .map(|c| (&c.country, c.isp.as_str()))
-            .collect();
-        warnings.push(format!(
-            "needs {total} distinct ISPs {where_}, {} available",
-            available.len()
-        ));
-    }
-    Ok(Placement { added, warnings })
+    Placement { added, shortfall }
 }
 
 fn better(a: &(bool, bool, f64), b: &(bool, bool, f64)) -> bool {
@@ -263,7 +235,8 @@ fn score(c: &Candidate, r: &Resources) -> f64 {
     free * c.reliability.clamp(0.0, 1.0)
 }
 
-fn scope(req: &Request) -> String {
+/// `in the fleet`, or `in BE,FR`: where a request may go.
+pub fn scope(req: &Request) -> String {
     if req.countries.is_empty() {
         "in the fleet".to_owned()
     } else {
@@ -278,28 +251,110 @@ fn scope(req: &Request) -> String {
     }
 }
 
-/// Says which constraint ran out: the operator's answer to "why is it not running?".
-fn explain(fleet: &[Candidate], req: &Request, placed: usize) -> String {
+/// Says which constraint ran out: the operator's answer to "why is it not running?". Only the
+/// constraints that were asked are named.
+fn explain(fleet: &[Candidate], req: &Request) -> String {
     let in_scope: Vec<&Candidate> = fleet
         .iter()
         .filter(|c| req.countries.is_empty() || req.countries.contains(&c.country))
         .collect();
     let where_ = scope(req);
     let schedulable = in_scope.iter().filter(|c| c.schedulable).count();
-    let labelled = in_scope
-        .iter()
-        .filter(|c| c.schedulable && req.labels.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
-        .count();
     let fitting: Vec<&&Candidate> = in_scope.iter().filter(|c| eligible(c, req)).collect();
     let homes: BTreeSet<&HomeId> = fitting.iter().map(|c| &c.home).collect();
+    let mut steps = vec![
+        count(in_scope.len(), "node", "nodes") + " " + &where_,
+        format!("{schedulable} schedulable"),
+    ];
+    if !req.labels.is_empty() {
+        let labelled = in_scope
+            .iter()
+            .filter(|c| c.schedulable && req.labels.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
+            .count();
+        let labels: Vec<String> = req.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        steps.push(format!("{labelled} with the labels {}", labels.join(",")));
+    }
+    steps.push(format!("{} with room for the resources", fitting.len()));
+    steps.push(format!(
+        "in {}",
+        count(homes.len(), "distinct home", "distinct homes")
+    ));
     format!(
-        "needs {} replicas in distinct homes {where_}, {} possible ({placed} placed): {} nodes {where_}, {schedulable} schedulable, {labelled} with the labels, {} with room for the resources, in {} distinct homes",
-        req.replicas,
+        "needs {} in distinct homes {where_}, {} possible: {}",
+        count(req.replicas, "replica", "replicas"),
         homes.len(),
-        in_scope.len(),
-        fitting.len(),
-        homes.len()
+        steps.join(", ")
     )
+}
+
+/// `1 replica`, `3 replicas`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What a set of replicas achieves: distinct homes, countries and ISPs (an ISP is counted per
+/// country: Orange in FR and Orange in BE are two networks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Achieved {
+    /// Replicas.
+    pub replicas: usize,
+    /// Distinct homes.
+    pub homes: usize,
+    /// Distinct countries.
+    pub countries: usize,
+    /// Distinct (country, ISP) pairs.
+    pub isps: usize,
+}
+
+/// The spread of replicas on `nodes`.
+pub fn achieved(nodes: &[&Candidate]) -> Achieved {
+    Achieved {
+        replicas: nodes.len(),
+        homes: nodes.iter().map(|c| &c.home).collect::<BTreeSet<_>>().len(),
+        countries: nodes
+            .iter()
+            .map(|c| c.country)
+            .collect::<BTreeSet<_>>()
+            .len(),
+        isps: nodes
+            .iter()
+            .map(|c| (c.country, c.isp.as_str()))
+            .collect::<BTreeSet<_>>()
+            .len(),
+    }
+}
+
+/// Distinct countries and ISPs that the replicas on `existing` could use: theirs, and those of
+/// every node eligible for `req` (schedulable, in scope, labelled, with room). Scans the fleet (or
+/// the allowed countries' nodes), so callers ask only when the spread falls short.
+pub fn available<'a>(
+    fleet: &'a [Candidate],
+    countries: Option<&CountryIndex>,
+    existing: &[&'a Candidate],
+    req: &Request,
+) -> (usize, usize) {
+    let mut cs: BTreeSet<CountryCode> = existing.iter().map(|c| c.country).collect();
+    let mut isps: BTreeSet<(CountryCode, &str)> = existing
+        .iter()
+        .map(|c| (c.country, c.isp.as_str()))
+        .collect();
+    let mut visit = |c: &'a Candidate| {
+        if eligible(c, req) {
+            cs.insert(c.country);
+            isps.insert((c.country, c.isp.as_str()));
+        }
+    };
+    match (countries, req.countries.is_empty()) {
+        (Some(index), false) => req
+            .countries
+            .iter()
+            .filter_map(|c| index.get(c))
+            .flatten()
+            .filter_map(|i| fleet.get(*i))
+            .for_each(&mut visit),
+        _ => fleet.iter().for_each(&mut visit),
+    }
+    (cs.len(), isps.len())
 }
 
 #[cfg(test)]

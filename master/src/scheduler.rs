@@ -1,26 +1,34 @@
 //! Deployments and the scheduler that keeps them placed.
 //!
-//! [`plan`] is a pure function of a snapshot (deployments, nodes, assignments) that returns the
-//! changes to make: replicas on lost nodes (down, retired, revoked, draining) are re-placed
-//! under the same instance id at a new generation, so the old node stops its stale copy when it
-//! returns; missing replicas are added; surplus ones removed. Replicas on healthy nodes never
-//! move. Re-placements per pass are capped, so a correlated outage (one ISP down) re-places
-//! steadily instead of stampeding the fleet. The driver ([`run`]) snapshots, plans and applies
-//! once a second and whenever the API changes a deployment.
+//! [`plan`] (in `plan.rs`) is a pure function of a snapshot (deployments, nodes, assignments,
+//! readiness, the time) that returns the changes to make and each deployment's conditions:
+//! replicas on lost nodes (down, retired, revoked) are re-placed under the same instance id at a
+//! new generation, so the old node stops its stale copy when it returns; missing replicas are
+//! added, best effort; surplus ones removed; replicas on draining nodes, and replicas whose move
+//! restores a degraded spread, move make-before-break. Re-placements per pass are capped, so a
+//! correlated outage (one ISP down) re-places steadily instead of stampeding the fleet. The
+//! driver ([`run`]) snapshots, plans and applies once a second and whenever the API changes a
+//! deployment, and keeps each deployment's status and history (`status.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_protocol::messages::state::{Assignment, InstanceId, Name, RecipeRef};
+use hearth_protocol::messages::state::{Assignment, Name, RecipeRef};
 use hearth_protocol::{CountryCode, Message, NodeId, Resources};
 use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
-use crate::fleet::NodeLive;
+use crate::fleet::{NodeLive, display_state};
 use crate::liveness::Liveness;
-use crate::placement::{Candidate, Request, Spread, country_index, place_indexed};
-use crate::store::{AdminState, NodeRecord};
+use crate::placement::Candidate;
+use crate::store::{AdminState, EventRecord, NodeRecord, StatusUpdate};
+
+pub use plan::{
+    Change, Condition, ConditionKind, Deployment, Event, EventKind, Move, MoveReason, Outcome,
+    Plan, Policy, Snapshot, plan,
+};
+pub use status::{DeploymentStatus, StoredCondition};
 
 /// Re-placements of lost replicas per pass (one pass a second).
 pub const REPLACE_BUDGET: usize = 200;
@@ -63,135 +71,15 @@ pub struct RecipeInfo {
 pub struct NodeState {
     /// Placement view.
     pub candidate: Candidate,
-    /// Whether replicas already there stay (false: down, draining, retired, revoked).
+    /// Whether replicas already there stay (false: down, retired, revoked, never seen).
     pub keeps: bool,
+    /// Draining: its replicas stay until their new copies are ready elsewhere.
+    pub draining: bool,
+    /// Its state as shown to operators (`down`, `retired`…), for events.
+    pub state: &'static str,
 }
 
-/// A change to apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Put `spec` on `node` (new, or moved from a lost node at the next generation).
-    Place { node: NodeId, spec: Box<Assignment> },
-    /// Remove an instance.
-    Remove(InstanceId),
-}
-
-/// The changes that bring every deployment to its spec, and per-deployment notes.
-pub fn plan(
-    deployments: &[(DeploymentSpec, RecipeInfo)],
-    nodes: &[NodeState],
-    assignments: &[(NodeId, Assignment)],
-    start: usize,
-) -> (Vec<Change>, BTreeMap<String, Vec<String>>) {
-    let mut fleet: Vec<Candidate> = nodes.iter().map(|n| n.candidate.clone()).collect();
-    let keeps: HashMap<NodeId, bool> = nodes.iter().map(|n| (n.candidate.id, n.keeps)).collect();
-    let index: HashMap<NodeId, usize> = fleet.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
-    let mut ports_used: HashMap<NodeId, BTreeSet<u16>> = HashMap::new();
-    for (node, a) in assignments {
-        ports_used
-            .entry(*node)
-            .or_default()
-            .extend(a.ports.values().copied());
-        if let Some(c) = index.get(node).and_then(|i| fleet.get_mut(*i)) {
-            add(&mut c.allocated, &a.resources);
-        }
-    }
-    let countries = country_index(&fleet);
-    let mut changes = Vec::new();
-    let mut notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut budget = REPLACE_BUDGET;
-    // Indexes built once per pass: one scan of the assignments, not one per deployment.
-    let mut by_deployment: HashMap<&Name, Vec<&(NodeId, Assignment)>> = HashMap::new();
-    for entry in assignments {
-        by_deployment
-            .entry(&entry.1.deployment)
-            .or_default()
-            .push(entry);
-    }
-    let taken: BTreeSet<&str> = assignments
-        .iter()
-        .map(|(_, a)| a.instance.as_str())
-        .collect();
-    for (spec, info) in deployments {
-        let name = spec.name.to_string();
-        let mine: Vec<&(NodeId, Assignment)> = by_deployment.remove(&spec.name).unwrap_or_default();
-        let (mut kept, lost): (Vec<_>, Vec<_>) = mine
-            .into_iter()
-            .partition(|(n, _)| keeps.get(n).copied().unwrap_or(false));
-        kept.sort_by(|a, b| a.1.instance.cmp(&b.1.instance));
-        let wanted = spec.replicas as usize;
-        for (_, a) in kept.iter().skip(wanted) {
-            changes.push(Change::Remove(a.instance.clone()));
-        }
-        kept.truncate(wanted);
-        let n_lost = lost.len().min(wanted - kept.len());
-        for (_, a) in lost.iter().skip(n_lost) {
-            changes.push(Change::Remove(a.instance.clone()));
-        }
-        // Lost replicas keep their ids (a new generation fences the old copy); the cap defers
-        // the rest of an outage to later passes.
-        let replacing = n_lost.min(budget);
-        budget -= replacing;
-        let mut ids: Vec<InstanceId> = lost
-            .iter()
-            .take(replacing)
-            .map(|(_, a)| a.instance.clone())
-            .collect();
-        let mut k = 0;
-        let mut new = wanted - kept.len() - n_lost;
-        while new > 0 && k < 10_000 {
-            let id = format!("{name}-{k}");
-            k += 1;
-            if let (false, Ok(id)) = (taken.contains(id.as_str()), id.parse()) {
-                ids.push(id);
-                new -= 1;
-            }
-        }
-        if ids.is_empty() {
-            continue;
-        }
-        let req = Request {
-            replicas: kept.len() + ids.len(),
-            resources: info.resources,
-            spread: Spread {
-                isp: spec.spread.contains("isp"),
-                country: spec.spread.contains("country"),
-            },
-            countries: spec.countries.clone(),
-            labels: spec.labels.clone(),
-        };
-        let existing: Vec<NodeId> = kept.iter().map(|(n, _)| *n).collect();
-        match place_indexed(&fleet, Some(&countries), &existing, &req, start) {
-            Ok(p) => {
-                notes.entry(name.clone()).or_default().extend(p.warnings);
-                for (node, instance) in p.added.into_iter().zip(ids) {
-                    if let Some(c) = index.get(&node).and_then(|i| fleet.get_mut(*i)) {
-                        add(&mut c.allocated, &info.resources);
-                    }
-                    let spec = Assignment {
-                        instance,
-                        deployment: spec.name.clone(),
-                        generation: 0,
-                        recipe: spec.recipe.clone(),
-                        params: spec.params.clone(),
-                        // The node picks free port numbers and publishes them in its endpoints.
-                        ports: BTreeMap::new(),
-                        resources: info.resources,
-                        lease_ms: None,
-                    };
-                    changes.push(Change::Place {
-                        node,
-                        spec: Box::new(spec),
-                    });
-                }
-            }
-            Err(e) => notes.entry(name).or_default().push(e.to_string()),
-        }
-    }
-    (changes, notes)
-}
-
-fn add(total: &mut Resources, r: &Resources) {
+pub(crate) fn add(total: &mut Resources, r: &Resources) {
     total.cpu_millis = total.cpu_millis.saturating_add(r.cpu_millis);
     total.memory_mib = total.memory_mib.saturating_add(r.memory_mib);
     total.disk_mib = total.disk_mib.saturating_add(r.disk_mib);
@@ -218,8 +106,10 @@ pub fn node_state(record: &NodeRecord, live: Option<&NodeLive>) -> NodeState {
         },
         keeps: matches!(
             admin,
-            AdminState::Active | AdminState::Reserve | AdminState::Test
+            AdminState::Active | AdminState::Reserve | AdminState::Test | AdminState::Draining
         ) && !matches!(liveness, Liveness::Down { .. } | Liveness::Pending),
+        draining: admin == AdminState::Draining,
+        state: display_state(admin, &liveness),
     }
 }
 
@@ -250,8 +140,8 @@ pub async fn run(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>
         last_pass = std::time::Instant::now();
         pass = pass.wrapping_add(1);
         quiet = match one_pass(&ctx, pass.wrapping_mul(7919)).await {
-            Ok(Outcome::Quiet) => Some(inputs),
-            Ok(Outcome::Busy) => None,
+            Ok(PassOutcome::Quiet) => Some(inputs),
+            Ok(PassOutcome::Busy) => None,
             Err(e) => {
                 tracing::error!(error = %e, "scheduler pass failed");
                 None
@@ -261,58 +151,93 @@ pub async fn run(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>
 }
 
 /// What a pass found.
-enum Outcome {
+enum PassOutcome {
     /// Nothing to change and no rollout under way: the next pass can wait for a change.
     Quiet,
     /// It changed something, or a rollout needs the clock: pass again at the next second.
     Busy,
 }
 
-async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<Outcome, crate::store::StoreError> {
+async fn one_pass(
+    ctx: &Arc<Context>,
+    start: usize,
+) -> Result<PassOutcome, crate::store::StoreError> {
     let blocking = |e: tokio::task::JoinError| crate::store::StoreError::Corrupt(e.to_string());
     let store = ctx.store.clone();
     let deployments = tokio::task::spawn_blocking(move || store.deployments())
         .await
         .map_err(blocking)??;
-    if deployments.is_empty() {
-        return Ok(Outcome::Quiet);
+    let statuses = ctx.scheduler.load_statuses(ctx).await?;
+    if deployments.is_empty() && statuses.is_empty() {
+        return Ok(PassOutcome::Quiet);
     }
     let records = node_records(ctx).await?;
     let store = ctx.store.clone();
     let assignments = tokio::task::spawn_blocking(move || store.assignments())
         .await
         .map_err(blocking)??;
-    let mut specs: Vec<(DeploymentSpec, RecipeInfo)> = Vec::new();
+    let now = crate::clock::now_ms();
+    let mut inputs: Vec<Deployment> = Vec::new();
     let mut rollouts = Vec::new();
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     for stored in deployments {
-        let spec: DeploymentSpec = match serde_json::from_value(stored.spec.clone()) {
-            Ok(spec) => spec,
-            Err(e) => {
-                ctx.scheduler
-                    .note(&stored.name, vec![format!("unreadable spec: {e}")]);
+        let spec: Result<DeploymentSpec, String> = serde_json::from_value(stored.spec.clone())
+            .map_err(|e| format!("unreadable spec: {e}"));
+        let planned = spec.and_then(|spec| recipe_info(ctx, &spec.recipe).map(|info| (spec, info)));
+        let (spec, info) = match planned {
+            Ok(p) => p,
+            Err(detail) => {
+                let old = statuses.get(&stored.name).cloned().unwrap_or_default();
+                outcomes.insert(
+                    stored.name.clone(),
+                    Outcome {
+                        conditions: vec![Condition {
+                            kind: ConditionKind::Recipe,
+                            detail,
+                        }],
+                        moving: old.moving,
+                        calm_until_ms: old.calm_until_ms,
+                        ..Outcome::default()
+                    },
+                );
                 continue;
             }
         };
-        match recipe_info(ctx, &spec.recipe) {
-            Ok(info) => specs.push((spec.clone(), info)),
-            Err(e) => {
-                ctx.scheduler.note(&stored.name, vec![e]);
-                continue;
-            }
-        }
+        let old = statuses.get(&stored.name).cloned().unwrap_or_default();
+        let rolling = stored
+            .rollout
+            .clone()
+            .and_then(|r| serde_json::from_value::<crate::rollout::Rollout>(r).ok())
+            .is_some_and(|r| r.active());
+        inputs.push(Deployment {
+            spec: spec.clone(),
+            info,
+            moving: old.moving,
+            calm_until_ms: old.calm_until_ms,
+            rolling,
+        });
         rollouts.push((spec, stored));
     }
     let nodes: Vec<NodeState> = records
         .iter()
         .map(|r| node_state(r, ctx.fleet.live(&r.id).as_ref()))
         .collect();
-    let (changes, notes) = plan(&specs, &nodes, &assignments, start);
-    for (spec, _) in &specs {
-        ctx.scheduler.note(
-            spec.name.as_str(),
-            notes.get(spec.name.as_str()).cloned().unwrap_or_default(),
-        );
-    }
+    let snap = Snapshot {
+        deployments: &inputs,
+        nodes: &nodes,
+        assignments: &assignments,
+        now_ms: now,
+        start,
+        policy: ctx.scheduler.policy,
+    };
+    let planned = plan(&snap, |node, a| replica_readiness(ctx, node, a));
+    outcomes.extend(
+        planned
+            .outcomes
+            .into_iter()
+            .map(|(n, o)| (n.to_string(), o)),
+    );
+    let changes = planned.changes;
     let moved: BTreeSet<Name> = changes
         .iter()
         .filter_map(|c| match c {
@@ -325,14 +250,83 @@ async fn one_pass(ctx: &Arc<Context>, start: usize) -> Result<Outcome, crate::st
         .collect();
     let changed = !changes.is_empty();
     apply(ctx, changes).await?;
+    let moving = outcomes.values().any(|o| o.moving.is_some());
+    record_statuses(ctx, &statuses, outcomes, now).await?;
     // A deployment the plan just changed waits for the next pass to roll on.
     rollouts.retain(|(spec, _)| !moved.contains(&spec.name));
     let rolling = rolling::drive(ctx, rollouts, &assignments).await?;
-    Ok(if changed || rolling {
-        Outcome::Busy
+    Ok(if changed || rolling || moving {
+        PassOutcome::Busy
     } else {
-        Outcome::Quiet
+        PassOutcome::Quiet
     })
+}
+
+/// Judges a replica from its node's last report at its generation, and the node's liveness.
+fn replica_readiness(ctx: &Context, node: &NodeId, a: &Assignment) -> crate::rollout::Readiness {
+    let report = ctx
+        .fleet
+        .instance_status(&a.instance)
+        .filter(|(n, s)| n == node && s.report.generation == a.generation)
+        .map(|(_, s)| s.report);
+    let replica = crate::rollout::Replica {
+        node: *node,
+        assignment: a,
+        report: report.as_ref(),
+    };
+    crate::rollout::readiness(&replica, health_checked(ctx, &a.recipe))
+}
+
+/// Merges the pass's outcomes into the statuses, stores what changed (with the events) and
+/// forgets the statuses of deployments that are gone.
+async fn record_statuses(
+    ctx: &Arc<Context>,
+    old: &BTreeMap<String, DeploymentStatus>,
+    outcomes: BTreeMap<String, Outcome>,
+    now: u64,
+) -> Result<(), crate::store::StoreError> {
+    let mut updates = Vec::new();
+    let mut next = BTreeMap::new();
+    for (name, outcome) in outcomes {
+        let before = old.get(&name).cloned().unwrap_or_default();
+        let (status, events) = status::merge(&before, outcome, now);
+        if status != before || !events.is_empty() || !old.contains_key(&name) {
+            for e in &events {
+                tracing::info!(deployment = %name, event = e.kind.as_str(), "{}", e.text);
+            }
+            updates.push(StatusUpdate {
+                deployment: name.clone(),
+                status: Some(
+                    serde_json::to_value(&status)
+                        .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?,
+                ),
+                events: events
+                    .into_iter()
+                    .map(|e| EventRecord {
+                        at_ms: now,
+                        kind: e.kind.as_str().to_owned(),
+                        text: e.text,
+                    })
+                    .collect(),
+            });
+        }
+        next.insert(name, status);
+    }
+    for gone in old.keys().filter(|n| !next.contains_key(*n)) {
+        updates.push(StatusUpdate {
+            deployment: gone.clone(),
+            status: None,
+            events: Vec::new(),
+        });
+    }
+    if !updates.is_empty() {
+        let store = ctx.store.clone();
+        tokio::task::spawn_blocking(move || store.record_deployment_status(&updates))
+            .await
+            .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))??;
+    }
+    *ctx.scheduler.lock_statuses() = Some(next);
+    Ok(())
 }
 
 /// Node records (identity and facts). Facts change only at enrolment and admin state is taken
@@ -475,9 +469,12 @@ fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, String> {
 pub struct SchedulerState {
     /// Wakes the scheduler after a change.
     pub notify: tokio::sync::Notify,
+    /// Knobs of the plan.
+    pub policy: Policy,
     /// Deployment and assignment writes made outside the scheduler (see [`Self::changed`]).
     writes: std::sync::atomic::AtomicU64,
-    notes: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
+    /// Every deployment's status as last stored (loaded from the store at the first pass).
+    statuses: std::sync::Mutex<Option<BTreeMap<String, DeploymentStatus>>>,
     /// Node records as last read, with the fleet size they were read at.
     records: std::sync::Mutex<Option<(usize, Arc<Vec<NodeRecord>>)>>,
     /// Parsed recipes by content hash: name, version, what placement needs.
@@ -496,24 +493,50 @@ impl SchedulerState {
         self.writes.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn note(&self, deployment: &str, notes: Vec<String>) {
-        self.notes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(deployment.to_owned(), notes);
+    fn lock_statuses(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<BTreeMap<String, DeploymentStatus>>> {
+        self.statuses.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The last pass's notes on a deployment (unplaceable reasons, unmet spread).
-    pub fn notes(&self, deployment: &str) -> Vec<String> {
-        self.notes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(deployment)
-            .cloned()
-            .unwrap_or_default()
+    /// The statuses, read from the store the first time.
+    async fn load_statuses(
+        &self,
+        ctx: &Arc<Context>,
+    ) -> Result<BTreeMap<String, DeploymentStatus>, crate::store::StoreError> {
+        if let Some(s) = self.lock_statuses().clone() {
+            return Ok(s);
+        }
+        let store = ctx.store.clone();
+        let stored = tokio::task::spawn_blocking(move || store.deployment_statuses())
+            .await
+            .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))??;
+        let mut out = BTreeMap::new();
+        for (name, value) in stored {
+            match serde_json::from_value::<DeploymentStatus>(value) {
+                Ok(s) => {
+                    out.insert(name, s);
+                }
+                // A status is derived state: an unreadable one is rebuilt by the next pass.
+                Err(e) => {
+                    tracing::warn!(deployment = %name, error = %e, "unreadable deployment status; rebuilt")
+                }
+            }
+        }
+        *self.lock_statuses() = Some(out.clone());
+        Ok(out)
+    }
+
+    /// A deployment's status after the last pass (`None` before its first pass).
+    pub fn status(&self, deployment: &str) -> Option<DeploymentStatus> {
+        self.lock_statuses()
+            .as_ref()
+            .and_then(|s| s.get(deployment).cloned())
     }
 }
 
+pub mod plan;
 mod rolling;
+pub mod status;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hearth_master::liveness::LivenessConfig;
-use hearth_master::scheduler::{DeploymentSpec, NodeState, RecipeInfo, node_state};
+use hearth_master::scheduler::{Deployment, DeploymentSpec, NodeState, RecipeInfo, node_state};
 use hearth_protocol::messages::state::{Assignment, InstanceId, Name, RecipeRef};
 use hearth_protocol::{CountryCode, NodeId, Resources, Sha256};
 
@@ -69,7 +69,7 @@ pub struct Sim {
     pub(crate) isps: Vec<IspState>,
     pub(crate) countries: Vec<CountryState>,
     pub(crate) nodes: Vec<NodeState>,
-    pub(crate) deployments: Vec<(DeploymentSpec, RecipeInfo)>,
+    pub(crate) deployments: Vec<Deployment>,
     pub(crate) dep_index: BTreeMap<Name, usize>,
     pub(crate) assign: BTreeMap<InstanceId, (HomeIx, Assignment)>,
     pub(crate) dep_instances: Vec<Vec<InstanceId>>,
@@ -302,7 +302,13 @@ impl Sim {
                 self.dep_index.insert(n, self.deployments.len());
                 self.deps.push(DepStats::new(&name, d.replicas));
                 self.dep_instances.push(Vec::new());
-                self.deployments.push((spec, info));
+                self.deployments.push(Deployment {
+                    spec,
+                    info,
+                    moving: None,
+                    calm_until_ms: 0,
+                    rolling: false,
+                });
             }
         }
         Ok(())

@@ -12,7 +12,8 @@
 
 use hearth_master::fleet::NodeLive;
 use hearth_master::liveness::Event as LiveEvent;
-use hearth_master::scheduler::{Change, node_state, plan};
+use hearth_master::rollout::Readiness;
+use hearth_master::scheduler::{Change, Plan, Policy, Snapshot, node_state, plan};
 use hearth_master::store::AdminState;
 use hearth_protocol::NodeId;
 use hearth_protocol::messages::state::{Assignment, DesiredState};
@@ -124,7 +125,25 @@ impl Sim {
         self.deployments
             .iter()
             .zip(&count)
-            .any(|((spec, _), c)| spec.replicas != *c)
+            .any(|(d, c)| d.spec.replicas != *c)
+    }
+
+    /// The master's `plan` on the simulated fleet. Rebalancing moves are not modelled (they need
+    /// replica readiness over time, and no scenario drains), so the plan is asked not to make
+    /// them; everything else is the master's own pass.
+    fn plan(&self, assignments: &[(NodeId, Assignment)], start: usize) -> Plan {
+        let snap = Snapshot {
+            deployments: &self.deployments,
+            nodes: &self.nodes,
+            assignments,
+            now_ms: self.q.now(),
+            start,
+            policy: Policy {
+                rebalance: false,
+                ..Policy::default()
+            },
+        };
+        plan(&snap, |_, _| Readiness::Waiting)
     }
 
     /// A scheduler pass.
@@ -134,8 +153,8 @@ impl Sim {
             self.passes.skipped += 1;
             if self.check_skips {
                 // Proof of the shortcut: the real plan must find nothing to do either.
-                let (changes, _) = plan(&self.deployments, &self.nodes, &self.snapshot(), 0);
-                if !changes.is_empty() {
+                let assignments = self.snapshot();
+                if !self.plan(&assignments, 0).changes.is_empty() {
                     self.passes.skip_mismatches += 1;
                 }
             }
@@ -147,8 +166,15 @@ impl Sim {
         let start = usize::try_from(self.q.now() / 1000)
             .unwrap_or(0)
             .wrapping_mul(7919);
-        let (changes, notes) = plan(&self.deployments, &self.nodes, &assignments, start);
-        self.passes.notes = notes.into_iter().filter(|(_, n)| !n.is_empty()).collect();
+        let Plan { changes, outcomes } = self.plan(&assignments, start);
+        self.passes.notes = outcomes
+            .into_iter()
+            .map(|(name, o)| {
+                let notes: Vec<String> = o.conditions.into_iter().map(|c| c.detail).collect();
+                (name.to_string(), notes)
+            })
+            .filter(|(_, n)| !n.is_empty())
+            .collect();
         if changes.is_empty() {
             return;
         }

@@ -49,7 +49,7 @@ pub(super) async fn update(
     let v = client
         .call(reqwest::Method::POST, &path, Some(body))
         .await?;
-    println!("deployment {name}: {}", describe(&v));
+    outln!("deployment {name}: {}", describe(&v))?;
     let Some(wait) = wait else {
         return Ok(());
     };
@@ -59,7 +59,7 @@ pub(super) async fn update(
         let v = client.get(&format!("/v1/deployments/{name}")).await?;
         let now = describe(&v);
         if now != last {
-            println!("deployment {name}: {now}");
+            outln!("deployment {name}: {now}")?;
             last = now;
         }
         match v.pointer("/rollout/state/state").and_then(Value::as_str) {
@@ -76,6 +76,68 @@ pub(super) async fn update(
             bail!("the update of {name} is still in progress after {wait:?}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Reports a `POST /v1/deployments` answer: its warnings (what cannot be placed now, and why)
+/// at once; with `wait`, follows the deployment until every replica serves, failing if it does
+/// not in time.
+pub(super) async fn requested(
+    client: &Client,
+    name: &str,
+    v: &Value,
+    json: bool,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    let wanted = v.get("replicas").and_then(Value::as_u64).unwrap_or(0);
+    if json {
+        outln!("{}", serde_json::to_string_pretty(v)?)?;
+    } else {
+        outln!(
+            "deployment {name} requested: {}",
+            super::show::count(wanted, "replica", "replicas")
+        )?;
+        for w in v
+            .get("warnings")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            eprintln!("warning: {}", w.as_str().unwrap_or_default());
+        }
+    }
+    let Some(wait) = wait else {
+        return Ok(());
+    };
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let d = client.get(&format!("/v1/deployments/{name}")).await?;
+        let running = d.get("running").and_then(Value::as_u64).unwrap_or(0);
+        if running >= wanted {
+            if !json {
+                outln!("deployment {name}: {running} of {wanted} running")?;
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= until {
+            let notes: Vec<&str> = d
+                .get("notes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            bail!(
+                "deployment {name}: {running} of {wanted} running after {}{}",
+                humantime::format_duration(wait),
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", notes.join("; "))
+                }
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

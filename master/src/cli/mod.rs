@@ -10,6 +10,13 @@ use serde_json::{Value, json};
 use crate::api::{CreatedToken, NodeView};
 use crate::data_dir::DataDir;
 
+/// `println!` whose failure is returned as an error (use with `?`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 mod deploy;
 mod recipe;
 mod show;
@@ -70,6 +77,10 @@ pub enum Command {
         /// Labels nodes must carry, KEY=VALUE (repeatable).
         #[arg(long = "label")]
         labels: Vec<String>,
+        /// Wait until every replica runs and is healthy, for at most this long (e.g. 2m); exit
+        /// status 1 if it does not.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -321,9 +332,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             let created: CreatedToken = serde_json::from_value(v.clone())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                println!("{}", created.token);
+                outln!("{}", created.token)?;
                 eprintln!(
                     "token {} created; give it to the volunteer for `hearth-node enrol --token …`",
                     created.id
@@ -338,7 +349,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             client
                 .call(reqwest::Method::DELETE, &format!("/v1/tokens/{id}"), None)
                 .await?;
-            println!("token {id} revoked");
+            outln!("token {id} revoked")?;
         }
         Command::Nodes { json } => {
             let v = client.get("/v1/nodes").await?;
@@ -352,6 +363,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             countries,
             params,
             labels,
+            wait,
             json,
         } => {
             let recipe = deploy::recipe_ref(&client, &recipe).await?;
@@ -362,11 +374,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let v = client
                 .call(reqwest::Method::POST, "/v1/deployments", Some(body))
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("deployment {name} requested: {replicas} replicas");
-            }
+            deploy::requested(&client, &name, &v, json, wait).await?;
         }
         Command::Deployments { json } => {
             let v = client.get("/v1/deployments").await?;
@@ -388,7 +396,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             client
                 .call(reqwest::Method::POST, "/v1/deployments", Some(spec))
                 .await?;
-            println!("deployment {name} scaled to {replicas}");
+            outln!("deployment {name} scaled to {replicas}")?;
         }
         Command::Update {
             name,
@@ -404,7 +412,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     None,
                 )
                 .await?;
-            println!("deployment {name} removed");
+            outln!("deployment {name} removed")?;
         }
         Command::Instances { json } => {
             let v = client.get("/v1/instances").await?;
@@ -415,7 +423,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let sha = hearth_protocol::Sha256::digest(&bytes);
             client.put_bytes(&format!("/v1/blobs/{sha}"), bytes).await?;
-            println!("{sha}");
+            outln!("{sha}")?;
         }
         Command::Recipe(cmd) => recipe::remote(&client, cmd).await?,
         Command::Node(NodeCmd::Show { id, json }) => {
@@ -431,7 +439,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
             }
             let field = |k: &str| v.get(k).cloned().unwrap_or_default();
             if field("outcome") != "passed" {
@@ -440,10 +448,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("node {id} failed the probe: {reason}");
             }
             if !json {
-                println!(
+                outln!(
                     "node {id} passed the probe: signed answer in {} ms",
                     field("rtt_ms")
-                );
+                )?;
             }
         }
         Command::Node(action) => {
@@ -464,7 +472,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await?;
             let node: NodeView = serde_json::from_value(v)?;
-            println!("node {} is now {}", node.id, node.state);
+            outln!("node {} is now {}", node.id, node.state)?;
         }
     }
     Ok(())
@@ -511,27 +519,48 @@ fn output(
     human: impl FnOnce(&Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(v)?);
+        outln!("{}", serde_json::to_string_pretty(v)?)?;
         Ok(())
     } else {
         human(v)
     }
 }
 
-fn print_node(n: &NodeView) {
-    println!("id:             {}", n.id);
-    println!(
+fn print_node(n: &NodeView) -> anyhow::Result<()> {
+    outln!("id:             {}", n.id)?;
+    outln!(
         "state:          {} (admin {}, liveness {})",
-        n.state, n.admin, n.liveness
-    );
-    println!("connected:      {}", n.connected);
-    println!(
+        n.state,
+        n.admin,
+        n.liveness
+    )?;
+    outln!("connected:      {}", n.connected)?;
+    outln!(
         "last heartbeat: {}",
         n.last_heartbeat_ms.map_or("never".into(), relative)
-    );
-    println!("enrolled at:    {}", n.enrolled_at_ms);
-    println!(
+    )?;
+    outln!("enrolled at:    {}", n.enrolled_at_ms)?;
+    outln!(
         "facts:          {}",
         serde_json::to_string_pretty(&n.facts).unwrap_or_default()
-    );
+    )?;
+    Ok(())
+}
+
+/// Writes one line to stdout. Unlike `println!`, a write that fails (the reader of a pipe went
+/// away, a full disk) is an error the caller returns, not a panic; see [`is_closed_pipe`].
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)?;
+    out.write_all(b"\n")
+}
+
+/// Whether a failed command failed only because its output pipe was closed (`hearth … | head
+/// -1`): the binary then exits quietly, as a tool killed by SIGPIPE would.
+pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -109,7 +109,7 @@ pub(super) async fn local(cmd: &RecipeCmd) -> anyhow::Result<bool> {
             expires,
         })) => {
             let root = keys::init(keys, *root_keys, *threshold, when(*expires)?).await?;
-            println!("{}", root.display());
+            outln!("{}", root.display())?;
             eprintln!(
                 "root version 1 with {root_keys} root key(s), threshold {threshold}; \
                  give {} to nodes (hearth-node enrol --trust-root) and keep root-*.pk8 offline",
@@ -123,7 +123,7 @@ pub(super) async fn local(cmd: &RecipeCmd) -> anyhow::Result<bool> {
             expires,
         })) => {
             let v = keys::rotate_root(keys, *root_keys, *threshold, when(*expires)?).await?;
-            println!("root version {v}: sign and publish the repository so nodes follow it");
+            outln!("root version {v}: sign and publish the repository so nodes follow it")?;
         }
         RecipeCmd::Build {
             dir,
@@ -139,7 +139,7 @@ pub(super) async fn local(cmd: &RecipeCmd) -> anyhow::Result<bool> {
                 })
                 .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
             let built = build::build(dir, repo, &files)?;
-            println!("{}@{}:{}", built.name, built.version, built.sha256);
+            outln!("{}@{}:{}", built.name, built.version, built.sha256)?;
         }
         RecipeCmd::Sign {
             repo,
@@ -157,10 +157,14 @@ pub(super) async fn local(cmd: &RecipeCmd) -> anyhow::Result<bool> {
                 },
             )
             .await?;
-            println!(
+            outln!(
                 "signed {} targets: targets v{}, snapshot v{}, timestamp v{} (root v{})",
-                s.listed, s.targets, s.snapshot, s.timestamp, s.root
-            );
+                s.listed,
+                s.targets,
+                s.snapshot,
+                s.timestamp,
+                s.root
+            )?;
         }
         _ => return Ok(false),
     }
@@ -174,12 +178,12 @@ pub(super) async fn remote(client: &Client, cmd: RecipeCmd) -> anyhow::Result<()
         RecipeCmd::List { json } => {
             let v = client.get("/v1/recipes").await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                println!("{:<24} {:<12} SHA-256", "NAME", "VERSION");
+                outln!("{:<24} {:<12} SHA-256", "NAME", "VERSION")?;
                 for r in v.as_array().into_iter().flatten() {
                     let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-                    println!("{:<24} {:<12} {}", s("name"), s("version"), s("sha256"));
+                    outln!("{:<24} {:<12} {}", s("name"), s("version"), s("sha256"))?;
                 }
             }
             Ok(())
@@ -190,7 +194,7 @@ pub(super) async fn remote(client: &Client, cmd: RecipeCmd) -> anyhow::Result<()
                 .ok_or_else(|| anyhow!("give the recipe as NAME@VERSION"))?;
             let v = client.get(&format!("/v1/recipes/{name}/{version}")).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 let s = |p: &str| {
                     v.pointer(p)
@@ -198,10 +202,10 @@ pub(super) async fn remote(client: &Client, cmd: RecipeCmd) -> anyhow::Result<()
                         .unwrap_or("-")
                         .to_owned()
                 };
-                println!("recipe:      {name} {version}");
-                println!("sha256:      {}", s("/sha256"));
-                println!("description: {}", s("/recipe/description"));
-                println!("command:     {}", s("/recipe/run/command"));
+                outln!("recipe:      {name} {version}")?;
+                outln!("sha256:      {}", s("/sha256"))?;
+                outln!("description: {}", s("/recipe/description"))?;
+                outln!("command:     {}", s("/recipe/run/command"))?;
             }
             Ok(())
         }
@@ -253,10 +257,10 @@ async fn publish(client: &Client, repo: &Path) -> anyhow::Result<()> {
             .await?;
         published += 1;
     }
-    println!(
+    outln!(
         "published {} targets and {published} metadata files",
         files.len()
-    );
+    )?;
     Ok(())
 }
 

@@ -53,16 +53,23 @@ fn replicas_spread_over_homes_isps_and_countries_when_the_fleet_allows() {
         node(4, "h3", "telenet", "BE"),
         node(5, "h4", "free", "FR"),
     ];
-    let p = place(&fleet, &[], &request(3, &[]), 0).unwrap();
+    let p = place(&fleet, &[], &request(3, &[]), 0);
+    assert!(p.shortfall.is_none());
     let chosen = attrs(&fleet, &p.added);
     let homes: BTreeSet<_> = chosen.iter().map(|c| &c.home).collect();
     let isps: BTreeSet<_> = chosen.iter().map(|c| &c.isp).collect();
     let countries: BTreeSet<_> = chosen.iter().map(|c| &c.country).collect();
     assert_eq!((homes.len(), isps.len(), countries.len()), (3, 3, 2));
     assert_eq!(
-        p.warnings,
-        vec!["needs 3 distinct countries in the fleet, 2 available".to_owned()]
+        achieved(&chosen),
+        Achieved {
+            replicas: 3,
+            homes: 3,
+            countries: 2,
+            isps: 3
+        }
     );
+    assert_eq!(available(&fleet, None, &chosen, &request(3, &[])), (2, 3));
 }
 
 #[test]
@@ -88,7 +95,8 @@ fn the_country_constraint_is_never_violated() {
             })
             .collect();
         let req = request(1 + next(4) as usize, &["BE", "NL"]);
-        if let Ok(p) = place(&fleet, &[], &req, seed as usize) {
+        {
+            let p = place(&fleet, &[], &req, seed as usize);
             for c in attrs(&fleet, &p.added) {
                 assert!(
                     ["BE", "NL"].contains(&c.country.as_str()),
@@ -120,7 +128,7 @@ fn existing_replicas_stay_and_only_the_missing_are_placed_elsewhere() {
         node(2, "h2", "b", "BE"),
         node(3, "h3", "c", "BE"),
     ];
-    let p = place(&fleet, &[fleet[0].id, fleet[1].id], &request(3, &[]), 0).unwrap();
+    let p = place(&fleet, &[fleet[0].id, fleet[1].id], &request(3, &[]), 0);
     assert_eq!(p.added, vec![fleet[2].id]);
     assert!(
         place(
@@ -129,7 +137,6 @@ fn existing_replicas_stay_and_only_the_missing_are_placed_elsewhere() {
             &request(3, &[]),
             0
         )
-        .unwrap()
         .added
         .is_empty()
     );
@@ -143,13 +150,20 @@ fn an_unplaceable_deployment_says_why() {
         node(3, "h2", "c", "FR"),
     ];
     fleet[2].allocated.memory_mib = 8000;
-    let e = place(&fleet, &[], &request(2, &["BE"]), 0).unwrap_err();
+    let p = place(&fleet, &[], &request(2, &["BE"]), 0);
+    assert_eq!(p.added.len(), 1, "what fits is placed");
     assert_eq!(
-        e.0,
-        "needs 2 replicas in distinct homes in BE, 1 possible (1 placed): 2 nodes in BE, 2 schedulable, 2 with the labels, 2 with room for the resources, in 1 distinct homes"
+        p.shortfall.unwrap().0,
+        "needs 2 replicas in distinct homes in BE, 1 possible: 2 nodes in BE, 2 schedulable, 2 with room for the resources, in 1 distinct home"
     );
-    let e = place(&fleet, &[], &request(1, &["FR"]), 0).unwrap_err();
+    let p = place(&fleet, &[], &request(1, &["FR"]), 0);
+    assert!(p.added.is_empty());
+    let e = p.shortfall.unwrap();
     assert!(e.0.contains("0 with room for the resources"), "{e}");
+    let mut labelled = request(1, &["FR"]);
+    labelled.labels.insert("disk".into(), "ssd".into());
+    let e = place(&fleet, &[], &labelled, 0).shortfall.unwrap();
+    assert!(e.0.contains("0 with the labels disk=ssd"), "{e}");
 }
 
 #[test]
@@ -161,7 +175,7 @@ fn free_capacity_and_reliability_decide_between_equals() {
     ];
     fleet[0].allocated.memory_mib = 6000;
     fleet[1].reliability = 0.5;
-    let p = place(&fleet, &[], &request(1, &[]), 0).unwrap();
+    let p = place(&fleet, &[], &request(1, &[]), 0);
     assert_eq!(p.added, vec![fleet[2].id]);
 }
 
@@ -182,12 +196,12 @@ fn the_country_index_gives_the_same_placements_and_never_leaves_the_countries() 
     let index = country_index(&fleet);
     for (start, allowed) in [(0, vec!["BE"]), (7, vec!["NL"]), (13, vec!["DE"])] {
         let req = request(3, &allowed);
-        let plain = place(&fleet, &[], &req, start).unwrap();
-        let indexed = place_indexed(&fleet, Some(&index), &[], &req, start).unwrap();
+        let plain = place(&fleet, &[], &req, start);
+        let indexed = place_indexed(&fleet, Some(&index), &[], &req, start);
         assert_eq!(plain, indexed);
     }
     let req = request(4, &["FR", "NL"]);
-    let p = place_indexed(&fleet, Some(&index), &[], &req, 5).unwrap();
+    let p = place_indexed(&fleet, Some(&index), &[], &req, 5);
     assert_eq!(p.added.len(), 4);
     for c in attrs(&fleet, &p.added) {
         assert!(["FR", "NL"].contains(&c.country.as_str()), "{}", c.country);

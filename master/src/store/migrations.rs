@@ -54,10 +54,26 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );",
     ),
     (4, "ALTER TABLE deployments ADD COLUMN rollout TEXT;"),
+    (
+        5,
+        "CREATE TABLE deployment_status (
+        name           TEXT PRIMARY KEY,
+        status         TEXT NOT NULL,
+        status_version INTEGER NOT NULL
+    );
+    CREATE TABLE deployment_events (
+        seq            INTEGER PRIMARY KEY,
+        deployment     TEXT NOT NULL,
+        at_ms          BIGINT NOT NULL,
+        kind           TEXT NOT NULL,
+        text           TEXT NOT NULL
+    );
+    CREATE INDEX deployment_events_by_name ON deployment_events(deployment, seq);",
+    ),
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 4;
+pub(crate) const LATEST: i64 = 5;
 
 /// Brings the database to [`LATEST`], refusing one written by a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

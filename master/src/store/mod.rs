@@ -3,6 +3,7 @@
 //!
 //! SQL in the engines stays portable (standard types, `ON CONFLICT`, no engine-only functions).
 
+mod history;
 mod migrations;
 mod sqlite;
 #[cfg(test)]
@@ -15,6 +16,9 @@ use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
+
+/// Version of the JSON encoding of a deployment's status in `deployment_status.status`.
+pub(crate) const STATUS_RECORD_VERSION: i64 = 1;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +234,38 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn remove_deployment(&self, name: &str) -> Result<bool, StoreError>;
     /// Every deployment, by name.
     fn deployments(&self) -> Result<Vec<StoredDeployment>, StoreError>;
+    /// Every deployment's scheduler status record (versioned JSON, `scheduler::status`).
+    fn deployment_statuses(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+    /// Writes status records (or removes them, `None`) and appends events, in one transaction;
+    /// each deployment keeps its last [`EVENTS_KEPT`] events.
+    fn record_deployment_status(&self, updates: &[StatusUpdate]) -> Result<(), StoreError>;
+    /// A deployment's last `limit` events, oldest first.
+    fn deployment_events(&self, name: &str, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
+}
+
+/// Events kept per deployment.
+pub const EVENTS_KEPT: usize = 200;
+
+/// One deployment's status write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    /// The deployment.
+    pub deployment: String,
+    /// Its new status record; `None` removes it and its events (the deployment is gone).
+    pub status: Option<serde_json::Value>,
+    /// Events to append.
+    pub events: Vec<EventRecord>,
+}
+
+/// An entry of a deployment's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRecord {
+    /// When, Unix ms.
+    pub at_ms: u64,
+    /// What kind (`placed`, `lost`, `re-placed`, `moved`…).
+    pub kind: String,
+    /// Details.
+    pub text: String,
 }
 
 /// A deployment as stored: the operator's spec and, while or after it is updated, its rollout.

@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::migrations;
 use super::{
-    AdminState, LivenessUpdate, NodeRecord, RedeemError, Store, StoreError, StoredDeployment,
-    TokenRecord,
+    AdminState, EventRecord, LivenessUpdate, NodeRecord, RedeemError, StatusUpdate, Store,
+    StoreError, StoredDeployment, TokenRecord, history,
 };
 
 /// Version of the JSON encoding of [`NodeFacts`] in the `nodes.facts` column.
@@ -75,7 +75,7 @@ fn opt_ms(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
+pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         0,
         rusqlite::types::Type::Text,
@@ -409,10 +409,31 @@ impl Store for SqliteStore {
     }
 
     fn remove_deployment(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM deployments WHERE name = ?1", [name])?
-            == 1)
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let removed = tx.execute("DELETE FROM deployments WHERE name = ?1", [name])? == 1;
+        history::forget(&tx, name)?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    fn deployment_statuses(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        history::statuses(&self.conn())
+    }
+
+    fn record_deployment_status(&self, updates: &[StatusUpdate]) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        history::record(&tx, updates)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn deployment_events(&self, name: &str, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        history::events(&self.conn(), name, limit)
     }
 
     fn deployments(&self) -> Result<Vec<StoredDeployment>, StoreError> {
