@@ -1,7 +1,10 @@
 //! SQLite side of the scheduler's per-deployment records: the status (conditions, the move under
-//! way) and the history of events, kept to the last [`EVENTS_KEPT`] per deployment.
+//! way) and the history of events, kept to the last [`EVENTS_KEPT`] per deployment; and the last
+//! generation of every removed instance id, so that an id used again never goes back in
+//! generation.
 
-use rusqlite::{Connection, Transaction, params};
+use hearth_protocol::messages::state::InstanceId;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::sqlite::corrupt;
 use super::{EVENTS_KEPT, EventRecord, STATUS_RECORD_VERSION, StatusUpdate, StoreError};
@@ -88,4 +91,36 @@ pub(super) fn events(
     let mut out: Vec<EventRecord> = rows.collect::<Result<_, _>>()?;
     out.reverse();
     Ok(out)
+}
+
+/// Remembers the last generation of a removed instance.
+pub(super) fn retire_instance(
+    tx: &Transaction<'_>,
+    instance: &InstanceId,
+    generation: u64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO retired_instances (instance, generation) VALUES (?1, ?2)
+         ON CONFLICT (instance) DO UPDATE SET generation = ?2",
+        params![
+            instance.to_string(),
+            i64::try_from(generation).unwrap_or(i64::MAX)
+        ],
+    )?;
+    Ok(())
+}
+
+/// The last generation of a removed instance id, if it was ever used.
+pub(super) fn retired_generation(
+    tx: &Transaction<'_>,
+    instance: &InstanceId,
+) -> rusqlite::Result<Option<u64>> {
+    let g: Option<i64> = tx
+        .query_row(
+            "SELECT generation FROM retired_instances WHERE instance = ?1",
+            [instance.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(g.map(|g| u64::try_from(g).unwrap_or(0)))
 }

@@ -68,7 +68,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         kind           TEXT NOT NULL,
         text           TEXT NOT NULL
     );
-    CREATE INDEX deployment_events_by_name ON deployment_events(deployment, seq);",
+    CREATE INDEX deployment_events_by_name ON deployment_events(deployment, seq);
+    CREATE TABLE retired_instances (
+        instance       TEXT PRIMARY KEY,
+        generation     BIGINT NOT NULL
+    );",
     ),
 ];
 

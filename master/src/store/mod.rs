@@ -206,7 +206,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn set_admin(&self, id: &NodeId, admin: AdminState) -> Result<bool, StoreError>;
     /// Persists liveness changes in one transaction.
     fn record_liveness(&self, updates: &[LivenessUpdate]) -> Result<(), StoreError>;
-    /// Places `spec` on `node` at the next generation of its instance (the given generation is
+    /// Places `spec` on `node` at the next generation of its instance, counting generations of
+    /// removed instances with the same id (the given generation is
     /// ignored). Returns the stored assignment and every node whose desired state changed, with
     /// its new revision. `Ok(None)` if the node is unknown.
     fn put_assignment(

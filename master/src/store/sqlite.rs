@@ -307,7 +307,13 @@ impl Store for SqliteStore {
             )
             .optional()?;
         let mut stored = spec.clone();
-        stored.generation = previous.as_ref().map_or(1, |(_, p)| p.generation + 1);
+        // An id used before starts above its last generation: a node that ran the old
+        // instance must not take the new one for a stale copy.
+        let last = match &previous {
+            Some((_, p)) => Some(p.generation),
+            None => history::retired_generation(&tx, &spec.instance)?,
+        };
+        stored.generation = last.map_or(1, |g| g + 1);
         let json =
             serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.execute(
@@ -337,13 +343,14 @@ impl Store for SqliteStore {
                 spec_from_row,
             )
             .optional()?;
-        let Some((node, _)) = previous else {
+        let Some((node, old)) = previous else {
             return Ok(None);
         };
         tx.execute(
             "DELETE FROM assignments WHERE instance = ?1",
             [instance.to_string()],
         )?;
+        history::retire_instance(&tx, instance, old.generation)?;
         bump_revision(&tx, &node)?;
         tx.commit()?;
         Ok(Some(node))
