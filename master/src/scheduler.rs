@@ -24,10 +24,11 @@ use crate::liveness::Liveness;
 use crate::placement::Candidate;
 use crate::store::{AdminState, EventRecord, NodeRecord, StatusUpdate};
 
-pub use plan::{
+pub use model::{
     Change, Condition, ConditionKind, Deployment, Event, EventKind, Move, MoveReason, Outcome,
-    Plan, Policy, Snapshot, plan,
+    Plan, Policy, Snapshot,
 };
+pub use plan::plan;
 pub use status::{DeploymentStatus, StoredCondition};
 
 /// Re-placements of lost replicas per pass (one pass a second).
@@ -535,7 +536,9 @@ impl SchedulerState {
     }
 }
 
-pub mod plan;
+pub mod model;
+mod moves;
+mod plan;
 mod rolling;
 pub mod status;
 #[cfg(test)]

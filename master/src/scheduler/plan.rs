@@ -21,217 +21,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hearth_protocol::NodeId;
 use hearth_protocol::messages::state::{Assignment, InstanceId, Name};
-use serde::{Deserialize, Serialize};
 
-use super::{DeploymentSpec, NodeState, REPLACE_BUDGET, RecipeInfo, add};
+use super::model::{
+    Change, Condition, ConditionKind, Deployment, Event, EventKind, Outcome, Plan, Snapshot,
+};
+use super::moves::abandoned;
+use super::{NodeState, REPLACE_BUDGET, add};
 use crate::placement::{
     Achieved, Candidate, CountryIndex, Request, Spread, achieved, available, count, country_index,
     place_indexed, scope,
 };
 use crate::rollout::Readiness;
-
-/// One deployment as the scheduler sees it.
-#[derive(Debug, Clone)]
-pub struct Deployment {
-    /// What the operator asked for.
-    pub spec: DeploymentSpec,
-    /// What placement needs of its recipe.
-    pub info: RecipeInfo,
-    /// The make-before-break move under way, if any.
-    pub moving: Option<Move>,
-    /// No new move starts before this time, Unix ms (a failed move backs off).
-    pub calm_until_ms: u64,
-    /// A rolling update is under way: no rebalancing move starts meanwhile.
-    pub rolling: bool,
-}
-
-/// A replica moving make-before-break: `to` is started first; `from` is removed once `to` is
-/// ready.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Move {
-    /// The replica leaving.
-    pub from: InstanceId,
-    /// Its node.
-    pub from_node: NodeId,
-    /// The new replica.
-    pub to: InstanceId,
-    /// Its node.
-    pub to_node: NodeId,
-    /// Why it moves.
-    pub reason: MoveReason,
-    /// When the new copy was placed, Unix ms.
-    pub started_ms: u64,
-}
-
-/// Why a replica moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MoveReason {
-    /// Its node is draining.
-    Drain,
-    /// The deployment's spread can be restored.
-    Spread,
-}
-
-/// Knobs of the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// Whether degraded spread is restored by moving replicas.
-    pub rebalance: bool,
-    /// How long a moving replica's new copy gets to become ready, ms.
-    pub move_deadline_ms: u64,
-    /// How long a deployment waits after an abandoned move before the next one, ms.
-    pub retry_ms: u64,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            rebalance: true,
-            move_deadline_ms: 120_000,
-            retry_ms: 30_000,
-        }
-    }
-}
-
-/// Everything [`plan`] reads.
-#[derive(Debug, Clone, Copy)]
-pub struct Snapshot<'a> {
-    /// Deployments.
-    pub deployments: &'a [Deployment],
-    /// Nodes.
-    pub nodes: &'a [NodeState],
-    /// Every assignment with its node.
-    pub assignments: &'a [(NodeId, Assignment)],
-    /// Now, Unix ms.
-    pub now_ms: u64,
-    /// Where placement scans start (see [`crate::placement::place`]).
-    pub start: usize,
-    /// Knobs.
-    pub policy: Policy,
-}
-
-/// A change to apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Put `spec` on `node` (new, or moved from a lost node at the next generation).
-    Place { node: NodeId, spec: Box<Assignment> },
-    /// Remove an instance.
-    Remove(InstanceId),
-}
-
-/// A constraint that is not met.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConditionKind {
-    /// Fewer replicas placed on live nodes than wanted.
-    Replicas,
-    /// Fewer distinct countries than replicas (country spread asked).
-    Countries,
-    /// Fewer distinct ISPs than replicas (ISP spread asked).
-    Isps,
-    /// Replicas on draining nodes that cannot move yet.
-    Drain,
-    /// The deployment cannot be planned (unreadable spec, missing recipe).
-    Recipe,
-}
-
-impl ConditionKind {
-    /// What is met again when the condition ends.
-    pub fn restored(self) -> &'static str {
-        match self {
-            Self::Replicas => "every replica placed",
-            Self::Countries => "country spread restored",
-            Self::Isps => "ISP spread restored",
-            Self::Drain => "no replica left on a draining node",
-            Self::Recipe => "the deployment can be planned again",
-        }
-    }
-}
-
-/// A constraint not met, and by how much.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Condition {
-    /// Which.
-    pub kind: ConditionKind,
-    /// By how much and why, e.g. `2 of 3 countries (BE, FR)`.
-    pub detail: String,
-}
-
-/// What happened to a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A new replica placed.
-    Placed,
-    /// A replica's node was lost.
-    Lost,
-    /// A lost replica re-placed on another node.
-    Replaced,
-    /// A replica removed (scale-down).
-    Removed,
-    /// A make-before-break move started.
-    Moving,
-    /// A move completed.
-    Moved,
-    /// A move given up.
-    MoveAbandoned,
-    /// A condition started.
-    Degraded,
-    /// A condition ended.
-    Restored,
-}
-
-impl EventKind {
-    /// Text form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Placed => "placed",
-            Self::Lost => "lost",
-            Self::Replaced => "re-placed",
-            Self::Removed => "removed",
-            Self::Moving => "moving",
-            Self::Moved => "moved",
-            Self::MoveAbandoned => "move abandoned",
-            Self::Degraded => "degraded",
-            Self::Restored => "restored",
-        }
-    }
-}
-
-/// An event of a pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// What.
-    pub kind: EventKind,
-    /// Details.
-    pub text: String,
-}
-
-/// One deployment after a pass.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// Constraints not met now.
-    pub conditions: Vec<Condition>,
-    /// The move under way after the pass.
-    pub moving: Option<Move>,
-    /// See [`Deployment::calm_until_ms`].
-    pub calm_until_ms: u64,
-    /// Replicas on lost nodes that could not be re-placed yet, with why they are lost.
-    pub lost: Vec<(InstanceId, String)>,
-    /// What the pass did.
-    pub events: Vec<Event>,
-}
-
-/// The changes of a pass and every planned deployment's outcome.
-#[derive(Debug, Clone, Default)]
-pub struct Plan {
-    /// Changes, in order.
-    pub changes: Vec<Change>,
-    /// Per deployment.
-    pub outcomes: BTreeMap<Name, Outcome>,
-}
 
 /// Plans every deployment. `ready` judges a replica from its node's reports.
 pub fn plan(snap: &Snapshot<'_>, ready: impl Fn(&NodeId, &Assignment) -> Readiness) -> Plan {
@@ -279,35 +79,35 @@ pub fn plan(snap: &Snapshot<'_>, ready: impl Fn(&NodeId, &Assignment) -> Readine
 }
 
 /// State of one pass across deployments.
-struct Pass<'a> {
-    snap: &'a Snapshot<'a>,
-    fleet: Vec<Candidate>,
-    countries: CountryIndex,
-    index: HashMap<NodeId, usize>,
-    states: HashMap<NodeId, &'a NodeState>,
-    taken: BTreeSet<InstanceId>,
-    budget: usize,
-    changes: Vec<Change>,
+pub(super) struct Pass<'a> {
+    pub(super) snap: &'a Snapshot<'a>,
+    pub(super) fleet: Vec<Candidate>,
+    pub(super) countries: CountryIndex,
+    pub(super) index: HashMap<NodeId, usize>,
+    pub(super) states: HashMap<NodeId, &'a NodeState>,
+    pub(super) taken: BTreeSet<InstanceId>,
+    pub(super) budget: usize,
+    pub(super) changes: Vec<Change>,
 }
 
 /// A replica in a pass: its node and assignment.
-type Replica<'a> = &'a (NodeId, Assignment);
+pub(super) type Replica<'a> = &'a (NodeId, Assignment);
 
 impl<'a> Pass<'a> {
-    fn keeps(&self, node: &NodeId) -> bool {
+    pub(super) fn keeps(&self, node: &NodeId) -> bool {
         self.states.get(node).is_some_and(|n| n.keeps)
     }
 
-    fn draining(&self, node: &NodeId) -> bool {
+    pub(super) fn draining(&self, node: &NodeId) -> bool {
         self.states.get(node).is_some_and(|n| n.draining)
     }
 
-    fn candidate(&self, node: &NodeId) -> Option<&Candidate> {
+    pub(super) fn candidate(&self, node: &NodeId) -> Option<&Candidate> {
         self.index.get(node).and_then(|i| self.fleet.get(*i))
     }
 
     /// `hn-abcdefgh (home-a, Proximus, BE)`.
-    fn describe(&self, node: &NodeId) -> String {
+    pub(super) fn describe(&self, node: &NodeId) -> String {
         let id = node.to_string();
         let short = id.get(..11).unwrap_or(&id);
         match self.candidate(node) {
@@ -316,11 +116,11 @@ impl<'a> Pass<'a> {
         }
     }
 
-    fn remove(&mut self, id: &InstanceId) {
+    pub(super) fn remove(&mut self, id: &InstanceId) {
         self.changes.push(Change::Remove(id.clone()));
     }
 
-    fn place(&mut self, node: NodeId, d: &Deployment, instance: InstanceId) {
+    pub(super) fn place(&mut self, node: NodeId, d: &Deployment, instance: InstanceId) {
         if let Some(c) = self.index.get(&node).and_then(|i| self.fleet.get_mut(*i)) {
             add(&mut c.allocated, &d.info.resources);
         }
@@ -342,7 +142,7 @@ impl<'a> Pass<'a> {
         });
     }
 
-    fn fresh_id(&self, name: &Name, k: &mut usize) -> Option<InstanceId> {
+    pub(super) fn fresh_id(&self, name: &Name, k: &mut usize) -> Option<InstanceId> {
         while *k < 10_000 {
             let id = format!("{name}-{k}");
             *k += 1;
@@ -355,7 +155,7 @@ impl<'a> Pass<'a> {
         None
     }
 
-    fn request(&self, d: &Deployment, replicas: usize) -> Request {
+    pub(super) fn request(&self, d: &Deployment, replicas: usize) -> Request {
         Request {
             replicas,
             resources: d.info.resources,
@@ -523,93 +323,9 @@ impl<'a> Pass<'a> {
         out
     }
 
-    /// Settles the move under way: done, abandoned, or still waiting.
-    fn settle_move(
-        &mut self,
-        mine: &mut Vec<Replica<'a>>,
-        out: &mut Outcome,
-        ready: &impl Fn(&NodeId, &Assignment) -> Readiness,
-    ) {
-        let Some(m) = out.moving.clone() else {
-            return;
-        };
-        let find = |id: &InstanceId| mine.iter().copied().find(|(_, a)| a.instance == *id);
-        let (from, to) = (find(&m.from), find(&m.to));
-        let mut drop_id = None;
-        match (from, to) {
-            (_, None) => {
-                out.events.push(abandoned(&m, "its new copy is gone"));
-                out.calm_until_ms = self.snap.now_ms + self.snap.policy.retry_ms;
-            }
-            (None, Some(_)) => {
-                let text = format!("{} is gone; {} takes its place", m.from, m.to);
-                out.events.push(event(EventKind::Moved, text));
-            }
-            (Some((fnode, _)), Some(_)) if !self.keeps(fnode) => {
-                self.remove(&m.from);
-                drop_id = Some(m.from.clone());
-                let text = format!(
-                    "{} was lost with node {}; {} on {} takes its place",
-                    m.from,
-                    self.describe(fnode),
-                    m.to,
-                    self.describe(&m.to_node)
-                );
-                out.events.push(event(EventKind::Moved, text));
-            }
-            (Some(_), Some((tnode, ta))) => {
-                let verdict = if !self.keeps(tnode) {
-                    Err(format!("node {} was lost", self.describe(tnode)))
-                } else {
-                    match ready(tnode, ta) {
-                        Readiness::Ready => Ok(true),
-                        Readiness::Broken(why) => Err(format!("{} failed: {why}", m.to)),
-                        Readiness::Waiting
-                            if self.snap.now_ms
-                                >= m.started_ms + self.snap.policy.move_deadline_ms =>
-                        {
-                            Err(format!(
-                                "{} was not ready within {} s",
-                                m.to,
-                                self.snap.policy.move_deadline_ms / 1000
-                            ))
-                        }
-                        Readiness::Waiting => Ok(false),
-                    }
-                };
-                match verdict {
-                    Ok(false) => return,
-                    Ok(true) => {
-                        self.remove(&m.from);
-                        drop_id = Some(m.from.clone());
-                        let text = format!(
-                            "{} on {} replaces {} on {} ({})",
-                            m.to,
-                            self.describe(&m.to_node),
-                            m.from,
-                            self.describe(&m.from_node),
-                            reason(m.reason)
-                        );
-                        out.events.push(event(EventKind::Moved, text));
-                    }
-                    Err(why) => {
-                        self.remove(&m.to);
-                        drop_id = Some(m.to.clone());
-                        out.events.push(abandoned(&m, &why));
-                        out.calm_until_ms = self.snap.now_ms + self.snap.policy.retry_ms;
-                    }
-                }
-            }
-        }
-        if let Some(id) = drop_id {
-            mine.retain(|(_, a)| a.instance != id);
-        }
-        out.moving = None;
-    }
-
     /// Adds the spread conditions; returns the countries and ISPs available when the spread
     /// falls short (`None` when it is met).
-    fn spread_conditions(
+    pub(super) fn spread_conditions(
         &self,
         req: &Request,
         chosen: &[&Candidate],
@@ -655,150 +371,9 @@ impl<'a> Pass<'a> {
         }
         Some(avail)
     }
-
-    /// Starts moving the first replica on a draining node; true if there is one (moved or not).
-    fn start_drain_move(
-        &mut self,
-        d: &Deployment,
-        kept: &[Replica<'a>],
-        out: &mut Outcome,
-    ) -> bool {
-        let Some(pos) = kept.iter().position(|(n, _)| self.draining(n)) else {
-            return false;
-        };
-        let Some(from) = kept.get(pos).copied() else {
-            return false;
-        };
-        let others: Vec<NodeId> = kept
-            .iter()
-            .filter(|(_, a)| a.instance != from.1.instance)
-            .map(|(n, _)| *n)
-            .collect();
-        let req = self.request(d, others.len() + 1);
-        let p = place_indexed(
-            &self.fleet,
-            Some(&self.countries),
-            &others,
-            &req,
-            self.snap.start,
-        );
-        match p.added.first() {
-            Some(target) => self.start_move(d, from, *target, MoveReason::Drain, out),
-            None => {
-                let k = kept.iter().filter(|(n, _)| self.draining(n)).count();
-                let why = p.shortfall.map_or_else(String::new, |s| format!(": {s}"));
-                out.conditions.push(Condition {
-                    kind: ConditionKind::Drain,
-                    detail: format!(
-                        "{} on draining nodes with nowhere to go{why}",
-                        count(k, "replica", "replicas")
-                    ),
-                });
-            }
-        }
-        true
-    }
-
-    /// Starts the move that raises the spread the most, if the fleet allows one.
-    fn start_spread_move(
-        &mut self,
-        d: &Deployment,
-        kept: &[Replica<'a>],
-        got: Achieved,
-        avail: (usize, usize),
-        out: &mut Outcome,
-    ) {
-        let spread = self.request(d, 0).spread;
-        let n = got.replicas;
-        let score = |a: &Achieved| {
-            (
-                if spread.country { a.countries } else { 0 },
-                if spread.isp { a.isps } else { 0 },
-            )
-        };
-        let can_gain = (spread.country && got.countries < n && avail.0 > got.countries)
-            || (spread.isp && got.isps < n && avail.1 > got.isps);
-        if !can_gain {
-            return;
-        }
-        let before = score(&got);
-        // Replicas sharing a country (or an ISP) with another are the ones worth moving.
-        for from in kept.iter().rev().take(16) {
-            let others: Vec<NodeId> = kept
-                .iter()
-                .filter(|(_, a)| a.instance != from.1.instance)
-                .map(|(n, _)| *n)
-                .collect();
-            let req = self.request(d, others.len() + 1);
-            let p = place_indexed(
-                &self.fleet,
-                Some(&self.countries),
-                &others,
-                &req,
-                self.snap.start,
-            );
-            let Some(target) = p.added.first().copied() else {
-                continue;
-            };
-            let mut after_nodes: Vec<&Candidate> =
-                others.iter().filter_map(|o| self.candidate(o)).collect();
-            after_nodes.extend(self.candidate(&target));
-            if score(&achieved(&after_nodes)) > before {
-                self.start_move(d, *from, target, MoveReason::Spread, out);
-                return;
-            }
-        }
-    }
-
-    fn start_move(
-        &mut self,
-        d: &Deployment,
-        from: Replica<'a>,
-        target: NodeId,
-        why: MoveReason,
-        out: &mut Outcome,
-    ) {
-        let mut k = 0;
-        let Some(id) = self.fresh_id(&d.spec.name, &mut k) else {
-            return;
-        };
-        self.budget = self.budget.saturating_sub(1);
-        let m = Move {
-            from: from.1.instance.clone(),
-            from_node: from.0,
-            to: id.clone(),
-            to_node: target,
-            reason: why,
-            started_ms: self.snap.now_ms,
-        };
-        let text = format!(
-            "{} on {} to replace {} on {} ({}); the old copy stops once the new one is ready",
-            m.to,
-            self.describe(&target),
-            m.from,
-            self.describe(&from.0),
-            reason(why)
-        );
-        out.events.push(event(EventKind::Moving, text));
-        self.place(target, d, id);
-        out.moving = Some(m);
-    }
 }
 
-fn reason(r: MoveReason) -> &'static str {
-    match r {
-        MoveReason::Drain => "its node is draining",
-        MoveReason::Spread => "restoring the spread",
-    }
-}
-
-fn event(kind: EventKind, text: String) -> Event {
+/// `event(kind, text)`.
+pub(super) fn event(kind: EventKind, text: String) -> Event {
     Event { kind, text }
-}
-
-fn abandoned(m: &Move, why: &str) -> Event {
-    event(
-        EventKind::MoveAbandoned,
-        format!("{} stays on its node: {why}", m.from),
-    )
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use hearth_protocol::messages::state::InstanceId;
 use serde::{Deserialize, Serialize};
 
-use super::plan::{ConditionKind, Event, EventKind, Move, Outcome};
+use super::model::{ConditionKind, Event, EventKind, Move, Outcome};
 
 /// Version of the stored status record.
 pub const STATUS_VERSION: u32 = 1;
@@ -116,7 +116,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use super::*;
-    use crate::scheduler::plan::Condition;
+    use crate::scheduler::model::Condition;
 
     fn outcome(conditions: &[(ConditionKind, &str)]) -> Outcome {
         Outcome {
