@@ -10,7 +10,7 @@ use super::model::{
     Condition, ConditionKind, Deployment, Event, EventKind, Move, MoveReason, Outcome,
 };
 use super::plan::{Pass, Replica, event};
-use crate::placement::{Achieved, Candidate, achieved, count, place_indexed};
+use crate::placement::{Achieved, Candidate, Placement, achieved, count, place_indexed};
 use crate::rollout::Readiness;
 
 impl<'a> Pass<'a> {
@@ -111,19 +111,7 @@ impl<'a> Pass<'a> {
         let Some(from) = kept.get(pos).copied() else {
             return false;
         };
-        let others: Vec<NodeId> = kept
-            .iter()
-            .filter(|(_, a)| a.instance != from.1.instance)
-            .map(|(n, _)| *n)
-            .collect();
-        let req = self.request(d, others.len() + 1);
-        let p = place_indexed(
-            &self.fleet,
-            Some(&self.countries),
-            &others,
-            &req,
-            self.snap.start,
-        );
+        let (_, p) = self.instead_of(d, kept, from);
         match p.added.first() {
             Some(target) => self.start_move(d, from, *target, MoveReason::Drain, out),
             None => {
@@ -139,6 +127,30 @@ impl<'a> Pass<'a> {
             }
         }
         true
+    }
+
+    /// Where a copy of `from` would go if it left: the other replicas' nodes, and the placement
+    /// of one replica beside them.
+    fn instead_of(
+        &self,
+        d: &Deployment,
+        kept: &[Replica<'a>],
+        from: Replica<'a>,
+    ) -> (Vec<NodeId>, Placement) {
+        let others: Vec<NodeId> = kept
+            .iter()
+            .filter(|(_, a)| a.instance != from.1.instance)
+            .map(|(n, _)| *n)
+            .collect();
+        let req = self.request(d, others.len() + 1);
+        let p = place_indexed(
+            &self.fleet,
+            Some(&self.countries),
+            &others,
+            &req,
+            self.snap.start,
+        );
+        (others, p)
     }
 
     /// Starts the move that raises the spread the most, if the fleet allows one.
@@ -166,19 +178,7 @@ impl<'a> Pass<'a> {
         let before = score(&got);
         // Replicas sharing a country (or an ISP) with another are the ones worth moving.
         for from in kept.iter().rev().take(16) {
-            let others: Vec<NodeId> = kept
-                .iter()
-                .filter(|(_, a)| a.instance != from.1.instance)
-                .map(|(n, _)| *n)
-                .collect();
-            let req = self.request(d, others.len() + 1);
-            let p = place_indexed(
-                &self.fleet,
-                Some(&self.countries),
-                &others,
-                &req,
-                self.snap.start,
-            );
+            let (others, p) = self.instead_of(d, kept, from);
             let Some(target) = p.added.first().copied() else {
                 continue;
             };

@@ -340,34 +340,37 @@ impl<'a> Pass<'a> {
         }
         let avail = available(&self.fleet, Some(&self.countries), chosen, req);
         let where_ = scope(req);
-        let list = |names: BTreeSet<String>| names.into_iter().collect::<Vec<_>>().join(", ");
+        let mut push =
+            |kind, got: usize, avail: usize, names: BTreeSet<String>, unit: (&str, &str)| {
+                let names = names.into_iter().collect::<Vec<_>>().join(", ");
+                let mut detail = format!("{got} of {n} {} ({names})", unit.1);
+                if avail < n {
+                    detail.push_str(&format!(
+                        ": only {} with room {where_}",
+                        count(avail, unit.0, unit.1)
+                    ));
+                }
+                out.conditions.push(Condition { kind, detail });
+            };
         if short_c {
-            let names = list(chosen.iter().map(|c| c.country.to_string()).collect());
-            let mut detail = format!("{} of {n} countries ({names})", got.countries);
-            if avail.0 < n {
-                detail.push_str(&format!(
-                    ": only {} with room {where_}",
-                    count(avail.0, "country", "countries")
-                ));
-            }
-            out.conditions.push(Condition {
-                kind: ConditionKind::Countries,
-                detail,
-            });
+            let names = chosen.iter().map(|c| c.country.to_string()).collect();
+            push(
+                ConditionKind::Countries,
+                got.countries,
+                avail.0,
+                names,
+                ("country", "countries"),
+            );
         }
         if short_i {
-            let names = list(chosen.iter().map(|c| c.isp.clone()).collect());
-            let mut detail = format!("{} of {n} ISPs ({names})", got.isps);
-            if avail.1 < n {
-                detail.push_str(&format!(
-                    ": only {} with room {where_}",
-                    count(avail.1, "ISP", "ISPs")
-                ));
-            }
-            out.conditions.push(Condition {
-                kind: ConditionKind::Isps,
-                detail,
-            });
+            let names = chosen.iter().map(|c| c.isp.clone()).collect();
+            push(
+                ConditionKind::Isps,
+                got.isps,
+                avail.1,
+                names,
+                ("ISP", "ISPs"),
+            );
         }
         Some(avail)
     }

@@ -94,11 +94,28 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }
 
+/// `println!` whose failure (a closed pipe, a full disk) is returned, not a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     hearth_transport::init_logging();
     match main_inner(Args::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `hearth-node status | head -1`: the reader went away; exit as SIGPIPE would.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            std::process::ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -146,7 +163,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             if let Some(bytes) = root {
                 TrustStore::open(&data_dir.join("tuf"))?.pin_root(&bytes)?;
             }
-            println!("{}", e.node);
+            outln!("{}", e.node)?;
             eprintln!(
                 "enrolled with master {}; start with `hearth-node run --data-dir {}`",
                 e.master,
@@ -225,22 +242,23 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             if json {
                 let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "link": link, "instances": instances,
                     "trust": { "pinned": pinned, "versions": versions } });
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                println!("node:     {}", enrolment.node);
-                println!(
+                outln!("node:     {}", enrolment.node)?;
+                outln!(
                     "trust:    {} (root v{}, targets v{}, snapshot v{}, timestamp v{})",
                     if pinned { "root pinned" } else { "no root yet" },
                     versions.first().unwrap_or(&0),
                     versions.get(1).unwrap_or(&0),
                     versions.get(2).unwrap_or(&0),
                     versions.get(3).unwrap_or(&0)
-                );
-                println!(
+                )?;
+                outln!(
                     "master:   {} at {}",
-                    enrolment.master, enrolment.master_addr
-                );
-                println!(
+                    enrolment.master,
+                    enrolment.master_addr
+                )?;
+                outln!(
                     "link:     {} (sessions {}, revision {})",
                     if link.state.is_empty() {
                         "not running"
@@ -249,13 +267,13 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     },
                     link.sessions,
                     link.revision
-                );
+                )?;
                 if let Some(e) = link.last_error {
-                    println!("last error: {e}");
+                    outln!("last error: {e}")?;
                 }
                 let list = instances.as_object().cloned().unwrap_or_default();
                 if list.is_empty() {
-                    println!("instances: none");
+                    outln!("instances: none")?;
                 }
                 for (id, i) in list {
                     let phase = i
@@ -267,10 +285,10 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                         .and_then(|v| v.as_u64())
                         .map_or(String::new(), |p| format!(" pid {p}"));
                     let health = i.get("health").and_then(|v| v.as_str()).unwrap_or("?");
-                    println!(
+                    outln!(
                         "instance: {id} {phase}{pid} health {health} restarts {}",
                         i.get("restarts").and_then(|v| v.as_u64()).unwrap_or(0)
-                    );
+                    )?;
                 }
             }
         }
