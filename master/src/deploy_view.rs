@@ -57,6 +57,12 @@ fn shown(ctx: &Context, node: &NodeId, a: &Assignment, now: u64) -> (Shown, Valu
             Liveness::Pending => Some(("unknown", "node never connected".into())),
         },
     };
+    // Endpoints on a node that is not up are not known to be reachable: none are shown.
+    let endpoints = if node_issue.is_some() {
+        json!([])
+    } else {
+        endpoints
+    };
     let report = status.as_ref().map(|s| &s.report);
     let s = match (node_issue, report) {
         (Some((state, why)), _) => Shown {

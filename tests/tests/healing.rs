@@ -178,6 +178,7 @@ async fn partial_deployments_run_what_fits_and_heal_onto_the_one_free_home() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let shown = cli_ok(&m, &["deployment", "show", "be-only"]);
+    eprintln!("{shown}");
     assert!(
         shown.contains("deployment be-only: 3 replicas wanted, 2 running"),
         "{shown}"
@@ -264,6 +265,7 @@ async fn spread_is_restored_after_the_outage_and_drains_start_the_new_copy_first
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let shown = cli_ok(&m, &["deployment", "show", "web"]);
+    eprintln!("{shown}");
     assert!(shown.contains("degraded since"), "{shown}");
 
     // FR returns: a replica moves back, make-before-break: never fewer than 3 serving.

@@ -82,7 +82,7 @@ fn at(ms: u64) -> String {
     let clock = i64::try_from(ms)
         .ok()
         .and_then(chrono::DateTime::from_timestamp_millis)
-        .map_or_else(|| "?".to_owned(), |t| t.format("%H:%M:%S").to_string());
+        .map_or_else(|| "?".to_owned(), |t| t.format("%H:%M:%S UTC").to_string());
     format!("{clock} ({})", relative(ms))
 }
 
@@ -138,7 +138,7 @@ pub(super) fn deployment(name: &str, v: &Value) -> anyhow::Result<()> {
     }
     for c in &conditions {
         outln!(
-            "note:      {} (since {})",
+            "note:      {}; since {}",
             c.get("detail").and_then(Value::as_str).unwrap_or("?"),
             at(c.get("since_ms").and_then(Value::as_u64).unwrap_or(0))
         )?;
@@ -181,7 +181,7 @@ pub(super) fn deployment(name: &str, v: &Value) -> anyhow::Result<()> {
         outln!(
             "{:<20} {:<14} {:<14} {:<12} {:<3} {:<9} {:<9} {:<22} {:<18} {}",
             text("instance"),
-            node.get(..13).unwrap_or(&node),
+            node.get(..11).unwrap_or(&node),
             text("home"),
             text("isp"),
             text("country"),
@@ -203,7 +203,7 @@ pub(super) fn deployment(name: &str, v: &Value) -> anyhow::Result<()> {
     for e in events {
         let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
         outln!(
-            "  {}  {:<14} {}",
+            "  {:<26} {:<14} {}",
             at(e.get("at_ms").and_then(Value::as_u64).unwrap_or(0)),
             s("kind"),
             s("text")
