@@ -312,10 +312,17 @@ impl<'a> Pass<'a> {
             }
         } else if kept.iter().any(|(n, _)| self.draining(n)) && out.moving.is_none() {
             let k = kept.iter().filter(|(n, _)| self.draining(n)).count();
+            let why = if !whole {
+                "waiting for the deployment to be whole before moving"
+            } else if out.calm_until_ms > now {
+                "a move failed; retrying shortly"
+            } else {
+                "waiting for the re-placement budget"
+            };
             out.conditions.push(Condition {
                 kind: ConditionKind::Drain,
                 detail: format!(
-                    "{} on draining nodes, waiting for the deployment to be whole before moving",
+                    "{} on draining nodes, {why}",
                     count(k, "replica", "replicas")
                 ),
             });
