@@ -9,8 +9,7 @@
 //! ```
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use hearth_protocol::{Hex, MasterId, SecretKey};
@@ -129,20 +128,16 @@ impl DataDir {
         path: &Path,
         addr: std::net::SocketAddr,
     ) -> Result<(), DataDirError> {
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, format!("{addr}\n")).map_err(io(&tmp))?;
-        fs::rename(&tmp, path).map_err(io(path))
+        crate::durable::write(path, format!("{addr}\n").as_bytes(), None).map_err(io(path))
     }
 }
 
-/// Creates `path` with mode 0600 and writes `content`, synced to disk.
+/// Creates `path` with mode 0600 and writes `content` durably; refuses to replace a file.
 pub fn write_secret(path: &Path, content: &str) -> Result<(), DataDirError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(path))?;
-    f.write_all(content.as_bytes()).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
+    if path.exists() {
+        return Err(io(path)(std::io::Error::from(
+            std::io::ErrorKind::AlreadyExists,
+        )));
+    }
+    crate::durable::write(path, content.as_bytes(), Some(0o600)).map_err(io(path))
 }

@@ -15,6 +15,7 @@ pub mod context;
 pub mod data_dir;
 pub mod deploy_api;
 pub mod deploy_view;
+pub mod durable;
 pub mod enrol;
 pub mod fetch;
 pub mod fleet;

@@ -3,7 +3,6 @@
 //! nodes with `fetch_metadata`. The master does not vouch for them — nodes verify everything —
 //! but it reads the targets listing to resolve `NAME@VERSION` and to list recipes.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use hearth_protocol::Sha256;
@@ -57,7 +56,7 @@ impl Repository {
         })
     }
 
-    /// Stores a metadata file durably (temporary file, sync, rename).
+    /// Stores a metadata file durably (`durable::write`).
     pub fn put(&self, file: &str, data: &[u8]) -> Result<(), RepositoryError> {
         if !is_metadata_file(file) {
             return Err(RepositoryError::BadName(file.to_owned()));
@@ -72,18 +71,8 @@ impl Repository {
                 "no `signed` and `signatures` members".into(),
             ));
         }
-        let tmp = self.dir.join(format!(".{file}.{}.tmp", std::process::id()));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.dir.join(file))?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        Ok(result?)
+        crate::durable::write(&self.dir.join(file), data, None)?;
+        Ok(())
     }
 
     /// A metadata file's bytes, `None` when not published.
