@@ -117,11 +117,17 @@ mod tests {
         assert_eq!(std::fs::read(store.path(&sha)).unwrap(), data);
         // A 0-byte leftover (as an interrupted non-durable write left) is not "already stored".
         std::fs::write(store.path(&sha), b"").unwrap();
-        assert!(store.put(&sha, &data).unwrap(), "repaired, not already stored");
+        assert!(
+            store.put(&sha, &data).unwrap(),
+            "repaired, not already stored"
+        );
         assert_eq!(std::fs::read(store.path(&sha)).unwrap(), data);
         // Same size, other bytes: the hash tells.
         std::fs::write(store.path(&sha), vec![8u8; 8 << 20]).unwrap();
         assert!(store.put(&sha, &data).unwrap());
-        assert!(!store.put(&sha, &data).unwrap(), "whole now: already stored");
+        assert!(
+            !store.put(&sha, &data).unwrap(),
+            "whole now: already stored"
+        );
     }
 }

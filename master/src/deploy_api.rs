@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use crate::api::{ApiError, bad_request, blocking, rejection};
 use crate::context::Context;
 use crate::deploy_view::{EVENTS_SHOWN, forecast, view};
+use crate::request_check;
 use crate::rollout::{DEFAULT_DEADLINE_MS, Rollout};
-use crate::scheduler::{DeploymentSpec, recipe_info};
+use crate::scheduler::{DeploymentSpec, recipe_info, recipe_params};
 use crate::store::{NodeRecord, Store, StoreError, StoredDeployment};
 
 /// `POST /v1/deployments`: creates or replaces a deployment; the scheduler places it.
@@ -45,6 +46,9 @@ pub async fn put_deployment(
     }
     let info = recipe_info(&ctx, &spec.recipe)
         .map_err(|e| ApiError(StatusCode::CONFLICT, "recipe_missing", e))?;
+    let declared = recipe_params(&ctx, &spec.recipe).ok();
+    request_check::params(declared.as_ref(), &spec.params).map_err(bad_request)?;
+    request_check::labels(&spec.labels).map_err(bad_request)?;
     let asked = spec.clone();
     let stored = write(&ctx, spec.name.to_string(), move |_| Ok(spec.clone()), None).await?;
     // What the fleet cannot give now: said at once, while the request is stored all the same.
@@ -85,6 +89,7 @@ pub async fn update_deployment(
     };
     recipe_info(&ctx, &req.recipe)
         .map_err(|e| ApiError(StatusCode::CONFLICT, "recipe_missing", e))?;
+    let declared = recipe_params(&ctx, &req.recipe).ok();
     let recipe = req.recipe;
     let missing = name.clone();
     let stored = write(
@@ -92,6 +97,8 @@ pub async fn update_deployment(
         name,
         move |old| {
             let mut spec = old.ok_or_else(|| unknown(&missing))?.clone();
+            // The new recipe must take the parameters the deployment gives.
+            request_check::params(declared.as_ref(), &spec.params).map_err(bad_request)?;
             spec.recipe = recipe.clone();
             Ok(spec)
         },

@@ -25,6 +25,7 @@ pub mod placement;
 pub mod ratelimit;
 pub mod recipe_api;
 pub mod repository;
+pub mod request_check;
 pub mod rollout;
 pub mod scheduler;
 pub mod server;

