@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::fleet::display_state;
-use crate::store::{AdminState, NodeRecord, StoreError, TokenRecord};
+use crate::store::{AdminChange, AdminState, NodeRecord, StoreError, TokenRecord};
 use hearth_transport::close;
 
 /// Token ids drawn before giving up when each is taken already.
@@ -397,17 +397,33 @@ async fn node_action(
     };
     let mut record = load_node(&ctx, id).await?;
     let current = ctx.fleet.live(&id).map_or(record.admin, |l| l.admin);
-    if current == AdminState::Revoked && target != AdminState::Revoked {
-        return Err(ApiError(
+    let revoked = || {
+        ApiError(
             StatusCode::CONFLICT,
             "node_revoked",
             format!("node {id} is revoked; a revoked node must enrol again with a new key"),
-        ));
-    }
+        )
+    };
     let store = ctx.store.clone();
-    blocking(move || store.set_admin(&id, target)).await?;
+    match blocking(move || store.set_admin(&id, target)).await? {
+        AdminChange::Set => {}
+        AdminChange::Revoked => return Err(revoked()),
+        AdminChange::Unknown => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "unknown_node",
+                format!("no node {id} is enrolled"),
+            ));
+        }
+    }
     record.admin = target;
-    if let Some(conn) = ctx.fleet.set_admin(&id, target) {
+    // The fleet keeps the same rule, so the order of two racing requests' fleet updates cannot
+    // undo a revoke either.
+    let (applied, conn) = ctx.fleet.set_admin(&id, target);
+    if !applied {
+        return Err(revoked());
+    }
+    if let Some(conn) = conn {
         let code = if target == AdminState::Revoked {
             close::REVOKED
         } else {

@@ -266,16 +266,22 @@ impl Fleet {
         out
     }
 
-    /// Sets the administrative state; returns the open connection if it must be cut now.
-    pub fn set_admin(&self, node: &NodeId, admin: AdminState) -> Option<quinn::Connection> {
+    /// Sets the administrative state (a revoked node stays revoked: false then); returns
+    /// whether it was set and the open connection if it must be cut now.
+    pub fn set_admin(&self, node: &NodeId, admin: AdminState) -> (bool, Option<quinn::Connection>) {
         let mut nodes = self.write();
-        let entry = nodes.get_mut(node)?;
+        let Some(entry) = nodes.get_mut(node) else {
+            return (true, None);
+        };
+        if entry.admin == AdminState::Revoked && admin != AdminState::Revoked {
+            return (false, None);
+        }
         entry.admin = admin;
         self.changed();
         if admin.admits_sessions() {
-            None
+            (true, None)
         } else {
-            entry.session.take().map(|(_, c)| c)
+            (true, entry.session.take().map(|(_, c)| c))
         }
     }
 

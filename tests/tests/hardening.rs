@@ -126,3 +126,55 @@ async fn parallel_uploads_of_one_blob_all_succeed_and_store_it_whole() {
     assert_eq!(status.as_u16(), 201, "repaired, not 'already stored'");
     assert!(std::fs::read(m.dir.join("blobs").join(sha.to_string())).unwrap() == data);
 }
+
+#[tokio::test]
+async fn a_racing_activate_never_undoes_a_revoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), FAST);
+    for round in 0..6 {
+        let dir = tmp.path().join(format!("n{round}"));
+        let (node, _) = hearth_tests::node::enrol_node(&dir, m.quic, &m.token(&[]))
+            .await
+            .unwrap();
+        let action = |verb: &'static str| {
+            let (http, token) = (m.http, m.token.clone());
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(format!("http://{http}/v1/nodes/{node}/{verb}"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap()
+            })
+        };
+        let mut racing: Vec<_> = (0..12).map(|_| action("activate")).collect();
+        racing.insert(6, action("revoke"));
+        let mut revoked = false;
+        for (i, r) in racing.into_iter().enumerate() {
+            let status = r.await.unwrap();
+            if i == 6 {
+                assert_eq!(status, 200, "the revoke itself");
+                revoked = true;
+            } else {
+                assert!(status == 200 || status == 409, "activate answered {status}");
+            }
+        }
+        assert!(revoked);
+        let (_, v) = m.get(&format!("/v1/nodes/{node}")).await;
+        assert_eq!(v["admin"], "revoked", "round {round}: {v}");
+        // And it stays so: an activate now is refused.
+        assert_eq!(action("activate").await.unwrap(), 409);
+    }
+    // After a restart (state from the store, not memory) it is still revoked.
+    let m = m.kill9_and_restart();
+    let (_, nodes) = m.get("/v1/nodes").await;
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["admin"] == "revoked"),
+        "{nodes}"
+    );
+}

@@ -113,6 +113,17 @@ impl fmt::Display for AdminState {
     }
 }
 
+/// What [`Store::set_admin`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminChange {
+    /// The state is set.
+    Set,
+    /// No such node.
+    Unknown,
+    /// The node is revoked: nothing but `revoked` is written.
+    Revoked,
+}
+
 /// A node as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRecord {
@@ -202,8 +213,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
     /// One node.
     fn node(&self, id: &NodeId) -> Result<Option<NodeRecord>, StoreError>;
-    /// Sets a node's administrative state. `Ok(false)` if the node is unknown.
-    fn set_admin(&self, id: &NodeId, admin: AdminState) -> Result<bool, StoreError>;
+    /// Sets a node's administrative state, in one conditional write: a revoked node stays
+    /// revoked whatever races it (a revoked key must enrol again).
+    fn set_admin(&self, id: &NodeId, admin: AdminState) -> Result<AdminChange, StoreError>;
     /// Persists liveness changes in one transaction.
     fn record_liveness(&self, updates: &[LivenessUpdate]) -> Result<(), StoreError>;
     /// Places `spec` on `node` at the next generation of its instance, counting generations of

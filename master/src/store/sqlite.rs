@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::migrations;
 use super::{
-    AdminState, EventRecord, LivenessUpdate, NodeRecord, RedeemError, StatusUpdate, Store,
-    StoreError, StoredDeployment, TokenRecord, history,
+    AdminChange, AdminState, EventRecord, LivenessUpdate, NodeRecord, RedeemError, StatusUpdate,
+    Store, StoreError, StoredDeployment, TokenRecord, history,
 };
 
 /// Version of the JSON encoding of [`NodeFacts`] in the `nodes.facts` column.
@@ -255,12 +255,30 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn set_admin(&self, id: &NodeId, admin: AdminState) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
-            "UPDATE nodes SET admin = ?2 WHERE id = ?1",
+    fn set_admin(&self, id: &NodeId, admin: AdminState) -> Result<AdminChange, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // The condition is in the write itself: a check followed by a plain write would let an
+        // activate racing a revoke undo it.
+        let n = tx.execute(
+            "UPDATE nodes SET admin = ?2 WHERE id = ?1 AND (admin <> 'revoked' OR ?2 = 'revoked')",
             params![id.to_string(), admin.as_str()],
         )?;
-        Ok(n == 1)
+        let change = if n == 1 {
+            AdminChange::Set
+        } else {
+            let known: Option<i64> = tx
+                .query_row("SELECT 1 FROM nodes WHERE id = ?1", [id.to_string()], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match known {
+                Some(_) => AdminChange::Revoked,
+                None => AdminChange::Unknown,
+            }
+        };
+        tx.commit()?;
+        Ok(change)
     }
 
     fn record_liveness(&self, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
