@@ -82,7 +82,7 @@ async fn partial_deployments_run_what_fits_and_heal_onto_the_one_free_home() {
     );
     assert!(!stderr.contains("labels"), "no labels were asked: {stderr}");
     let five = eventually(WAIT, async || {
-        Some(view(&m, "big").await).filter(|d| serving(d).len() == 5)
+        Some(view(&m, "big").await).filter(|d| serving(d).len() == 5 && !notes(d).is_empty())
     })
     .await;
     let d =
@@ -138,7 +138,10 @@ async fn partial_deployments_run_what_fits_and_heal_onto_the_one_free_home() {
     let healed = eventually(WAIT, async || {
         let d = view(&m, "be-only").await;
         let s = serving(&d);
-        (s.len() == 2 && s.iter().any(|(_, n)| *n == free)).then_some(d)
+        let said = notes(&d)
+            .iter()
+            .any(|n| n.starts_with("2 of 3 replicas placed"));
+        (s.len() == 2 && s.iter().any(|(_, n)| *n == free) && said).then_some(d)
     })
     .await;
     let d = healed.unwrap_or_else(|| {
@@ -231,7 +234,12 @@ async fn spread_is_restored_after_the_outage_and_drains_start_the_new_copy_first
     nodes[1].kill9();
     let degraded = eventually(WAIT, async || {
         let d = view(&m, "web").await;
-        (serving(&d).len() == 3 && d["spread"]["countries"] == 2).then_some(d)
+        let said = d["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "countries");
+        (serving(&d).len() == 3 && d["spread"]["countries"] == 2 && said).then_some(d)
     })
     .await
     .unwrap_or_else(|| panic!("not re-placed: {}\n{}", futures_view(&m, "web"), m.log()));
@@ -275,7 +283,9 @@ async fn spread_is_restored_after_the_outage_and_drains_start_the_new_copy_first
         let d = view(&m, "web").await;
         fewest = fewest.min(serving(&d).len());
         let done = d["spread"]["countries"] == 3 && d["replicas"].as_array().unwrap().len() == 3;
-        (done && serving(&d).len() == 3).then_some(d)
+        // The status is stored right after the pass's changes: wait for both.
+        let settled = d["conditions"].as_array().unwrap().is_empty() && d["moving"].is_null();
+        (done && settled && serving(&d).len() == 3).then_some(d)
     })
     .await
     .unwrap_or_else(|| {
