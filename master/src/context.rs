@@ -32,4 +32,6 @@ pub struct Context {
     pub probes: crate::audit::Probes,
     /// SHA-256 of the admin API token.
     pub admin_token_hash: hearth_protocol::Sha256,
+    /// Refused enrolments a peer can make us log: rate-limited like refused handshakes.
+    pub enrol_log: std::sync::Mutex<crate::ratelimit::LogLimiter>,
 }

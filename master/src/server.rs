@@ -106,6 +106,7 @@ pub async fn serve(
         scheduler: crate::scheduler::SchedulerState::default(),
         probes: crate::audit::Probes::new(),
         admin_token_hash,
+        enrol_log: std::sync::Mutex::new(crate::ratelimit::LogLimiter::new(10, 60)),
     });
 
     let identity = Identity::new(&key, "hearth-master")?;

@@ -111,7 +111,14 @@ async fn enrol(conn: quinn::Connection, ctx: &Context) {
     };
     if let Message::Error(e) = &reply {
         ctx.metrics.enrolment(e.code.as_str());
-        tracing::info!(code = %e.code, "enrolment refused: {}", e.message);
+        let allowed = ctx
+            .enrol_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(now_ms());
+        if let Some(suppressed) = allowed {
+            tracing::info!(code = %e.code, suppressed, "enrolment refused: {}", e.message);
+        }
     } else {
         ctx.metrics.enrolment("accepted");
     }

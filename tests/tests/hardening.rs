@@ -178,3 +178,35 @@ async fn a_racing_activate_never_undoes_a_revoke() {
         "{nodes}"
     );
 }
+
+#[tokio::test]
+async fn refused_enrolments_are_logged_at_a_bounded_rate_and_say_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), FAST);
+    let good = m.token(&[]);
+    let parts: Vec<&str> = good.split(':').collect();
+    let secret = "0".repeat(parts[2].len());
+    let bad = format!("{}:{}:{secret}:{}", parts[0], parts[1], parts[3]);
+    let mut message = String::new();
+    for i in 0..60 {
+        let dir = tmp.path().join(format!("bad{i}"));
+        let e = hearth_tests::node::enrol_node(&dir, m.quic, &bad)
+            .await
+            .unwrap_err();
+        message = e.to_string();
+    }
+    assert!(message.contains("copy the whole token"), "{message}");
+    let lines = m
+        .log()
+        .lines()
+        .filter(|l| l.contains("enrolment refused"))
+        .count();
+    assert!(
+        (1..=25).contains(&lines),
+        "{lines} log lines for 60 refused enrolments"
+    );
+    // The good token still works.
+    hearth_tests::node::enrol_node(&tmp.path().join("good"), m.quic, &good)
+        .await
+        .unwrap();
+}

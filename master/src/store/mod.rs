@@ -40,7 +40,9 @@ pub enum StoreError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RedeemError {
     /// Unknown id, or the secret does not match.
-    #[error("the enrolment token is not valid for this master")]
+    #[error(
+        "this master knows no enrolment token with this id and secret: copy the whole token (ht1:…) again, or ask the cooperative for a new one"
+    )]
     Invalid,
     /// Past its expiry.
     #[error("the enrolment token has expired; ask the cooperative for a new one")]
