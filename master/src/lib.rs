@@ -19,6 +19,7 @@ pub mod durable;
 pub mod enrol;
 pub mod fetch;
 pub mod fleet;
+pub mod http;
 pub mod liveness;
 pub mod metrics;
 pub mod placement;

@@ -57,6 +57,8 @@ pub struct ServeOptions {
     /// threads (10k sessions at a 5 s interval fit well within one core). More threads help
     /// only with bursts of TLS handshakes, as after a master restart.
     pub quic_threads: usize,
+    /// Limits of the HTTP listener (timeouts, connection cap).
+    pub http_limits: crate::http::HttpLimits,
 }
 
 impl Default for ServeOptions {
@@ -68,6 +70,7 @@ impl Default for ServeOptions {
             max_frame: DEFAULT_MAX_FRAME,
             tuning: TransportTuning::default(),
             quic_threads: 1,
+            http_limits: crate::http::HttpLimits::default(),
         }
     }
 }
@@ -152,16 +155,12 @@ pub async fn serve(
     let scheduler = tokio::spawn(crate::scheduler::run(ctx.clone(), stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
     let app = crate::api::router(ctx.clone());
+    let limits = opts.http_limits;
     let http = tokio::spawn(async move {
         let stopped = async move {
             let _ = http_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        crate::http::serve(listener, app, limits, stopped).await;
     });
 
     let mut stop = stop_rx;

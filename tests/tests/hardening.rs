@@ -94,7 +94,7 @@ async fn parallel_uploads_of_one_blob_all_succeed_and_store_it_whole() {
         statuses.iter().all(|s| *s == 200 || *s == 201),
         "{statuses:?}"
     );
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count() >= 1, true);
+    assert!(statuses.contains(&201), "{statuses:?}");
     let stored = std::fs::read(m.dir.join("blobs").join(sha.to_string())).unwrap();
     assert!(
         stored == data,
@@ -209,4 +209,74 @@ async fn refused_enrolments_are_logged_at_a_bounded_rate_and_say_what_to_do() {
     hearth_tests::node::enrol_node(&tmp.path().join("good"), m.quic, &good)
         .await
         .unwrap();
+}
+
+/// Reads until the peer closes or answers; true if that happened within `limit`.
+async fn ends_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 1024];
+    // An end, an error or an answer (e.g. 408): the master did not wait for ever.
+    tokio::time::timeout(limit, stream.read(&mut buf))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn slow_clients_neither_starve_the_api_nor_stay_open() {
+    use tokio::io::AsyncWriteExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = FAST.to_vec();
+    args.extend([
+        "--http-max-connections",
+        "32",
+        "--http-header-timeout-ms",
+        "1500",
+        "--http-body-timeout-ms",
+        "1500",
+    ]);
+    let m = MasterProc::start(tmp.path(), &args);
+    // 100 connections that send half a request head and wait, more than the cap.
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(m.http).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: master\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    // And one that sends a head and half its body.
+    let mut body = tokio::net::TcpStream::connect(m.http).await.unwrap();
+    body.write_all(
+        format!(
+            "PUT /v1/blobs/{} HTTP/1.1\r\nHost: master\r\nAuthorization: Bearer {}\r\nContent-Length: 1000\r\n\r\n0123456789",
+            "0".repeat(64),
+            m.token
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The API still answers at once.
+    let started = std::time::Instant::now();
+    let health = reqwest::Client::new()
+        .get(format!("http://{}/healthz", m.http))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    assert!(
+        health.as_ref().is_ok_and(|r| r.status().is_success()),
+        "healthz: {health:?} after {:?}",
+        started.elapsed()
+    );
+    // Every slow connection is closed by the master soon after its timeout.
+    for (i, s) in slow.iter_mut().enumerate() {
+        assert!(
+            ends_within(s, Duration::from_secs(6)).await,
+            "slow connection {i} still open"
+        );
+    }
+    assert!(
+        ends_within(&mut body, Duration::from_secs(6)).await,
+        "stalled body still open"
+    );
 }

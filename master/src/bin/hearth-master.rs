@@ -52,6 +52,16 @@ enum Command {
         /// TLS handshakes of many nodes reconnecting at once.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         quic_threads: u16,
+        /// Most HTTP connections at once (kept below the open-files limit; at the cap the
+        /// connection idle longest is closed).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+        http_max_connections: u32,
+        /// Time an HTTP client gets to send its request head, in ms.
+        #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(100..))]
+        http_header_timeout_ms: u64,
+        /// Longest pause in an HTTP request body, in ms.
+        #[arg(long, default_value_t = 30000, value_parser = clap::value_parser!(u64).range(100..))]
+        http_body_timeout_ms: u64,
     },
 }
 
@@ -87,6 +97,9 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             down_after_ms,
             restart_grace_ms,
             quic_threads,
+            http_max_connections,
+            http_header_timeout_ms,
+            http_body_timeout_ms,
         } => {
             if !(heartbeat_ms < suspect_after_ms && suspect_after_ms < down_after_ms) {
                 anyhow::bail!("timeouts must grow: heartbeat < suspect-after < down-after");
@@ -101,6 +114,11 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     restart_grace: Duration::from_millis(restart_grace_ms),
                 },
                 quic_threads: usize::from(quic_threads),
+                http_limits: hearth_master::http::HttpLimits {
+                    max_connections: usize::try_from(http_max_connections).unwrap_or(usize::MAX),
+                    header_timeout: Duration::from_millis(http_header_timeout_ms),
+                    body_timeout: Duration::from_millis(http_body_timeout_ms),
+                },
                 ..ServeOptions::default()
             };
             serve(&DataDir::new(data_dir), opts, shutdown_signal()).await?;
