@@ -185,6 +185,7 @@ pub fn forecast(
         moving: None,
         calm_until_ms: u64::MAX,
         rolling: true,
+        failed: Default::default(),
     }];
     let snap = Snapshot {
         deployments: &deployments,

@@ -178,6 +178,27 @@ async fn one_pass(
         .await
         .map_err(blocking)??;
     let now = crate::clock::now_ms();
+    // Replicas failed for good at their current generation, by deployment (one scan).
+    let mut failed_by_deployment: HashMap<
+        Name,
+        BTreeSet<hearth_protocol::messages::state::InstanceId>,
+    > = HashMap::new();
+    for (node, a) in assignments.iter() {
+        let failed = ctx
+            .fleet
+            .instance_status(&a.instance)
+            .is_some_and(|(n, s)| {
+                n == *node
+                    && s.report.generation == a.generation
+                    && s.report.state == hearth_protocol::messages::state::InstanceState::Failed
+            });
+        if failed {
+            failed_by_deployment
+                .entry(a.deployment.clone())
+                .or_default()
+                .insert(a.instance.clone());
+        }
+    }
     let mut inputs: Vec<Deployment> = Vec::new();
     let mut rollouts = Vec::new();
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
@@ -210,12 +231,14 @@ async fn one_pass(
             .clone()
             .and_then(|r| serde_json::from_value::<crate::rollout::Rollout>(r).ok())
             .is_some_and(|r| r.active());
+        let failed = failed_by_deployment.remove(&spec.name).unwrap_or_default();
         inputs.push(Deployment {
             spec: spec.clone(),
             info,
             moving: old.moving,
             calm_until_ms: old.calm_until_ms,
             rolling,
+            failed,
         });
         rollouts.push((spec, stored));
     }

@@ -31,6 +31,40 @@ pub struct Prepared {
     pub blobs: Vec<Sha256>,
 }
 
+/// Why a partition could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    /// The filesystem failed (a full disk, no descriptors): may work on a retry.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The instance's user could not be set up.
+    #[error("instance user: {0}")]
+    User(String),
+    /// The recipe and assignment cannot make a launch plan (a missing parameter, a bad
+    /// template): the same inputs never will.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl PartitionError {
+    /// Whether a retry can help.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Invalid(_))
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> PartitionError + '_ {
+    move |source| PartitionError::Io {
+        what: path.display().to_string(),
+        source,
+    }
+}
+
 /// `D/instances/<id>`.
 pub fn instance_dir(root: &Path, spec: &Assignment) -> PathBuf {
     root.join("instances").join(spec.instance.as_str())
@@ -44,19 +78,18 @@ pub fn prepare(
     artifacts: BTreeMap<String, PathBuf>,
     advertise: IpAddr,
     isolate: bool,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, PartitionError> {
     let dir = instance_dir(root, spec);
     let data = dir.join("data");
-    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    std::fs::create_dir_all(&data).map_err(io(&data))?;
     let (run_as, artifacts) = if isolate {
-        let run_as = users::ensure_user(&spec.instance)?;
+        let run_as = users::ensure_user(&spec.instance).map_err(PartitionError::User)?;
         for p in [root, &root.join("instances"), &dir] {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711))
-                .map_err(|e| format!("{}: {e}", p.display()))?;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).map_err(io(p))?;
         }
-        users::chown_tree(&data, run_as)?;
+        users::chown_tree(&data, run_as).map_err(PartitionError::User)?;
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("{}: {e}", data.display()))?;
+            .map_err(io(&data))?;
         (Some(run_as), private_copies(&dir, artifacts)?)
     } else {
         (None, artifacts)
@@ -74,12 +107,13 @@ pub fn prepare(
         dir: Some(&dir),
         data: Some(&data),
     };
-    let program = PathBuf::from(expand(&r.run.command, &ctx)?);
+    let expand = |text: &str| expand(text, &ctx).map_err(PartitionError::Invalid);
+    let program = PathBuf::from(expand(&r.run.command)?);
     let args = r
         .run
         .args
         .iter()
-        .map(|a| expand(a, &ctx))
+        .map(|a| expand(a))
         .collect::<Result<Vec<_>, _>>()?;
     let mut env = BTreeMap::from([
         ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
@@ -88,7 +122,7 @@ pub fn prepare(
         ("HEARTH_AGENT_DIR".to_owned(), root.display().to_string()),
     ]);
     for (k, v) in &r.run.env {
-        env.insert(k.clone(), expand(v, &ctx)?);
+        env.insert(k.clone(), expand(v)?);
     }
     let port_addr = |name: &str| {
         ports
@@ -103,10 +137,7 @@ pub fn prepare(
         }),
         Some(HealthCheck::Tcp { port }) => port_addr(port).map(|addr| Check::Tcp { addr }),
         Some(HealthCheck::Command { argv }) => Some(Check::Command {
-            argv: argv
-                .iter()
-                .map(|a| expand(a, &ctx))
-                .collect::<Result<_, _>>()?,
+            argv: argv.iter().map(|a| expand(a)).collect::<Result<_, _>>()?,
             dir: dir.clone(),
             run_as,
         }),
@@ -149,9 +180,9 @@ pub fn prepare(
 fn private_copies(
     dir: &Path,
     artifacts: BTreeMap<String, PathBuf>,
-) -> Result<BTreeMap<String, PathBuf>, String> {
+) -> Result<BTreeMap<String, PathBuf>, PartitionError> {
     let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+    std::fs::create_dir_all(&bin).map_err(io(&bin))?;
     let mut out = BTreeMap::new();
     for (name, source) in artifacts {
         let target = bin.join(&name);
@@ -160,10 +191,10 @@ fn private_copies(
             && crate::fetcher::hash_file(&source).ok() == crate::fetcher::hash_file(&target).ok();
         if !same {
             let tmp = bin.join(format!(".{name}.tmp"));
-            std::fs::copy(&source, &tmp).map_err(|e| format!("copy {name}: {e}"))?;
+            std::fs::copy(&source, &tmp).map_err(io(&tmp))?;
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| e.to_string())?;
-            std::fs::rename(&tmp, &target).map_err(|e| format!("{}: {e}", target.display()))?;
+                .map_err(io(&tmp))?;
+            std::fs::rename(&tmp, &target).map_err(io(&target))?;
         }
         out.insert(name, target);
     }
@@ -177,7 +208,7 @@ fn ports(
     dir: &Path,
     spec: &Assignment,
     recipe: &VerifiedRecipe,
-) -> Result<BTreeMap<String, u16>, String> {
+) -> Result<BTreeMap<String, u16>, PartitionError> {
     let path = dir.join("ports.json");
     let mut chosen: BTreeMap<String, u16> = std::fs::read_to_string(&path)
         .ok()
@@ -191,7 +222,10 @@ fn ports(
             (None, None) => {
                 let free = std::net::TcpListener::bind(("127.0.0.1", 0))
                     .and_then(|l| l.local_addr())
-                    .map_err(|e| format!("no free port for `{}`: {e}", p.name))?
+                    .map_err(|e| PartitionError::Io {
+                        what: format!("no free port for `{}`", p.name),
+                        source: e,
+                    })?
                     .port();
                 chosen.insert(p.name.clone(), free);
                 changed = true;
@@ -201,8 +235,9 @@ fn ports(
         out.insert(p.name.clone(), number);
     }
     if changed {
-        let text = serde_json::to_vec_pretty(&chosen).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = serde_json::to_vec_pretty(&chosen)
+            .map_err(|e| PartitionError::Invalid(e.to_string()))?;
+        std::fs::write(&path, text).map_err(io(&path))?;
     }
     Ok(out)
 }
@@ -213,7 +248,7 @@ fn parameters(
     dir: &Path,
     spec: &Assignment,
     recipe: &VerifiedRecipe,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, PartitionError> {
     let path = dir.join("params.json");
     let mut generated: BTreeMap<String, String> = std::fs::read_to_string(&path)
         .ok()
@@ -233,19 +268,22 @@ fn parameters(
                 })
                 .clone(),
             (None, None, false) => {
-                return Err(format!("parameter `{name}` has no value and no default"));
+                return Err(PartitionError::Invalid(format!(
+                    "parameter `{name}` has no value and no default"
+                )));
             }
         };
         p.kind
             .check(&value)
-            .map_err(|e| format!("parameter `{name}`: {e}"))?;
+            .map_err(|e| PartitionError::Invalid(format!("parameter `{name}`: {e}")))?;
         out.insert(name.clone(), value);
     }
     if changed {
-        let text = serde_json::to_vec_pretty(&generated).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = serde_json::to_vec_pretty(&generated)
+            .map_err(|e| PartitionError::Invalid(e.to_string()))?;
+        std::fs::write(&path, text).map_err(io(&path))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(io(&path))?;
     }
     Ok(out)
 }

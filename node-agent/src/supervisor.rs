@@ -467,10 +467,13 @@ async fn trusted_targets(trust: &TrustStore, fetcher: &Fetcher) -> Result<Truste
     crate::trust::ensure_root(trust, fetcher)
         .await
         .map_err(Prepare::Retry)?;
+    // A refresh that fails (the master busy or restarting, no descriptors, a full disk, or
+    // metadata the co-op has yet to re-sign) says nothing final about this recipe: retried with
+    // backoff, its cause reported. Only what is verified against the trusted targets is final.
     trust
         .refresh(QuicTransport(fetcher.clone()))
         .await
-        .map_err(|e| Prepare::Refused(e.to_string()))
+        .map_err(|e| Prepare::Retry(format!("cannot refresh the signed targets: {e}")))
 }
 
 /// Fetches and verifies the recipe and its artifacts, then sets up the partition.
@@ -542,8 +545,13 @@ async fn prepare(
                     .map_err(|e| Prepare::Retry(e.to_string()))?;
             }
         }
-        partition::prepare(&root, &spec, &recipe, artifacts, advertise, isolate)
-            .map_err(Prepare::Refused)
+        partition::prepare(&root, &spec, &recipe, artifacts, advertise, isolate).map_err(|e| {
+            if e.is_transient() {
+                Prepare::Retry(e.to_string())
+            } else {
+                Prepare::Refused(e.to_string())
+            }
+        })
     })
     .await
     .map_err(|e| Prepare::Retry(e.to_string()))?

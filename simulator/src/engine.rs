@@ -308,6 +308,7 @@ impl Sim {
                     moving: None,
                     calm_until_ms: 0,
                     rolling: false,
+                    failed: Default::default(),
                 });
             }
         }

@@ -264,3 +264,29 @@ async fn tampered_artifacts_and_recipes_are_refused_and_nothing_runs() {
     );
     assert!(node.processes_of("web-2").is_empty());
 }
+
+#[tokio::test]
+async fn a_metadata_refresh_that_fails_for_a_moment_is_retried_not_failed_for_good() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), FAST);
+    let node = NodeProc::enrol_and_run(&tmp.path().join("n1"), m.quic, &m.token(&[]));
+    let node_id = node.status()["node"].as_str().unwrap().to_owned();
+    let (recipe, _) = publish(&m).await;
+    // The master cannot serve the signed timestamp for a moment.
+    let timestamp = m.dir.join("repository").join("timestamp.json");
+    let aside = m.dir.join("timestamp.json.aside");
+    std::fs::rename(&timestamp, &aside).unwrap();
+    place(&m, &node_id, "web-0", &recipe, free_port()).await;
+    let v = wait_instance(&m, "web-0", "retrying", |v| {
+        v["state"] == "restarting"
+            && v["message"]
+                .as_str()
+                .is_some_and(|s| s.contains("cannot refresh the signed targets"))
+    })
+    .await;
+    assert_ne!(v["state"], "failed");
+    // The master recovers: the instance runs without anyone touching it.
+    std::fs::rename(&aside, &timestamp).unwrap();
+    wait_instance(&m, "web-0", "running", |v| v["state"] == "running").await;
+    assert_eq!(node.processes_of("web-0").len(), 1);
+}

@@ -1,7 +1,7 @@
 //! The scheduler's vocabulary: what [`super::plan`] reads (deployments with their move under way,
 //! the snapshot, the policy) and what it returns (changes, conditions, events, outcomes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hearth_protocol::NodeId;
 use hearth_protocol::messages::state::{Assignment, InstanceId, Name};
@@ -22,6 +22,9 @@ pub struct Deployment {
     pub calm_until_ms: u64,
     /// A rolling update is under way: no rebalancing move starts meanwhile.
     pub rolling: bool,
+    /// Replicas whose node reports them failed for good at their current generation (the
+    /// recipe refused there, say): re-placed on another node like lost ones.
+    pub failed: BTreeSet<InstanceId>,
 }
 
 /// A replica moving make-before-break: `to` is started first; `from` is removed once `to` is

@@ -155,6 +155,30 @@ impl<'a> Pass<'a> {
         None
     }
 
+    /// Makes `nodes` unschedulable for one placement; returns what to restore.
+    fn hide(&mut self, nodes: &[NodeId]) -> Vec<(usize, bool)> {
+        let mut hidden = Vec::new();
+        for n in nodes {
+            if let Some((i, c)) = self
+                .index
+                .get(n)
+                .and_then(|i| self.fleet.get_mut(*i).map(|c| (*i, c)))
+            {
+                hidden.push((i, c.schedulable));
+                c.schedulable = false;
+            }
+        }
+        hidden
+    }
+
+    fn unhide(&mut self, hidden: Vec<(usize, bool)>) {
+        for (i, was) in hidden {
+            if let Some(c) = self.fleet.get_mut(i) {
+                c.schedulable = was;
+            }
+        }
+    }
+
     pub(super) fn request(&self, d: &Deployment, replicas: usize) -> Request {
         Request {
             replicas,
@@ -187,10 +211,21 @@ impl<'a> Pass<'a> {
             .moving
             .as_ref()
             .and_then(|m| mine.iter().copied().find(|(_, a)| a.instance == m.to));
+        // A replica failed for good on its node is lost to it: re-placed elsewhere (the node is
+        // kept out of that placement), unless a rolling update is judging the new recipe.
+        // One such re-placement per deployment per `retry_ms`, so a recipe that fails everywhere
+        // does not chase itself round the fleet.
+        let retry_failed = !d.rolling && d.calm_until_ms <= now;
+        let failed = |a: &Assignment| retry_failed && d.failed.contains(&a.instance);
         let (mut kept, lost): (Vec<Replica<'a>>, Vec<Replica<'a>>) = mine
             .into_iter()
             .filter(|r| incoming.is_none_or(|i| i.1.instance != r.1.instance))
-            .partition(|(n, _)| self.keeps(n));
+            .partition(|(n, a)| self.keeps(n) && !failed(a));
+        let failed_on: Vec<NodeId> = lost
+            .iter()
+            .filter(|(n, a)| self.keeps(n) && failed(a))
+            .map(|(n, _)| *n)
+            .collect();
         kept.sort_by_key(|(n, a)| (self.draining(n), a.instance.clone()));
         let wanted = d.spec.replicas as usize;
         if kept.len() > wanted {
@@ -235,6 +270,7 @@ impl<'a> Pass<'a> {
         let mut replaced = 0;
         if !ids.is_empty() {
             let req = self.request(d, existing.len() + ids.len());
+            let hidden = self.hide(&failed_on);
             let p = place_indexed(
                 &self.fleet,
                 Some(&self.countries),
@@ -242,13 +278,19 @@ impl<'a> Pass<'a> {
                 &req,
                 self.snap.start,
             );
+            self.unhide(hidden);
             shortfall = p.shortfall.map(|s| s.0);
             for (node, (id, from)) in p.added.into_iter().zip(ids) {
                 let (kind, text) = match from {
                     Some(old) => {
                         self.budget = self.budget.saturating_sub(1);
                         replaced += 1;
-                        let why = self.states.get(&old).map_or("gone", |s| s.state);
+                        let why = if failed_on.contains(&old) {
+                            out.calm_until_ms = now + policy.retry_ms;
+                            "failed it"
+                        } else {
+                            self.states.get(&old).map_or("gone", |s| s.state)
+                        };
                         let text = format!(
                             "{id}: node {} {why} → {}",
                             self.describe(&old),

@@ -75,6 +75,7 @@ fn deployment(name: &str, replicas: u32) -> Deployment {
         moving: None,
         calm_until_ms: 0,
         rolling: false,
+        failed: BTreeSet::new(),
     }
 }
 
@@ -367,4 +368,38 @@ fn a_failed_move_removes_only_the_new_copy_and_backs_off() {
     let o = &failed.outcomes[&"web".parse::<Name>().unwrap()];
     assert!(o.calm_until_ms > 5_000);
     assert!(o.events.iter().any(|e| e.kind == EventKind::MoveAbandoned));
+}
+
+#[test]
+fn a_replica_failed_for_good_is_re_placed_on_another_node_at_a_bounded_rate() {
+    let nodes: Vec<NodeState> = (0..5).map(|i| node(i, true)).collect();
+    let mut web = deployment("web", 2);
+    let placed = assigned(&pass(std::slice::from_ref(&web), &nodes, &[], 0).changes);
+    let (bad_node, bad) = placed[0].clone();
+    web.failed = [bad.instance.clone()].into();
+    let p = pass_at(
+        std::slice::from_ref(&web),
+        &nodes,
+        &placed,
+        0,
+        10_000,
+        |_| Readiness::Ready,
+    );
+    let moved = assigned(&p.changes);
+    assert_eq!(moved.len(), 1, "{:?}", p.changes);
+    assert_eq!(
+        moved[0].1.instance, bad.instance,
+        "same id, next generation"
+    );
+    assert_ne!(moved[0].0, bad_node, "not the node it failed on");
+    let o = &p.outcomes[&"web".parse::<Name>().unwrap()];
+    assert!(o.calm_until_ms > 10_000);
+    // Failed again on its new node right away: it waits for the retry delay.
+    let now = apply(&placed, &p.changes);
+    web.failed = [bad.instance.clone()].into();
+    web.calm_until_ms = o.calm_until_ms;
+    let again = pass_at(std::slice::from_ref(&web), &nodes, &now, 0, 11_000, |_| {
+        Readiness::Ready
+    });
+    assert!(again.changes.is_empty(), "{:?}", again.changes);
 }
