@@ -188,7 +188,7 @@ impl TrustStore {
             .expiration_enforcement(ExpirationEnforcement::Safe)
             .load()
             .await
-            .map_err(|e| TrustError::Metadata(chain(&e)))?;
+            .map_err(|e| TrustError::Metadata(plain(&chain(&e))))?;
         let mut targets = BTreeMap::new();
         for (name, t) in repo.all_targets() {
             let Ok(sha) = <[u8; 32]>::try_from(t.hashes.sha256.as_ref()) else {
@@ -221,8 +221,19 @@ pub fn check_root(bytes: &[u8]) -> Result<u64, TrustError> {
         serde_json::from_slice(bytes).map_err(|e| TrustError::BadRoot(e.to_string()))?;
     root.signed
         .verify_role(&root)
-        .map_err(|e| TrustError::BadRoot(e.to_string()))?;
+        .map_err(|e| TrustError::BadRoot(plain(&e.to_string())))?;
     Ok(root.signed.version.get())
+}
+
+/// tough's messages as sentences where they are not: a signature listed twice is reported with
+/// the key id's Rust debug form.
+fn plain(text: &str) -> String {
+    if text.contains("Duplicate key ID") {
+        "it carries two signatures by the same key (each key signs a root once): sign it again          with `hearth recipe keys rotate-root`, or remove the repeated signature"
+            .to_owned()
+    } else {
+        text.to_owned()
+    }
 }
 
 /// An error and its causes, one line.
