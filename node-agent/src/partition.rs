@@ -44,7 +44,7 @@ pub enum PartitionError {
     },
     /// The instance's user could not be set up.
     #[error("instance user: {0}")]
-    User(String),
+    User(#[from] users::UserError),
     /// The recipe and assignment cannot make a launch plan (a missing parameter, a bad
     /// template): the same inputs never will.
     #[error("{0}")]
@@ -83,11 +83,11 @@ pub fn prepare(
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(io(&data))?;
     let (run_as, artifacts) = if isolate {
-        let run_as = users::ensure_user(&spec.instance).map_err(PartitionError::User)?;
+        let run_as = users::ensure_user(&spec.instance)?;
         for p in [root, &root.join("instances"), &dir] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).map_err(io(p))?;
         }
-        users::chown_tree(&data, run_as).map_err(PartitionError::User)?;
+        users::chown_tree(&data, run_as)?;
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
             .map_err(io(&data))?;
         (Some(run_as), private_copies(&dir, artifacts)?)
