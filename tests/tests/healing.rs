@@ -13,7 +13,7 @@ use hearth_tests::master::{FAST, MasterProc};
 use hearth_tests::node::NodeProc;
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(40);
+const WAIT: Duration = Duration::from_secs(90);
 
 async fn view(m: &MasterProc, name: &str) -> Value {
     let (status, v) = m.get(&format!("/v1/deployments/{name}")).await;
@@ -117,7 +117,7 @@ async fn partial_deployments_run_what_fits_and_heal_onto_the_one_free_home() {
             "--countries",
             "BE",
             "--wait",
-            "30s",
+            "90s",
         ],
     );
     assert!(out.contains("3 of 3 running"), "{out}");
@@ -222,7 +222,7 @@ async fn spread_is_restored_after_the_outage_and_drains_start_the_new_copy_first
             "--spread",
             "country",
             "--wait",
-            "30s",
+            "90s",
         ],
     );
     let d = view(&m, "web").await;
