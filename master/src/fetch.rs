@@ -1,4 +1,8 @@
 //! Serving fetch streams: `fetch_blob` → `blob_chunk`s, each on its own stream.
+//!
+//! A request that cannot be decoded is answered with a non-fatal `error` when the frame
+//! boundary is still known; when it is lost (`frame_too_large`, `truncated_frame`) the answer
+//! is fatal and the connection is closed with code 1 (SPEC §4.2).
 
 use std::io::{Read as _, Seek as _, SeekFrom};
 
@@ -9,8 +13,8 @@ use hearth_transport::{MessageStream, StreamError};
 
 use crate::context::Context;
 
-/// Answers one fetch stream.
-pub async fn serve_fetch(ctx: &Context, mut stream: MessageStream) {
+/// Answers one fetch stream of `conn`.
+pub async fn serve_fetch(ctx: &Context, conn: &quinn::Connection, mut stream: MessageStream) {
     let reply = match stream.recv().await {
         Ok(Some(Message::FetchBlob(req))) => send_blob(ctx, &mut stream, &req).await.err(),
         Ok(Some(Message::FetchMetadata(m))) => Some(match ctx.repository.get(&m.file) {
@@ -34,6 +38,11 @@ pub async fn serve_fetch(ctx: &Context, mut stream: MessageStream) {
             false,
         )),
         Ok(None) => return,
+        Err(StreamError::Frame(e)) if !e.is_recoverable() => {
+            ctx.metrics.frame_error(e.code().as_str());
+            crate::session::close_fatally(conn, &mut stream, e.code(), &e.to_string()).await;
+            return;
+        }
         Err(StreamError::Frame(e)) => {
             ctx.metrics.frame_error(e.code().as_str());
             Some(Message::error(e.code(), e.to_string(), false))

@@ -92,17 +92,21 @@ async fn enrol(conn: quinn::Connection, ctx: &Context) {
     let mut stream = MessageStream::new(send, recv, ctx.max_frame);
     let reply = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, stream.recv()).await {
         Ok(Ok(Some(Message::EnrolRequest(req)))) => enrol_reply(ctx, *req).await,
-        Ok(Ok(Some(other))) => Message::error(
-            ErrorCode::UnexpectedMessage,
-            format!(
+        // A protocol error, not a refusal: the connection closes with code 1 (SPEC §3.5, §7.2).
+        Ok(Ok(Some(other))) => {
+            ctx.metrics.enrolment(ErrorCode::UnexpectedMessage.as_str());
+            let msg = format!(
                 "an enrolment connection takes one enrol_request, not {}",
                 other.type_tag()
-            ),
-            true,
-        ),
+            );
+            close_fatally(&conn, &mut stream, ErrorCode::UnexpectedMessage, &msg).await;
+            return;
+        }
         Ok(Err(StreamError::Frame(e))) => {
             ctx.metrics.frame_error(e.code().as_str());
-            Message::error(e.code(), e.to_string(), true)
+            ctx.metrics.enrolment(e.code().as_str());
+            close_fatally(&conn, &mut stream, e.code(), &e.to_string()).await;
+            return;
         }
         _ => {
             conn.close(close::PROTOCOL_ERROR, b"no enrolment request");
@@ -127,6 +131,17 @@ async fn enrol(conn: quinn::Connection, ctx: &Context) {
         let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
     }
     conn.close(close::NORMAL, b"enrolment done");
+}
+
+/// Ends `conn` after a fatal protocol error met on `stream`: a fatal `error` with `code`, then
+/// close code 1 (SPEC §3.5).
+pub(crate) async fn close_fatally(
+    conn: &quinn::Connection,
+    stream: &mut MessageStream,
+    code: ErrorCode,
+    message: &str,
+) {
+    refuse(conn.clone(), stream, code, message, close::PROTOCOL_ERROR).await;
 }
 
 async fn session(conn: quinn::Connection, node: NodeId, ctx: &Arc<Context>) {
@@ -278,7 +293,8 @@ async fn run_session(
                 let Ok((send, recv)) = bi else { return };
                 let ctx = ctx.clone();
                 let stream = MessageStream::new(send, recv, ctx.max_frame);
-                tokio::spawn(async move { crate::fetch::serve_fetch(&ctx, stream).await });
+                let conn = conn.clone();
+                tokio::spawn(async move { crate::fetch::serve_fetch(&ctx, &conn, stream).await });
                 continue;
             }
         };
@@ -351,7 +367,7 @@ async fn refuse(
     message: &str,
     close_code: quinn::VarInt,
 ) {
-    tracing::info!(%code, "session refused: {message}");
+    tracing::info!(%code, "closing the connection: {message}");
     let _ = control.send(&Message::error(code, message, true)).await;
     let _ = control.finish();
     // A close discards unacknowledged stream data: give the peer a moment to read the error.

@@ -1,6 +1,6 @@
 //! Framed protocol messages over a QUIC bidirectional stream.
 
-use hearth_protocol::frame::{self, FrameError, HEADER_LEN};
+use hearth_protocol::frame::{self, FrameDecoder, FrameError};
 use hearth_protocol::{Envelope, Message};
 
 /// Why a message could not be read or written.
@@ -20,12 +20,22 @@ pub enum StreamError {
     Closed,
 }
 
+/// Most bytes taken from QUIC per read. What the decoder holds stays under one frame plus this.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// One bidirectional stream carrying framed messages.
+///
+/// The bytes of a frame being read live in the stream (its [`FrameDecoder`]), not in the
+/// future of [`recv`](Self::recv), so a `recv` dropped midway (raced in `select!` against a
+/// tick or an outbox) loses nothing: the next call goes on where it stopped.
 #[derive(Debug)]
 pub struct MessageStream {
     send: quinn::SendStream,
     recv: quinn::RecvStream,
     max_frame: usize,
+    decoder: FrameDecoder,
+    /// The unrecoverable frame error met, returned again by every later `recv`.
+    broken: Option<FrameError>,
 }
 
 impl MessageStream {
@@ -35,25 +45,43 @@ impl MessageStream {
             send,
             recv,
             max_frame,
+            decoder: FrameDecoder::new(max_frame),
+            broken: None,
         }
     }
 
     /// The next message; `Ok(None)` when the peer finished the stream between frames.
+    ///
+    /// Cancel-safe: dropping the future before it completes loses no byte of the stream.
     pub async fn recv(&mut self) -> Result<Option<Message>, StreamError> {
-        let mut header = [0u8; HEADER_LEN];
-        if !read_full(&mut self.recv, &mut header, 0).await? {
-            return Ok(None);
-        }
-        let len = frame::payload_len(header, self.max_frame)?;
-        let mut payload = vec![0u8; len];
-        if !read_full(&mut self.recv, &mut payload, HEADER_LEN).await? && len > 0 {
-            return Err(FrameError::Truncated {
-                expected: HEADER_LEN + len,
-                got: HEADER_LEN,
+        loop {
+            if let Some(e) = &self.broken {
+                return Err(e.clone().into());
             }
-            .into());
+            match self.decoder.next_message() {
+                Ok(Some(message)) => return Ok(Some(message)),
+                Ok(None) => {}
+                Err(e) => {
+                    if !e.is_recoverable() {
+                        self.broken = Some(e.clone());
+                    }
+                    return Err(e.into());
+                }
+            }
+            // `read_chunk` is cancel-safe: a dropped read consumes nothing.
+            match self.recv.read_chunk(READ_CHUNK, true).await? {
+                Some(chunk) => self.decoder.push(&chunk.bytes),
+                None => {
+                    return match self.decoder.finish() {
+                        Ok(()) => Ok(None),
+                        Err(e) => {
+                            self.broken = Some(e.clone());
+                            Err(e.into())
+                        }
+                    };
+                }
+            }
         }
-        Ok(Some(frame::decode_payload(&payload)?))
     }
 
     /// Sends one message at protocol version 1.
@@ -86,31 +114,4 @@ impl MessageStream {
     pub fn finish(&mut self) -> Result<(), StreamError> {
         self.send.finish().map_err(|_| StreamError::Closed)
     }
-}
-
-/// Fills `buf`. Returns false if the stream ended before the first byte; an end after some
-/// bytes is a truncated frame (`already` counts bytes of this frame read before `buf`).
-async fn read_full(
-    recv: &mut quinn::RecvStream,
-    buf: &mut [u8],
-    already: usize,
-) -> Result<bool, StreamError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let Some(rest) = buf.get_mut(filled..) else {
-            break;
-        };
-        match recv.read(rest).await? {
-            Some(n) => filled += n,
-            None if filled == 0 => return Ok(false),
-            None => {
-                return Err(FrameError::Truncated {
-                    expected: already + buf.len(),
-                    got: already + filled,
-                }
-                .into());
-            }
-        }
-    }
-    Ok(true)
 }

@@ -16,7 +16,7 @@ pub struct EnrolRequest {
     pub token_id: Hex<4>,
     /// The token's secret; the master stores only the SHA-256 of its text form.
     pub token_secret: Hex<16>,
-    /// The node's identity; must equal the key of the TLS client certificate.
+    /// The node's identity: its key signs `proof` (enrolment has no client certificate).
     pub node: NodeId,
     /// The master the node believes it talks to (the pin carried in the token).
     pub master: MasterId,
