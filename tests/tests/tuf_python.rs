@@ -11,9 +11,8 @@ use std::process::Command;
 
 use hearth_protocol::Sha256;
 use hearth_tests::bin;
-use hearth_tests::deploy::cli_ok;
 use hearth_tests::master::MasterProc;
-use hearth_tests::recipes::{sign_and_publish, static_site};
+use hearth_tests::recipes::{rotate_root, sign_and_publish, static_site};
 
 fn verifier() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python/verify_tuf.py")
@@ -65,20 +64,7 @@ async fn python_tuf_accepts_a_published_repository_across_a_root_rotation() {
     );
 
     // A root rotation, then a second version signed under the new root.
-    cli_ok(
-        &m,
-        &[
-            "recipe",
-            "keys",
-            "rotate-root",
-            "--keys",
-            keys.to_str().unwrap(),
-            "--root-keys",
-            "3",
-            "--threshold",
-            "2",
-        ],
-    );
+    rotate_root(&m, &keys);
     let next = recipe.replace("version = \"1.0.0\"", "version = \"1.1.0\"");
     sign_and_publish(&m, &next, &[("server", &server)]);
     let out = python_tuf_accepts(&first_root, &published, &work.join("targets"));
