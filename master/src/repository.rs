@@ -66,9 +66,11 @@ impl Repository {
         }
         let v: serde_json::Value = serde_json::from_slice(data)
             .map_err(|e| RepositoryError::NotMetadata(e.to_string()))?;
-        if v.get("signed").is_none() || v.get("signatures").is_none() {
+        if !v.get("signed").is_some_and(serde_json::Value::is_object)
+            || !v.get("signatures").is_some_and(serde_json::Value::is_array)
+        {
             return Err(RepositoryError::NotMetadata(
-                "no `signed` and `signatures` members".into(),
+                "a JSON object with a `signed` object and a `signatures` array is expected".into(),
             ));
         }
         crate::durable::write(&self.dir.join(file), data, None)?;
