@@ -163,7 +163,17 @@ mod tests {
             (
                 "timestamp.json",
                 &b"{\"signed\":{}}"[..],
-                "no `signed` and `signatures`",
+                "a `signed` object and a `signatures` array",
+            ),
+            (
+                "timestamp.json",
+                &b"{\"signed\":1,\"signatures\":[]}"[..],
+                "a `signed` object and a `signatures` array",
+            ),
+            (
+                "timestamp.json",
+                &b"{\"signed\":{},\"signatures\":{}}"[..],
+                "a `signed` object and a `signatures` array",
             ),
         ] {
             let e = repo.put(file, data).unwrap_err().to_string();
