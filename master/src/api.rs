@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::fleet::display_state;
+use crate::json_body::JsonBody;
 use crate::store::{AdminChange, AdminState, NodeRecord, StoreError, TokenRecord};
 use hearth_transport::close;
 
@@ -200,9 +201,8 @@ pub struct CreatedToken {
 
 async fn create_token(
     State(ctx): State<Arc<Context>>,
-    body: Result<Json<CreateToken>, JsonRejection>,
+    JsonBody(body): JsonBody<CreateToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let Json(body) = body.map_err(rejection)?;
     if body.label.len() > 200 {
         return Err(bad_request("label is longer than 200 bytes"));
     }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use hearth_protocol::messages::state::RecipeRef;
@@ -13,20 +12,24 @@ use hearth_protocol::{Message, NodeId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, bad_request, blocking, rejection};
+use crate::api::{ApiError, bad_request, blocking};
 use crate::context::Context;
 use crate::deploy_view::{EVENTS_SHOWN, forecast, view};
+use crate::json_body::JsonBody;
 use crate::request_check;
 use crate::rollout::{DEFAULT_DEADLINE_MS, Rollout};
 use crate::scheduler::{DeploymentSpec, recipe_info, recipe_params};
 use crate::store::{NodeRecord, Store, StoreError, StoredDeployment};
 
+/// Longest deployment name: its replicas are instances `<name>-<k>`, and an instance id is a
+/// DNS label of at most 63 characters, which leaves 7 for `-<k>`. `openapi.yaml` says the same.
+pub const MAX_DEPLOYMENT_NAME: usize = 56;
+
 /// `POST /v1/deployments`: creates or replaces a deployment; the scheduler places it.
 pub async fn put_deployment(
     State(ctx): State<Arc<Context>>,
-    body: Result<Json<DeploymentSpec>, JsonRejection>,
+    JsonBody(spec): JsonBody<DeploymentSpec>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(spec) = body.map_err(rejection)?;
     if let Some(bad) = spec
         .spread
         .iter()
@@ -36,10 +39,10 @@ pub async fn put_deployment(
             "unknown spread `{bad}`: use home, isp or country"
         )));
     }
-    if spec.name.as_str().len() > 56 {
-        return Err(bad_request(
-            "deployment names are at most 56 characters (instance ids add a suffix)",
-        ));
+    if spec.name.as_str().len() > MAX_DEPLOYMENT_NAME {
+        return Err(bad_request(format!(
+            "deployment names are at most {MAX_DEPLOYMENT_NAME} characters (instance ids add a suffix)"
+        )));
     }
     if spec.replicas > 1000 {
         return Err(bad_request("at most 1000 replicas"));
@@ -79,9 +82,8 @@ pub struct UpdateRequest {
 pub async fn update_deployment(
     State(ctx): State<Arc<Context>>,
     Path(name): Path<String>,
-    body: Result<Json<UpdateRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<UpdateRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(req) = body.map_err(rejection)?;
     let deadline_ms = match req.deadline_s {
         None => DEFAULT_DEADLINE_MS,
         Some(s @ 1..=86_400) => s * 1000,

@@ -20,6 +20,7 @@ pub mod enrol;
 pub mod fetch;
 pub mod fleet;
 pub mod http;
+pub mod json_body;
 pub mod liveness;
 pub mod metrics;
 pub mod placement;

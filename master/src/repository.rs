@@ -66,9 +66,11 @@ impl Repository {
         }
         let v: serde_json::Value = serde_json::from_slice(data)
             .map_err(|e| RepositoryError::NotMetadata(e.to_string()))?;
-        if v.get("signed").is_none() || v.get("signatures").is_none() {
+        if !v.get("signed").is_some_and(serde_json::Value::is_object)
+            || !v.get("signatures").is_some_and(serde_json::Value::is_array)
+        {
             return Err(RepositoryError::NotMetadata(
-                "no `signed` and `signatures` members".into(),
+                "a JSON object with a `signed` object and a `signatures` array is expected".into(),
             ));
         }
         crate::durable::write(&self.dir.join(file), data, None)?;
@@ -161,7 +163,17 @@ mod tests {
             (
                 "timestamp.json",
                 &b"{\"signed\":{}}"[..],
-                "no `signed` and `signatures`",
+                "a `signed` object and a `signatures` array",
+            ),
+            (
+                "timestamp.json",
+                &b"{\"signed\":1,\"signatures\":[]}"[..],
+                "a `signed` object and a `signatures` array",
+            ),
+            (
+                "timestamp.json",
+                &b"{\"signed\":{},\"signatures\":{}}"[..],
+                "a `signed` object and a `signatures` array",
             ),
         ] {
             let e = repo.put(file, data).unwrap_err().to_string();

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use hearth_protocol::messages::state::{Assignment, InstanceId, Name, RecipeRef};
@@ -17,8 +16,9 @@ use hearth_protocol::{Message, NodeId, Resources, Sha256};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, bad_request, blocking, rejection};
+use crate::api::{ApiError, bad_request, blocking};
 use crate::context::Context;
+use crate::json_body::JsonBody;
 
 /// Largest blob accepted over the API.
 pub const MAX_BLOB: usize = 512 * 1024 * 1024;
@@ -91,9 +91,8 @@ pub struct PlaceInstance {
 /// `POST /v1/instances`: places (or re-places, at a new generation) an instance on a node.
 pub async fn place_instance(
     State(ctx): State<Arc<Context>>,
-    body: Result<Json<PlaceInstance>, JsonRejection>,
+    JsonBody(p): JsonBody<PlaceInstance>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(p) = body.map_err(rejection)?;
     if ctx.blobs.size(&p.recipe.sha256).is_none() {
         return Err(ApiError(
             StatusCode::CONFLICT,

@@ -24,8 +24,17 @@ pub enum IdentityError {
     /// The text after the prefix is not 52 characters of lowercase base32hex.
     #[error("id `{0}` is not 52 characters of lowercase base32hex after its prefix")]
     BadEncoding(String),
+    /// 52 characters of base32hex whose 4 bits after the key's 256 are not zero (SPEC §2:
+    /// `bad_encoding`, like [`Self::BadEncoding`]): no key is written that way.
+    #[error(
+        "id `{0}` is not a valid Ed25519 public key: its last character must be `0` or `g` \
+         (the 52 characters carry the key's 256 bits, then 4 zero bits)"
+    )]
+    NonCanonical(String),
     /// The 32 bytes are not a valid Ed25519 public key.
-    #[error("id `{0}` does not encode a valid Ed25519 public key")]
+    #[error(
+        "id `{0}` is not a valid Ed25519 public key: its 32 bytes are not a point of the curve"
+    )]
     NotAKey(String),
     /// The signature does not verify under the given key.
     #[error("signature does not verify for {0}")]
@@ -89,7 +98,7 @@ macro_rules! key_id {
                     expected: $prefix,
                     got: s.chars().take(80).collect(),
                 })?;
-                let bytes = decode_key_text(rest).ok_or_else(|| IdentityError::BadEncoding(truncate(s)))?;
+                let bytes = decode_key_text(rest).map_err(|e| e(truncate(s)))?;
                 PublicKey::from_bytes(&bytes)
                     .map(Self)
                     .map_err(|_| IdentityError::NotAKey(truncate(s)))
@@ -224,14 +233,19 @@ impl fmt::Debug for SecretKey {
 /// An Ed25519 signature, 64 bytes, written as 128 lowercase hex characters.
 pub type Signature = Hex<64>;
 
-fn decode_key_text(text: &str) -> Option<[u8; 32]> {
+/// The 32 key bytes of the text after the prefix, or the variant saying why there are none.
+fn decode_key_text(text: &str) -> Result<[u8; 32], fn(String) -> IdentityError> {
     if text.len() != 52 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'v')) {
-        return None;
+        return Err(IdentityError::BadEncoding);
     }
-    let bytes = BASE32_DNSSEC.decode(text.as_bytes()).ok()?;
-    let bytes: [u8; 32] = bytes.try_into().ok()?;
-    // Reject non-canonical trailing bits: the text must be exactly what we would print.
-    (BASE32_DNSSEC.encode(&bytes) == text).then_some(bytes)
+    // 52 characters of the alphabet: decoding fails, or re-encodes differently, only when the
+    // trailing bits are not zero. The text must be exactly what we would print.
+    let bytes = BASE32_DNSSEC
+        .decode(text.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .filter(|b| BASE32_DNSSEC.encode(b) == text);
+    bytes.ok_or(IdentityError::NonCanonical)
 }
 
 fn truncate(s: &str) -> String {
@@ -258,6 +272,29 @@ mod tests {
             text.to_uppercase().replace("HN-", "hn-").parse::<NodeId>(),
             Err(IdentityError::BadEncoding(_))
         ));
+    }
+
+    #[test]
+    fn a_52_character_id_that_is_no_key_is_told_so() {
+        let good = NodeId::from_key(SecretKey::from_seed(&[7; 32]).public()).to_string();
+        // Right length and alphabet, non-zero trailing bits (the last character is not 0 or g).
+        let trailing = format!("{}8", &good[..good.len() - 1]);
+        let e = trailing.parse::<NodeId>().unwrap_err();
+        assert!(matches!(e, IdentityError::NonCanonical(_)), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("is not a valid Ed25519 public key"), "{msg}");
+        assert!(
+            msg.contains("`0` or `g`") && !msg.contains("not 52"),
+            "{msg}"
+        );
+        // Canonical text of 32 bytes that are not a curve point (vector 053).
+        let e = "hn-0800000000000000000000000000000000000000000000000000"
+            .parse::<NodeId>()
+            .unwrap_err();
+        assert!(matches!(e, IdentityError::NotAKey(_)), "{e:?}");
+        assert!(e.to_string().contains("not a point of the curve"), "{e}");
+        let e = "hn-abc".parse::<NodeId>().unwrap_err().to_string();
+        assert!(e.contains("not 52 characters"), "{e}");
     }
 
     #[test]

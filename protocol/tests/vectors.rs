@@ -103,7 +103,9 @@ fn check_identity(v: &Value) -> Result<(), String> {
     let got = match parsed {
         Ok(bytes) => serde_json::json!({ "key_hex": hex::encode(bytes) }),
         Err(IdentityError::WrongPrefix { .. }) => serde_json::json!({ "error": "wrong_prefix" }),
-        Err(IdentityError::BadEncoding(_)) => serde_json::json!({ "error": "bad_encoding" }),
+        Err(IdentityError::BadEncoding(_) | IdentityError::NonCanonical(_)) => {
+            serde_json::json!({ "error": "bad_encoding" })
+        }
         Err(IdentityError::NotAKey(_)) => serde_json::json!({ "error": "not_a_key" }),
         Err(e) => return Err(format!("unexpected error {e}")),
     };

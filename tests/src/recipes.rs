@@ -80,3 +80,22 @@ pub fn sign_and_publish(
     run(&["recipe", "publish", "--repo", work.to_str().unwrap()]);
     reference
 }
+
+/// `hearth recipe keys rotate-root` on the keys directory `keys`: root version N+1 with three
+/// new root keys and a threshold of two, signed by the old root keys too.
+pub fn rotate_root(m: &crate::master::MasterProc, keys: &std::path::Path) {
+    crate::deploy::cli_ok(
+        m,
+        &[
+            "recipe",
+            "keys",
+            "rotate-root",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--root-keys",
+            "3",
+            "--threshold",
+            "2",
+        ],
+    );
+}

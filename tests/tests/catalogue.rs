@@ -10,6 +10,7 @@ use std::time::Duration;
 use hearth_tests::deploy::{cli_ok, deployment};
 use hearth_tests::master::{FAST, MasterProc};
 use hearth_tests::node::NodeProc;
+use hearth_tests::recipes::rotate_root;
 use hearth_tests::{bin, eventually};
 use serde_json::Value;
 
@@ -177,20 +178,7 @@ async fn catalogue_recipes_signed_by_the_tooling_run_on_a_real_agent() {
 
     // Root rotation: new root keys (2 of 3), signed by the old ones too; the node follows and
     // keeps running what it verifies under the new root.
-    cli_ok(
-        &m,
-        &[
-            "recipe",
-            "keys",
-            "rotate-root",
-            "--keys",
-            k,
-            "--root-keys",
-            "3",
-            "--threshold",
-            "2",
-        ],
-    );
+    rotate_root(&m, &keys);
     let static_src = tmp.path().join("site-2");
     copy_dir(&catalogue("static-site"), &static_src);
     let text = std::fs::read_to_string(static_src.join("recipe.toml")).unwrap();

@@ -185,7 +185,7 @@ async fn root_document(
         consistent_snapshot: false,
         version: NonZeroU64::new(version)
             .ok_or_else(|| RepoError::Invalid("root version 0".into()))?,
-        expires,
+        expires: super::whole_seconds(expires),
         keys,
         roles,
         _extra: HashMap::new(),

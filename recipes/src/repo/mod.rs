@@ -18,6 +18,7 @@ pub mod keys;
 pub mod sign;
 pub mod trust;
 
+use chrono::{DateTime, SubsecRound as _, Utc};
 use hearth_protocol::Sha256;
 
 /// Target name of a recipe document.
@@ -42,6 +43,13 @@ pub fn is_metadata_file(file: &str) -> bool {
                 && !n.starts_with('0')
         }),
     }
+}
+
+/// `t` without its fraction of a second. TUF 1.0 (§4.2) writes `expires` as
+/// `YYYY-MM-DDTHH:MM:SSZ`; python-tuf, the reference implementation, refuses anything finer,
+/// so every `expires` this module writes goes through here.
+pub fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(0)
 }
 
 /// Largest metadata file accepted anywhere: it travels in one protocol frame (1 MiB, base64).
@@ -107,5 +115,14 @@ mod tests {
         ] {
             assert!(!is_metadata_file(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn expiry_is_written_in_whole_seconds() {
+        let t = DateTime::parse_from_rfc3339("2027-03-04T05:06:07.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let json = serde_json::to_string(&whole_seconds(t)).unwrap();
+        assert_eq!(json, "\"2027-03-04T05:06:07Z\"");
     }
 }

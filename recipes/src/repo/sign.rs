@@ -10,7 +10,7 @@ use tough::editor::RepositoryEditor;
 use tough::schema::{Hashes, Target};
 
 use super::keys::sources;
-use super::{RepoError, build::hash};
+use super::{RepoError, build::hash, whole_seconds};
 
 /// When each signed role expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +80,12 @@ pub async fn sign(work: &Path, keys: &Path, expiry: Expiry) -> Result<Signed, Re
     editor
         .targets_version(targets)
         .map_err(RepoError::tuf)?
-        .targets_expires(expiry.targets)
+        .targets_expires(whole_seconds(expiry.targets))
         .map_err(RepoError::tuf)?
         .snapshot_version(snapshot)
-        .snapshot_expires(expiry.snapshot)
+        .snapshot_expires(whole_seconds(expiry.snapshot))
         .timestamp_version(timestamp)
-        .timestamp_expires(expiry.timestamp);
+        .timestamp_expires(whole_seconds(expiry.timestamp));
     let role_keys: Vec<PathBuf> = ["targets", "snapshot", "timestamp"]
         .iter()
         .map(|r| keys.join(format!("{r}.pk8")))
