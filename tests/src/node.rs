@@ -10,7 +10,7 @@ use hearth_node_agent::facts::Declared;
 use hearth_node_agent::state::NodeDir;
 use hearth_protocol::messages::session::{Counters, Heartbeat, Hello};
 use hearth_protocol::{
-    EnrolToken, MasterId, Message, NodeId, PROTOCOL_VERSION, Resources, SecretKey,
+    EnrolToken, ErrorCode, MasterId, Message, NodeId, PROTOCOL_VERSION, Resources, SecretKey,
 };
 use hearth_transport::{
     Identity, MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
@@ -39,6 +39,27 @@ pub async fn enrol_node(
     let nd = NodeDir::new(dir);
     let e = enrol(&nd, master, &token, declared("BE", "Proximus", "home-1")).await?;
     Ok((e.node, nd.require_key().unwrap()))
+}
+
+/// Asserts that the next message on `stream` is a fatal `error` with `code` and that `conn` is
+/// then closed with `close_code` (10 s limit each).
+pub async fn expect_fatal(
+    stream: &mut MessageStream,
+    conn: &quinn::Connection,
+    code: ErrorCode,
+    close_code: quinn::VarInt,
+) {
+    let wait = Duration::from_secs(10);
+    match tokio::time::timeout(wait, stream.recv()).await {
+        Ok(Ok(Some(Message::Error(e)))) => assert_eq!((e.code, e.fatal), (code, true)),
+        other => panic!("expected a fatal {code}, got {other:?}"),
+    }
+    match tokio::time::timeout(wait, conn.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
+            assert_eq!(c.error_code, close_code, "{c:?}")
+        }
+        other => panic!("expected close code {close_code}, got {other:?}"),
+    }
 }
 
 /// An open session driven by the test.

@@ -2,39 +2,19 @@
 //! stream or an enrolment connection whose frame boundary is lost closes with code 1.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
-use std::time::Duration;
-
 use hearth_protocol::messages::fetch::FetchBlob;
 use hearth_protocol::{DEFAULT_MAX_FRAME, ErrorCode, Message, Sha256};
 use hearth_tests::master::MasterProc;
-use hearth_tests::node::{TestSession, enrol_node};
+use hearth_tests::node::{TestSession, enrol_node, expect_fatal};
 use hearth_transport::{
     MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint, close,
 };
-
-const WAIT: Duration = Duration::from_secs(10);
 
 /// Sends all of a frame but its last byte on `stream`, then finishes it.
 async fn send_truncated(stream: &mut MessageStream, message: &Message) {
     let bytes = hearth_protocol::frame::encode(message, DEFAULT_MAX_FRAME).unwrap();
     stream.send_raw(&bytes[..bytes.len() - 1]).await.unwrap();
     stream.finish().unwrap();
-}
-
-/// The answer is a fatal `truncated_frame` and the connection then closes with code 1.
-async fn expect_fatal_truncated(stream: &mut MessageStream, conn: &quinn::Connection) {
-    match tokio::time::timeout(WAIT, stream.recv()).await {
-        Ok(Ok(Some(Message::Error(e)))) => {
-            assert_eq!((e.code, e.fatal), (ErrorCode::TruncatedFrame, true))
-        }
-        other => panic!("expected a fatal truncated_frame, got {other:?}"),
-    }
-    match tokio::time::timeout(WAIT, conn.closed()).await {
-        Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
-            assert_eq!(c.error_code, close::PROTOCOL_ERROR, "{c:?}")
-        }
-        other => panic!("expected close code 1, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -53,7 +33,13 @@ async fn a_fetch_stream_ending_inside_a_frame_closes_the_connection_with_code_1(
         max_len: 1024,
     });
     send_truncated(&mut fetch, &request).await;
-    expect_fatal_truncated(&mut fetch, &session.conn).await;
+    expect_fatal(
+        &mut fetch,
+        &session.conn,
+        ErrorCode::TruncatedFrame,
+        close::PROTOCOL_ERROR,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -72,5 +58,11 @@ async fn an_enrolment_ending_inside_a_frame_closes_with_code_1() {
     let request =
         Message::HeartbeatAck(hearth_protocol::messages::session::HeartbeatAck { seq: 1 });
     send_truncated(&mut stream, &request).await;
-    expect_fatal_truncated(&mut stream, &conn).await;
+    expect_fatal(
+        &mut stream,
+        &conn,
+        ErrorCode::TruncatedFrame,
+        close::PROTOCOL_ERROR,
+    )
+    .await;
 }

@@ -7,7 +7,7 @@ use hearth_node_agent::enrol::EnrolError;
 use hearth_protocol::{ErrorCode, Message, SecretKey};
 use hearth_tests::eventually;
 use hearth_tests::master::{FAST, MasterProc};
-use hearth_tests::node::{TestSession, connect, enrol_node};
+use hearth_tests::node::{TestSession, connect, enrol_node, expect_fatal};
 use hearth_transport::close;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -318,18 +318,13 @@ async fn hello_without_a_common_version_is_refused() {
         applied_revision: 0,
     };
     control.send(&Message::Hello(hello)).await.unwrap();
-    match tokio::time::timeout(WAIT, control.recv()).await {
-        Ok(Ok(Some(Message::Error(e)))) => {
-            assert_eq!((e.code, e.fatal), (ErrorCode::UnsupportedVersion, true))
-        }
-        other => panic!("expected unsupported_version, got {other:?}"),
-    }
-    match tokio::time::timeout(WAIT, conn.closed()).await {
-        Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
-            assert_eq!(c.error_code, close::UNSUPPORTED_VERSION)
-        }
-        other => panic!("expected close code 4, got {other:?}"),
-    }
+    expect_fatal(
+        &mut control,
+        &conn,
+        ErrorCode::UnsupportedVersion,
+        close::UNSUPPORTED_VERSION,
+    )
+    .await;
 }
 
 #[tokio::test]
