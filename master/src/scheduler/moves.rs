@@ -6,11 +6,9 @@
 use hearth_protocol::NodeId;
 use hearth_protocol::messages::state::{Assignment, InstanceId};
 
-use super::model::{
-    Condition, ConditionKind, Deployment, Event, EventKind, Move, MoveReason, Outcome,
-};
+use super::model::{Deployment, Event, EventKind, Move, MoveReason, Outcome};
 use super::plan::{Pass, Replica, event};
-use crate::placement::{Achieved, Candidate, Placement, achieved, count, place_indexed};
+use crate::placement::{Achieved, Candidate, Placement, achieved, place_indexed};
 use crate::rollout::Readiness;
 
 impl<'a> Pass<'a> {
@@ -115,15 +113,8 @@ impl<'a> Pass<'a> {
         match p.added.first() {
             Some(target) => self.start_move(d, from, *target, MoveReason::Drain, out),
             None => {
-                let k = kept.iter().filter(|(n, _)| self.draining(n)).count();
                 let why = p.shortfall.map_or_else(String::new, |s| format!(": {s}"));
-                out.conditions.push(Condition {
-                    kind: ConditionKind::Drain,
-                    detail: format!(
-                        "{} on draining nodes with nowhere to go{why}",
-                        count(k, "replica", "replicas")
-                    ),
-                });
+                self.drain_condition(kept, &format!(" with nowhere to go{why}"), out);
             }
         }
         true

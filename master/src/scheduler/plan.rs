@@ -353,23 +353,25 @@ impl<'a> Pass<'a> {
                 }
             }
         } else if kept.iter().any(|(n, _)| self.draining(n)) && out.moving.is_none() {
-            let k = kept.iter().filter(|(n, _)| self.draining(n)).count();
             let why = if !whole {
-                "waiting for the deployment to be whole before moving"
+                ", waiting for the deployment to be whole before moving"
             } else if out.calm_until_ms > now {
-                "a move failed; retrying shortly"
+                ", a move failed; retrying shortly"
             } else {
-                "waiting for the re-placement budget"
+                ", waiting for the re-placement budget"
             };
-            out.conditions.push(Condition {
-                kind: ConditionKind::Drain,
-                detail: format!(
-                    "{} on draining nodes, {why}",
-                    count(k, "replica", "replicas")
-                ),
-            });
+            self.drain_condition(&kept, why, &mut out);
         }
         out
+    }
+
+    /// Says that the replicas on draining nodes stay, and `why`.
+    pub(super) fn drain_condition(&self, kept: &[Replica<'a>], why: &str, out: &mut Outcome) {
+        let k = kept.iter().filter(|(n, _)| self.draining(n)).count();
+        out.conditions.push(Condition {
+            kind: ConditionKind::Drain,
+            detail: format!("{} on draining nodes{why}", count(k, "replica", "replicas")),
+        });
     }
 
     /// Adds the spread conditions; returns the countries and ISPs available when the spread
