@@ -97,13 +97,8 @@ pub(super) async fn requested(
             "deployment {name} requested: {}",
             super::show::count(wanted, "replica", "replicas")
         )?;
-        for w in v
-            .get("warnings")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            eprintln!("warning: {}", w.as_str().unwrap_or_default());
+        for w in super::show::strings(v, "/warnings") {
+            eprintln!("warning: {w}");
         }
     }
     let Some(wait) = wait else {
@@ -120,13 +115,7 @@ pub(super) async fn requested(
             return Ok(());
         }
         if tokio::time::Instant::now() >= until {
-            let notes: Vec<&str> = d
-                .get("notes")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let notes = super::show::strings(&d, "/notes");
             bail!(
                 "deployment {name}: {running} of {wanted} running after {}{}",
                 humantime::format_duration(wait),

@@ -62,7 +62,8 @@ pub(super) fn deployments(v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn strings(v: &Value, pointer: &str) -> Vec<String> {
+/// The strings of the array at `pointer` (none if absent).
+pub(super) fn strings(v: &Value, pointer: &str) -> Vec<String> {
     v.pointer(pointer)
         .and_then(Value::as_array)
         .into_iter()
