@@ -14,17 +14,7 @@ use hearth_transport::Admission;
 use crate::liveness::{Event, Liveness, LivenessConfig, Transition};
 use crate::store::{AdminState, LivenessUpdate, NodeRecord};
 
-/// The state shown to operators: administrative state, overridden by liveness when not up.
-pub fn display_state(admin: AdminState, liveness: &Liveness) -> &'static str {
-    match (admin, liveness) {
-        (AdminState::Revoked | AdminState::Retired, _) => admin.as_str(),
-        (_, Liveness::Pending) => "pending",
-        (_, Liveness::Down { .. }) => "down",
-        (_, Liveness::Suspect { .. }) => "suspect",
-        (_, Liveness::Returning { .. }) => "returning",
-        (_, Liveness::Up { .. }) => admin.as_str(),
-    }
-}
+pub use hearth_core::node::display_state;
 
 /// Live facts about one node.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,16 +21,15 @@ pub mod fetch;
 pub mod fleet;
 pub mod http;
 pub mod json_body;
-pub mod liveness;
 pub mod metrics;
-pub mod placement;
 pub mod ratelimit;
 pub mod recipe_api;
 pub mod repository;
 pub mod request_check;
-pub mod rollout;
 pub mod scheduler;
 pub mod server;
 pub mod session;
 pub mod store;
 pub mod workload_api;
+
+pub use hearth_core::{liveness, placement, rollout};

@@ -14,105 +14,32 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_protocol::messages::state::{Assignment, Name, RecipeRef};
-use hearth_protocol::{CountryCode, Message, NodeId, Resources};
-use serde::{Deserialize, Serialize};
+use hearth_protocol::messages::state::{Assignment, Name};
+use hearth_protocol::{Message, NodeId};
+
+use hearth_core::liveness::Liveness;
+use hearth_core::node::NodeView;
 
 use crate::context::Context;
-use crate::fleet::{NodeLive, display_state};
-use crate::liveness::Liveness;
-use crate::placement::Candidate;
-use crate::store::{AdminState, EventRecord, NodeRecord, StatusUpdate};
+use crate::fleet::NodeLive;
+use crate::store::{EventRecord, NodeRecord, StatusUpdate};
 
-pub use model::{
-    Change, Condition, ConditionKind, Deployment, Event, EventKind, Move, MoveReason, Outcome,
-    Plan, Policy, Snapshot,
+pub use hearth_core::scheduler::{
+    Change, Condition, ConditionKind, Deployment, DeploymentSpec, DeploymentStatus, Event,
+    EventKind, Move, MoveReason, NodeState, Outcome, Plan, Policy, REPLACE_BUDGET, RecipeInfo,
+    Snapshot, StoredCondition, model, plan, status,
 };
-pub use plan::plan;
 pub use recipes::{health_checked, recipe_info, recipe_params};
-pub use status::{DeploymentStatus, StoredCondition};
 
-/// Re-placements of lost replicas per pass (one pass a second).
-pub const REPLACE_BUDGET: usize = 200;
-
-/// A deployment as the operator asks for it. Requests are idempotent by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeploymentSpec {
-    /// Name.
-    pub name: Name,
-    /// The recipe (uploaded blob).
-    pub recipe: RecipeRef,
-    /// Replicas wanted.
-    pub replicas: u32,
-    /// Spread beyond distinct homes: `isp`, `country`.
-    #[serde(default)]
-    pub spread: BTreeSet<String>,
-    /// Allowed countries (empty: anywhere).
-    #[serde(default)]
-    pub countries: BTreeSet<CountryCode>,
-    /// Parameters.
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-    /// Labels nodes must carry.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-/// What the master reads from the recipe to place it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecipeInfo {
-    /// Resources of one replica.
-    pub resources: Resources,
-    /// Port names (numbers are chosen by the node).
-    pub ports: Vec<String>,
-}
-
-/// A node in a snapshot.
-#[derive(Debug, Clone)]
-pub struct NodeState {
-    /// Placement view.
-    pub candidate: Candidate,
-    /// Whether replicas already there stay (false: down, retired, revoked, never seen).
-    pub keeps: bool,
-    /// Draining: its replicas stay until their new copies are ready elsewhere.
-    pub draining: bool,
-    /// Its state as shown to operators (`down`, `retired`…), for events.
-    pub state: &'static str,
-}
-
-pub(crate) fn add(total: &mut Resources, r: &Resources) {
-    total.cpu_millis = total.cpu_millis.saturating_add(r.cpu_millis);
-    total.memory_mib = total.memory_mib.saturating_add(r.memory_mib);
-    total.disk_mib = total.disk_mib.saturating_add(r.disk_mib);
-    total.bandwidth_mbps = total.bandwidth_mbps.saturating_add(r.bandwidth_mbps);
-}
-
-/// A node's snapshot from its record and live state.
+/// A node's snapshot from its record and live state (the fleet's admin state and liveness win
+/// over the record's; a node the fleet does not hold is `pending`).
 pub fn node_state(record: &NodeRecord, live: Option<&NodeLive>) -> NodeState {
-    let admin = live.map_or(record.admin, |l| l.admin);
-    let liveness = live.map_or(Liveness::Pending, |l| l.liveness);
-    let up = matches!(liveness, Liveness::Up { .. });
-    let f = &record.facts;
-    NodeState {
-        candidate: Candidate {
-            id: record.id,
-            home: f.home.clone(),
-            isp: f.isp.clone(),
-            country: f.country,
-            labels: f.labels.clone(),
-            capacity: f.capacity,
-            allocated: Resources::default(),
-            schedulable: up && admin == AdminState::Active,
-            reliability: 1.0,
-        },
-        keeps: matches!(
-            admin,
-            AdminState::Active | AdminState::Reserve | AdminState::Test | AdminState::Draining
-        ) && !matches!(liveness, Liveness::Down { .. } | Liveness::Pending),
-        draining: admin == AdminState::Draining,
-        state: display_state(admin, &liveness),
-    }
+    hearth_core::scheduler::node_state(NodeView {
+        id: record.id,
+        facts: &record.facts,
+        admin: live.map_or(record.admin, |l| l.admin),
+        liveness: live.map_or(Liveness::Pending, |l| l.liveness),
+    })
 }
 
 /// Longest time between two passes while nothing the scheduler reads has changed.
@@ -497,11 +424,5 @@ impl SchedulerState {
     }
 }
 
-pub mod model;
-mod moves;
-mod plan;
 mod recipes;
 mod rolling;
-pub mod status;
-#[cfg(test)]
-mod tests;

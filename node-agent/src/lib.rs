@@ -14,11 +14,12 @@ pub mod health;
 pub mod link;
 pub mod partition;
 pub mod process;
-pub mod reconcile;
 pub mod state;
 pub mod supervisor;
 pub mod trust;
 pub mod users;
+
+pub use hearth_core::reconcile;
 
 /// Wall-clock time in Unix milliseconds, the `now` the reconciliation core takes.
 pub(crate) fn now_ms() -> u64 {

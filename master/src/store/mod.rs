@@ -9,11 +9,9 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
-
 use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId};
 use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use sqlite::SqliteStore;
 
@@ -58,62 +56,7 @@ pub enum RedeemError {
     AlreadyEnrolled,
 }
 
-/// Administrative state of a node, set by operators (liveness is tracked separately).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AdminState {
-    /// Schedulable.
-    Active,
-    /// Its instances move elsewhere; nothing new lands.
-    Draining,
-    /// Kept in reserve: connected, nothing scheduled unless needed.
-    Reserve,
-    /// Under test: only test deployments land.
-    Test,
-    /// Left the cooperative: refused at the handshake.
-    Retired,
-    /// Revoked (compromised or banned): refused at the handshake.
-    Revoked,
-}
-
-impl AdminState {
-    /// Text form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Draining => "draining",
-            Self::Reserve => "reserve",
-            Self::Test => "test",
-            Self::Retired => "retired",
-            Self::Revoked => "revoked",
-        }
-    }
-
-    /// Parses the text form.
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Active,
-            Self::Draining,
-            Self::Reserve,
-            Self::Test,
-            Self::Retired,
-            Self::Revoked,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
-    }
-
-    /// Whether a node in this state may hold a session.
-    pub fn admits_sessions(self) -> bool {
-        !matches!(self, Self::Retired | Self::Revoked)
-    }
-}
-
-impl fmt::Display for AdminState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use hearth_core::node::AdminState;
 
 /// What [`Store::set_admin`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,13 @@
 //! Benchmark of the placement core: 10k nodes across 500 ISPs and 30 countries, spread on.
 //! Prints decisions and replicas placed per second on one core, and decision latency quantiles.
 //!
-//! `cargo bench -p hearth-master --bench placement`
+//! `cargo bench -p hearth-core --bench placement`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // bench code
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use hearth_master::placement::{Candidate, Request, Spread, country_index, place_indexed};
+use hearth_core::placement::{Candidate, Request, Spread, country_index, place_indexed};
 use hearth_protocol::{NodeId, Resources, SecretKey};
 
 fn main() {

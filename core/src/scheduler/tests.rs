@@ -1,8 +1,8 @@
-use hearth_protocol::{SecretKey, Sha256};
+use hearth_protocol::messages::state::{Assignment, InstanceId};
+use hearth_protocol::{NodeId, SecretKey, Sha256};
 
 use super::*;
 use crate::rollout::Readiness;
-use hearth_protocol::messages::state::InstanceId;
 
 fn node(seed: u16, keeps: bool) -> NodeState {
     at(
