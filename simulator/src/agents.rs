@@ -1,4 +1,4 @@
-//! The agents' side of a run: the real reconciliation core (`hearth_node_agent::reconcile::Agent`)
+//! The agents' side of a run: the real reconciliation core (`hearth_core::reconcile::Agent`)
 //! of every node that was given work, driven by a modelled driver.
 //!
 //! The driver's work takes modelled time: preparing an instance fetches its recipe and artifacts
@@ -8,7 +8,7 @@
 //! processes: at boot the driver reports them exited to the core (as the real supervisor does
 //! when it cannot re-adopt them) and resumes preparations and starts that were under way.
 
-use hearth_node_agent::reconcile::{Action, Event as AgentEvent, Phase, Prepare};
+use hearth_core::reconcile::{Action, Event as AgentEvent, Phase, Prepare};
 use hearth_protocol::messages::state::{DesiredState, InstanceId};
 
 use crate::engine::Sim;

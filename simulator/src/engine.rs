@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hearth_master::liveness::LivenessConfig;
-use hearth_master::scheduler::{Deployment, DeploymentSpec, NodeState, RecipeInfo, node_state};
+use hearth_core::liveness::{Liveness, LivenessConfig};
+use hearth_core::node::{AdminState, NodeView};
+use hearth_core::scheduler::{Deployment, DeploymentSpec, NodeState, RecipeInfo, node_state};
 use hearth_protocol::messages::state::{Assignment, InstanceId, Name, RecipeRef};
 use hearth_protocol::{CountryCode, NodeId, Resources, Sha256};
 
@@ -251,7 +252,12 @@ impl Sim {
             now,
         )?;
         self.by_id.insert(home.id, ix);
-        self.nodes.push(node_state(&home.record, None));
+        self.nodes.push(node_state(NodeView {
+            id: home.id,
+            facts: &home.facts,
+            admin: AdminState::Active,
+            liveness: Liveness::Pending,
+        }));
         self.homes.push(home);
         self.active_pos.push(Some(self.active.len()));
         self.active.push(ix);

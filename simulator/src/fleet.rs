@@ -5,11 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use hearth_master::liveness::Liveness;
-use hearth_master::store::{AdminState, NodeRecord};
-use hearth_node_agent::reconcile::Agent;
+use hearth_core::liveness::Liveness;
+use hearth_core::reconcile::Agent;
 use hearth_protocol::messages::state::InstanceId;
-use hearth_protocol::{Arch, CountryCode, Hex, HomeId, NodeFacts, NodeId, Resources, SecretKey};
+use hearth_protocol::{Arch, CountryCode, HomeId, NodeFacts, NodeId, Resources, SecretKey};
 
 use crate::distr::SimRng;
 use crate::scenario::HomeModel;
@@ -51,7 +50,7 @@ pub enum Session {
 /// A simulated agent: the real reconciliation core and the driver's bookkeeping.
 #[derive(Debug, Default)]
 pub struct SimAgent {
-    /// The real core (`hearth_node_agent::reconcile::Agent`).
+    /// The real core (`hearth_core::reconcile::Agent`).
     pub core: Agent,
     /// Next process id handed out.
     pub next_pid: u32,
@@ -64,8 +63,8 @@ pub struct SimAgent {
 pub struct Home {
     /// The node's id.
     pub id: NodeId,
-    /// What the master stores about it.
-    pub record: NodeRecord,
+    /// What it declares at enrolment (what the master's record holds).
+    pub facts: NodeFacts,
     /// Index of its ISP.
     pub isp: usize,
     /// Index of its country.
@@ -140,18 +139,9 @@ impl Home {
             cgroups_v2: true,
             labels: Default::default(),
         };
-        let record = NodeRecord {
-            id,
-            facts,
-            admin: AdminState::Active,
-            enrolled_at_ms: now,
-            token_id: Hex([0; 4]),
-            last_seen_ms: None,
-            liveness: "pending".into(),
-        };
         Ok(Self {
             id,
-            record,
+            facts,
             isp,
             country,
             model,

@@ -1,10 +1,10 @@
 //! `hearth-sim`: a simulated fleet of homes driven through the real cores (see issue 7).
 //!
 //! The discrete-event mode runs a seeded, deterministic simulation with a virtual clock. It does
-//! not model Hearth: it drives the master's own scheduler (`hearth_master::scheduler::plan`, so
+//! not model Hearth: it drives the master's own scheduler (`hearth_core::scheduler::plan`, so
 //! `placement::place` and the re-placement budget), the master's liveness state machine
-//! (`hearth_master::liveness`) and, on every node given work, the agent's reconciliation core
-//! (`hearth_node_agent::reconcile::Agent`). What is modelled is the world around them: homes on
+//! (`hearth_core::liveness`) and, on every node given work, the agent's reconciliation core
+//! (`hearth_core::reconcile::Agent`). What is modelled is the world around them: homes on
 //! fibre lines ([`fleet`]), power cuts, reboots, ISP and country outages, volunteers leaving and
 //! joining ([`failures`]), sessions and reconnect backoff ([`links`]), and the agent driver's
 //! fetch, start and stop times ([`agents`]).

@@ -7,8 +7,8 @@
 //! full-jitter backoff (0.5 s doubling to 30 s per failed attempt, as `hearth_node_agent::link`
 //! does, drawn from the run's RNG; a failed attempt is taken to last [`ATTEMPT_MS`]).
 
-use hearth_master::liveness::Event as LiveEvent;
-use hearth_node_agent::reconcile::Event as AgentEvent;
+use hearth_core::liveness::Event as LiveEvent;
+use hearth_core::reconcile::Event as AgentEvent;
 
 use crate::engine::Sim;
 use crate::fleet::Session;

@@ -1,5 +1,5 @@
 //! The master's side of a run: the real liveness machine at its ticks, the real scheduler
-//! (`hearth_master::scheduler::plan`, hence `placement::place` and `REPLACE_BUDGET`) at its
+//! (`hearth_core::scheduler::plan`, hence `placement::place` and `REPLACE_BUDGET`) at its
 //! once-a-second cadence, assignments with generations, and desired-state pushes.
 //!
 //! The real master runs a pass every second. A pass whose inputs cannot produce a change is
@@ -10,11 +10,10 @@
 //! (the budget may have deferred some); and it is skipped (counted) when every deployment has
 //! exactly its replicas on keeping nodes.
 
-use hearth_master::fleet::NodeLive;
-use hearth_master::liveness::Event as LiveEvent;
-use hearth_master::rollout::Readiness;
-use hearth_master::scheduler::{Change, Plan, Policy, Snapshot, node_state, plan};
-use hearth_master::store::AdminState;
+use hearth_core::liveness::Event as LiveEvent;
+use hearth_core::node::{AdminState, NodeView};
+use hearth_core::rollout::Readiness;
+use hearth_core::scheduler::{Change, Plan, Policy, Snapshot, node_state, plan};
 use hearth_protocol::NodeId;
 use hearth_protocol::messages::state::{Assignment, DesiredState};
 use serde::Serialize;
@@ -73,18 +72,17 @@ impl Sim {
         }
     }
 
-    /// Recomputes the scheduler's view of `h` with the master's own `node_state`.
+    /// Recomputes the scheduler's view of `h` with the master's own `node_state` (`hearth_core`).
     pub(crate) fn node_changed(&mut self, h: HomeIx) {
         let Some(home) = self.homes.get(h) else {
             return;
         };
-        let live = NodeLive {
+        let new = node_state(NodeView {
+            id: home.id,
+            facts: &home.facts,
             admin: AdminState::Active,
             liveness: home.liveness,
-            connected: matches!(home.session, crate::fleet::Session::Online { .. }),
-            heartbeats: 0,
-        };
-        let new = node_state(&home.record, Some(&live));
+        });
         let Some(slot) = self.nodes.get_mut(h) else {
             return;
         };

@@ -297,7 +297,7 @@ impl Sim {
                 .and_then(|ag| ag.core.instances.get(id))
                 .is_some_and(|i| {
                     i.spec.generation == a.generation
-                        && matches!(i.phase, hearth_node_agent::reconcile::Phase::Running { .. })
+                        && matches!(i.phase, hearth_core::reconcile::Phase::Running { .. })
                 })
     }
 }

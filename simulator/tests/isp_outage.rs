@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use hearth_master::liveness::LivenessConfig;
+use hearth_core::liveness::LivenessConfig;
 use hearth_simulator::{RunOptions, Scenario, simulate};
 
 const SCENARIO: &str = r#"
