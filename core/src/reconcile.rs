@@ -12,8 +12,10 @@ use hearth_protocol::messages::state::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Restart backoff: 1 s doubling to 60 s; a run longer than [`STABLE_MS`] resets it.
-const MAX_BACKOFF_MS: u64 = 60_000;
+use crate::backoff::Backoff;
+
+// Restart backoff: `Backoff::RESTART` (1 s doubling to 60 s); a run longer than [`STABLE_MS`]
+// resets it.
 /// A process that ran this long is considered stable.
 pub const STABLE_MS: u64 = 60_000;
 
@@ -488,9 +490,7 @@ fn stop(i: &mut Instance, now_ms: u64, out: &mut Vec<Action>) {
 }
 
 fn backoff(restarts: u32) -> u64 {
-    1000u64
-        .saturating_mul(1 << restarts.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF_MS)
+    Backoff::RESTART.ceiling_ms(restarts)
 }
 
 fn state_of(phase: &Phase) -> InstanceState {

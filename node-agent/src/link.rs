@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use hearth_core::backoff::Backoff;
 use hearth_protocol::messages::audit::AuditAnswer;
 use hearth_protocol::messages::session::{Counters, Heartbeat, Hello};
 use hearth_protocol::messages::state::DesiredStateAck;
@@ -155,11 +156,9 @@ pub async fn run(
 }
 
 /// Full-jitter exponential backoff: uniform in `[0, min(30 s, 0.5 s · 2^(n-1))]`.
+/// (`hearth_core::backoff::Backoff::RECONNECT`, the jitter drawn here).
 pub fn backoff(failures: u32) -> Duration {
-    let cap_ms = 500u64
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(30_000);
-    Duration::from_millis(rand::random::<u64>() % (cap_ms + 1))
+    Backoff::RECONNECT.jittered(failures, rand::random::<f64>())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -4,9 +4,10 @@
 //! A home is reachable when it is powered and booted, still a member, and its ISP and country
 //! links are up. When it becomes reachable the agent opens a session after its reconnect delay:
 //! right after a boot one round trip; after a link outage the remaining wait of the agent's
-//! full-jitter backoff (0.5 s doubling to 30 s per failed attempt, as `hearth_node_agent::link`
-//! does, drawn from the run's RNG; a failed attempt is taken to last [`ATTEMPT_MS`]).
+//! full-jitter backoff (`Backoff::RECONNECT`: 0.5 s doubling to 30 s per failed attempt, as
+//! the agent's link does, the jitter drawn from the run's RNG; a failed attempt is taken to last [`ATTEMPT_MS`]).
 
+use hearth_core::backoff::Backoff;
 use hearth_core::liveness::Event as LiveEvent;
 use hearth_core::reconcile::Event as AgentEvent;
 
@@ -17,7 +18,7 @@ use crate::queue::{Event, HomeIx};
 /// How long a connection attempt to an unreachable master takes to fail, ms.
 pub const ATTEMPT_MS: u64 = 5_000;
 /// Cap of the agent's reconnect backoff, ms.
-const BACKOFF_CAP_MS: u64 = 30_000;
+const BACKOFF_CAP_MS: u64 = Backoff::RECONNECT.cap_ms;
 /// Spread of the agents' first connections at the start, ms.
 const START_SPREAD_MS: u64 = 5_000;
 
@@ -102,9 +103,7 @@ impl Sim {
         let mut failures = 0u32;
         loop {
             failures += 1;
-            let cap = 500u64
-                .saturating_mul(1 << failures.saturating_sub(1).min(16))
-                .min(BACKOFF_CAP_MS);
+            let cap = Backoff::RECONNECT.ceiling_ms(failures);
             if cap >= BACKOFF_CAP_MS && t < outage {
                 // Steady state: the next attempt is anywhere in one more attempt and wait.
                 return self.rng.upto(ATTEMPT_MS + BACKOFF_CAP_MS) + handshake;

@@ -3,7 +3,7 @@
 //! heartbeat at the interval the welcome gives (the first at once; no `heartbeat_ack` asked), a
 //! `desired_state_ack` for each `desired_state`, a signed `audit_answer` for each `audit_probe`;
 //! the session is given up after three heartbeat intervals without a packet from the master, and
-//! reconnects use the agent's own full-jitter backoff (`link::backoff`). Close codes 2 and 3
+//! reconnects use the agent's own full-jitter backoff (`Backoff::RECONNECT`). Close codes 2 and 3
 //! (unknown, revoked) stop an agent for good. Agents run no instances.
 //!
 //! Sessions share a few client UDP endpoints (a real agent has one each) so that 10,000 agents
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hearth_node_agent::link::backoff;
+use hearth_core::backoff::Backoff;
 use hearth_protocol::messages::audit::AuditAnswer;
 use hearth_protocol::messages::session::{Counters, Heartbeat, Hello};
 use hearth_protocol::messages::state::DesiredStateAck;
@@ -309,7 +309,7 @@ impl Agent {
                     failures = failures.saturating_add(1);
                 }
             }
-            tokio::time::sleep(backoff(failures)).await;
+            tokio::time::sleep(Backoff::RECONNECT.jittered(failures, rand::random::<f64>())).await;
         }
     }
 
