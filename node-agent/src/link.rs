@@ -1,19 +1,18 @@
-//! The node's one outbound session to the master: hello, heartbeats, probes, reconnects.
+//! The node's one outbound session to the master: the driver of `hearth_core::link`.
 //!
-//! Reconnects use exponential backoff with full jitter (0.5 s doubling to 30 s), reset after each
-//! `welcome`. A node the master says is unknown or revoked stops reconnecting. The link state is
-//! written to `link.json` in the data directory for `hearth-node status`.
+//! The core decides (hello, welcome, heartbeats, silence, desired-state acks, probe answers,
+//! exponential backoff with full jitter, 0.5 s doubling to 30 s, reset after each `welcome`, and
+//! stopping for good when the master says the node is unknown or revoked); this driver owns the
+//! QUIC connection, the timers and the jitter. The link state is written to `link.json` in the
+//! data directory for `hearth-node status`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hearth_core::backoff::Backoff;
+use hearth_core::link::{Action, Event as LinkEvent, Link, Phase};
 use hearth_protocol::messages::audit::AuditAnswer;
-use hearth_protocol::messages::session::{Counters, Heartbeat, Hello};
-use hearth_protocol::messages::state::DesiredStateAck;
-use hearth_protocol::{
-    DEFAULT_MAX_FRAME, Envelope, Message, PROTOCOL_VERSION, Resources, SecretKey,
-};
+use hearth_protocol::{DEFAULT_MAX_FRAME, Message, SecretKey};
 use hearth_transport::{
     Identity, MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
     close,
@@ -74,9 +73,9 @@ pub struct LinkStatus {
 enum Ended {
     /// Shutdown requested.
     Shutdown,
-    /// Lost or closed; reconnect. `established` says whether a welcome was received.
-    Lost { established: bool, reason: String },
-    /// Refused for good.
+    /// Lost or closed; `refused` when closed with close code 2 or 3.
+    Lost { reason: String, refused: bool },
+    /// The core stopped the link: the master refuses this node.
     Refused(String),
 }
 
@@ -103,209 +102,237 @@ pub async fn run(
         master: enrolment.master_addr.to_string(),
         ..LinkStatus::default()
     };
-    let mut failures = 0u32;
+    let clock = Clock(Instant::now());
+    let mut link = Link::new(enrolment.node, enrolment.facts.agent.clone());
     loop {
-        status.state = "connecting".into();
+        link.step(clock.ms(), LinkEvent::Start);
+        status.state = link.state().into();
         write_status(dir, &status);
-        let ended = session(
-            &endpoint,
-            config.clone(),
-            enrolment,
+        let mut driver = Session {
+            link: &mut link,
+            clock: &clock,
             key,
-            &mut status,
+            status: &mut status,
             dir,
-            &mut shutdown,
-            &mut hooks,
-        )
-        .await;
+            hooks: &mut hooks,
+        };
+        let ended = driver
+            .run(&endpoint, config.clone(), enrolment, &mut shutdown)
+            .await;
         let _ = hooks.conn.send(None);
         let _ = hooks.inputs.send(Input::Core(Event::LinkDown));
-        match ended {
+        let (reason, refused) = match ended {
             Ended::Shutdown => {
                 endpoint.close(close::NORMAL, b"node shutting down");
                 let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
                 return Ok(());
             }
-            Ended::Refused(reason) => {
-                status.state = "refused".into();
-                status.last_error = Some(reason.clone());
-                write_status(dir, &status);
-                return Err(LinkError::Refused(reason));
-            }
-            Ended::Lost {
-                established,
-                reason,
-            } => {
-                failures = if established {
-                    1
-                } else {
-                    failures.saturating_add(1)
-                };
-                let delay = backoff(failures);
-                tracing::warn!(%reason, retry_in = ?delay, "link to master lost");
-                status.state = "backoff".into();
-                status.last_error = Some(reason);
-                write_status(dir, &status);
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => return Ok(()),
+            Ended::Refused(reason) => (reason, true),
+            Ended::Lost { reason, refused } => (reason, refused),
+        };
+        let jitter = rand::random::<f64>();
+        let mut delay = None;
+        if link.phase() != &Phase::Refused {
+            for action in link.step(
+                clock.ms(),
+                LinkEvent::Lost {
+                    reason: reason.clone(),
+                    refused,
+                    jitter,
+                },
+            ) {
+                if let Action::Retry { delay_ms, .. } = action {
+                    delay = Some(Duration::from_millis(delay_ms));
                 }
             }
+        }
+        let Some(delay) = delay else {
+            status.state = link.state().into();
+            status.last_error = Some(reason.clone());
+            write_status(dir, &status);
+            return Err(LinkError::Refused(reason));
+        };
+        tracing::warn!(%reason, retry_in = ?delay, "link to master lost");
+        status.state = link.state().into();
+        status.last_error = Some(reason);
+        write_status(dir, &status);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return Ok(()),
         }
     }
 }
 
-/// Full-jitter exponential backoff: uniform in `[0, min(30 s, 0.5 s · 2^(n-1))]`.
+/// Full-jitter exponential backoff: uniform in `[0, min(30 s, 0.5 s · 2^(n-1))]`
 /// (`hearth_core::backoff::Backoff::RECONNECT`, the jitter drawn here).
 pub fn backoff(failures: u32) -> Duration {
     Backoff::RECONNECT.jittered(failures, rand::random::<f64>())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    endpoint: &quinn::Endpoint,
-    config: quinn::ClientConfig,
-    enrolment: &Enrolment,
-    key: &SecretKey,
-    status: &mut LinkStatus,
-    dir: &NodeDir,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    hooks: &mut Hooks,
-) -> Ended {
-    let lost = |reason: String| Ended::Lost {
-        established: false,
-        reason,
-    };
-    let connecting = match endpoint.connect_with(config, enrolment.master_addr, SERVER_NAME) {
-        Ok(c) => c,
-        Err(e) => return lost(e.to_string()),
-    };
-    let conn = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return classify_close(&e).unwrap_or_else(|| lost(e.to_string())),
-        Err(_) => return lost("connection attempt timed out".into()),
-    };
-    let (send, recv) = match conn.open_bi().await {
-        Ok(s) => s,
-        Err(e) => return classify_close(&e).unwrap_or_else(|| lost(e.to_string())),
-    };
-    let mut control = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
-    let hello = Hello {
-        min_version: PROTOCOL_VERSION,
-        max_version: PROTOCOL_VERSION,
-        node: enrolment.node,
-        agent: enrolment.facts.agent.clone(),
-        applied_revision: status.revision,
-    };
-    let envelope = Envelope {
-        v: PROTOCOL_VERSION,
-        message: Message::Hello(hello),
-    };
-    if let Err(e) = control.send_envelope(&envelope).await {
-        return lost(e.to_string());
+/// The link's monotonic clock, ms since the link started.
+struct Clock(Instant);
+
+impl Clock {
+    fn ms(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
-    let interval = match tokio::time::timeout(Duration::from_secs(10), control.recv()).await {
-        Ok(Ok(Some(Message::Welcome(w)))) => {
-            Duration::from_millis(w.heartbeat_interval_ms.max(100))
+}
+
+/// One session's driver: executes the core's actions on the connection.
+struct Session<'a> {
+    link: &'a mut Link,
+    clock: &'a Clock,
+    key: &'a SecretKey,
+    status: &'a mut LinkStatus,
+    dir: &'a NodeDir,
+    hooks: &'a mut Hooks,
+}
+
+/// What a batch of actions asks of the session loop.
+enum Next {
+    /// Carry on.
+    Continue,
+    /// The session is open: heartbeat at this interval.
+    Up(Duration),
+    /// The session is over.
+    End(Ended),
+}
+
+impl Session<'_> {
+    async fn run(
+        &mut self,
+        endpoint: &quinn::Endpoint,
+        config: quinn::ClientConfig,
+        enrolment: &Enrolment,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Ended {
+        let connecting = match endpoint.connect_with(config, enrolment.master_addr, SERVER_NAME) {
+            Ok(c) => c,
+            Err(e) => return lost(e.to_string()),
+        };
+        let conn = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return classify_close(&e).unwrap_or_else(|| lost(e.to_string())),
+            Err(_) => return lost("connection attempt timed out".into()),
+        };
+        let (send, recv) = match conn.open_bi().await {
+            Ok(s) => s,
+            Err(e) => return classify_close(&e).unwrap_or_else(|| lost(e.to_string())),
+        };
+        let mut control = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
+        let hello = self.step(LinkEvent::Opened {
+            rx: conn.stats().udp_rx.datagrams,
+        });
+        if let Next::End(ended) = self.perform(hello, &conn, &mut control).await {
+            return ended;
         }
-        Ok(Ok(Some(Message::Error(e)))) if e.fatal => {
-            let reason = format!("{}: {}", e.code, e.message);
-            return match e.code {
-                hearth_protocol::ErrorCode::UnknownNode
-                | hearth_protocol::ErrorCode::NodeRevoked => Ended::Refused(reason),
-                _ => lost(reason),
+        let welcome = match tokio::time::timeout(Duration::from_secs(10), control.recv()).await {
+            Ok(Ok(Some(message))) => self.step(LinkEvent::Received(message)),
+            Ok(Ok(None)) => return lost("expected welcome, got None".into()),
+            Ok(Err(e)) => {
+                return classify_close_stream(&conn).unwrap_or_else(|| lost(e.to_string()));
+            }
+            Err(_) => return lost("no welcome within 10 s".into()),
+        };
+        let interval = match self.perform(welcome, &conn, &mut control).await {
+            Next::Up(interval) => interval,
+            Next::End(ended) => return ended,
+            Next::Continue => return lost("no session after the welcome".into()),
+        };
+        tracing::info!(master = %enrolment.master_addr, ?interval, "session open");
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            let actions = tokio::select! {
+                _ = tick.tick() => {
+                    let instances = self.hooks.reports.borrow().clone();
+                    self.step(LinkEvent::Tick { rx: conn.stats().udp_rx.datagrams, instances })
+                }
+                msg = control.recv() => match msg {
+                    Ok(Some(message)) => self.step(LinkEvent::Received(message)),
+                    Ok(None) => return lost("master finished the control stream".into()),
+                    Err(e) => return classify_close_stream(&conn).unwrap_or_else(|| lost(e.to_string())),
+                },
+                Some(out) = self.hooks.outbound.recv() => vec![Action::Send(out)],
+                _ = shutdown.changed() => {
+                    conn.close(close::NORMAL, b"node shutting down");
+                    return Ended::Shutdown;
+                }
             };
+            if let Next::End(ended) = self.perform(actions, &conn, &mut control).await {
+                return ended;
+            }
         }
-        Ok(Ok(other)) => return lost(format!("expected welcome, got {other:?}")),
-        Ok(Err(e)) => return classify_close_stream(&conn).unwrap_or_else(|| lost(e.to_string())),
-        Err(_) => return lost("no welcome within 10 s".into()),
-    };
-    status.sessions += 1;
-    status.state = "connected".into();
-    status.last_error = None;
-    write_status(dir, status);
-    tracing::info!(master = %enrolment.master_addr, ?interval, "session open");
-    let _ = hooks.conn.send(Some(conn.clone()));
-    let _ = hooks.inputs.send(Input::Core(Event::LinkUp));
-    let established = |reason: String| Ended::Lost {
-        established: true,
+    }
+
+    fn step(&mut self, event: LinkEvent) -> Vec<Action> {
+        self.link.step(self.clock.ms(), event)
+    }
+
+    /// Executes the core's actions.
+    async fn perform(
+        &mut self,
+        actions: Vec<Action>,
+        conn: &quinn::Connection,
+        control: &mut MessageStream,
+    ) -> Next {
+        let mut next = Next::Continue;
+        for action in actions {
+            match action {
+                Action::Send(message) => {
+                    if let Err(e) = control.send(&message).await {
+                        return Next::End(
+                            classify_close_stream(conn).unwrap_or_else(|| lost(e.to_string())),
+                        );
+                    }
+                }
+                Action::Up { interval_ms } => {
+                    self.status.sessions = self.link.sessions();
+                    self.status.state = self.link.state().into();
+                    self.status.last_error = None;
+                    write_status(self.dir, self.status);
+                    let _ = self.hooks.conn.send(Some(conn.clone()));
+                    let _ = self.hooks.inputs.send(Input::Core(Event::LinkUp));
+                    next = Next::Up(Duration::from_millis(interval_ms));
+                }
+                Action::Desired(ds) => {
+                    if ds.revision > self.status.revision {
+                        self.status.revision = ds.revision;
+                        write_status(self.dir, self.status);
+                    }
+                    let _ = self.hooks.inputs.send(Input::Core(Event::Desired(ds)));
+                }
+                Action::AnswerProbe(p) => {
+                    let answer = AuditAnswer::signed(&p, self.key);
+                    if control.send(&Message::AuditAnswer(answer)).await.is_err() {
+                        return Next::End(lost("send failed".into()));
+                    }
+                }
+                Action::Acked => self.status.last_ack_ms = Some(now_ms()),
+                Action::Ignored(Message::Error(e)) => {
+                    tracing::warn!(code = %e.code, fatal = e.fatal, "master reported: {}", e.message);
+                }
+                Action::Ignored(other) => {
+                    tracing::debug!(kind = other.type_tag(), "ignored message")
+                }
+                Action::Close(reason) => {
+                    if matches!(self.link.phase(), Phase::Connected { .. }) {
+                        conn.close(close::NORMAL, b"master silent");
+                    }
+                    return Next::End(lost(reason));
+                }
+                Action::Refused(reason) => return Next::End(Ended::Refused(reason)),
+                // Connecting and waiting are the outer loop's.
+                Action::Connect | Action::Retry { .. } => {}
+            }
+        }
+        next
+    }
+}
+
+fn lost(reason: String) -> Ended {
+    Ended::Lost {
         reason,
-    };
-    let mut tick = tokio::time::interval(interval);
-    let mut seq = 0u64;
-    let mut last_heard = Instant::now();
-    let mut rx_seen = conn.stats().udp_rx.datagrams;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                // Any packet from the master (fetch data included) shows it is alive.
-                let received = conn.stats().udp_rx.datagrams;
-                if received != rx_seen {
-                    rx_seen = received;
-                    last_heard = Instant::now();
-                    // The master acknowledges each heartbeat at the QUIC level (it sends no
-                    // `heartbeat_ack` unless asked): a packet since the last tick is that answer.
-                    status.last_ack_ms = Some(now_ms());
-                }
-                if last_heard.elapsed() > interval * 3 {
-                    conn.close(close::NORMAL, b"master silent");
-                    return established("nothing heard from the master for 3 heartbeat intervals".into());
-                }
-                seq += 1;
-                let hb = Heartbeat {
-                    seq,
-                    used: Resources::default(),
-                    applied_revision: status.revision,
-                    instances: hooks.reports.borrow().clone(),
-                    counters: Counters { sessions: status.sessions, ..Counters::default() },
-                    ack: false,
-                };
-                if let Err(e) = control.send(&Message::Heartbeat(hb)).await {
-                    return classify_close_stream(&conn).unwrap_or_else(|| established(e.to_string()));
-                }
-            }
-            msg = control.recv() => {
-                last_heard = Instant::now();
-                match msg {
-                    Ok(Some(Message::HeartbeatAck(_))) => {
-                        status.last_ack_ms = Some(now_ms());
-                    }
-                    Ok(Some(Message::DesiredState(ds))) => {
-                        let revision = ds.revision;
-                        if revision > status.revision {
-                            status.revision = revision;
-                            write_status(dir, status);
-                        }
-                        let _ = hooks.inputs.send(Input::Core(Event::Desired(ds)));
-                        let ack = Message::DesiredStateAck(DesiredStateAck { revision });
-                        if control.send(&ack).await.is_err() {
-                            return established("send failed".into());
-                        }
-                    }
-                    Ok(Some(Message::AuditProbe(p))) => {
-                        let answer = AuditAnswer::signed(&p, key);
-                        if control.send(&Message::AuditAnswer(answer)).await.is_err() {
-                            return established("send failed".into());
-                        }
-                    }
-                    Ok(Some(Message::Error(e))) => {
-                        tracing::warn!(code = %e.code, fatal = e.fatal, "master reported: {}", e.message);
-                    }
-                    Ok(Some(other)) => tracing::debug!(kind = other.type_tag(), "ignored message"),
-                    Ok(None) => return established("master finished the control stream".into()),
-                    Err(e) => return classify_close_stream(&conn).unwrap_or_else(|| established(e.to_string())),
-                }
-            }
-            Some(out) = hooks.outbound.recv() => {
-                if let Err(e) = control.send(&out).await {
-                    return established(e.to_string());
-                }
-            }
-            _ = shutdown.changed() => {
-                conn.close(close::NORMAL, b"node shutting down");
-                return Ended::Shutdown;
-            }
-        }
+        refused: false,
     }
 }
 
@@ -315,16 +342,13 @@ fn classify_close(e: &quinn::ConnectionError) -> Option<Ended> {
         quinn::ConnectionError::ApplicationClosed(c)
             if c.error_code == close::UNKNOWN_NODE || c.error_code == close::REVOKED =>
         {
-            Some(Ended::Refused(format!(
-                "closed by master: {}",
-                String::from_utf8_lossy(&c.reason)
-            )))
+            Some(Ended::Lost {
+                reason: format!("closed by master: {}", String::from_utf8_lossy(&c.reason)),
+                refused: true,
+            })
         }
         quinn::ConnectionError::TransportError(t) if t.reason.contains("certificate") => {
-            Some(Ended::Lost {
-                established: false,
-                reason: format!("TLS refused: {t}"),
-            })
+            Some(lost(format!("TLS refused: {t}")))
         }
         _ => None,
     }

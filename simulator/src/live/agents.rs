@@ -1,5 +1,5 @@
-//! Live agents: one tokio task per enrolled key keeps a real session with the master, as the
-//! agent's link does (`hearth_node_agent::link`): mutual-TLS QUIC, `hello` → `welcome`, a
+//! Live agents: one tokio task per enrolled key keeps a real session with the master, driving
+//! the agent's own link core (`hearth_core::link::Link`, as `hearth_node_agent::link` does): mutual-TLS QUIC, `hello` → `welcome`, a
 //! heartbeat at the interval the welcome gives (the first at once; no `heartbeat_ack` asked), a
 //! `desired_state_ack` for each `desired_state`, a signed `audit_answer` for each `audit_probe`;
 //! the session is given up after three heartbeat intervals without a packet from the master, and
@@ -14,13 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hearth_core::backoff::Backoff;
+use hearth_core::link::{Action, Event as LinkEvent, Link, Phase};
 use hearth_protocol::messages::audit::AuditAnswer;
-use hearth_protocol::messages::session::{Counters, Heartbeat, Hello};
-use hearth_protocol::messages::state::DesiredStateAck;
-use hearth_protocol::{
-    DEFAULT_MAX_FRAME, ErrorCode, MasterId, Message, NodeId, PROTOCOL_VERSION, Resources, SecretKey,
-};
+use hearth_protocol::{DEFAULT_MAX_FRAME, MasterId, Message, NodeId, SecretKey};
 use hearth_transport::{
     Identity, MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
     close,
@@ -30,8 +26,6 @@ use tokio::task::JoinHandle;
 
 /// Connection and welcome timeouts, as the agent's.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Silence after which a session is given up, in heartbeat intervals (as the agent).
-const SILENT_INTERVALS: u32 = 3;
 
 /// Why the agents could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -270,18 +264,23 @@ struct Agent {
 
 /// How one session ended.
 enum Ended {
-    /// Lost; reconnect. `established` says whether a welcome was received.
-    Lost { established: bool },
-    /// Refused for good.
+    /// Lost or closed; `refused` when closed with close code 2 or 3.
+    Lost { refused: bool },
+    /// The core stopped the link: the master refuses this node.
     Refused,
 }
 
-/// What a session carries over to the next one.
-#[derive(Default)]
-struct LinkState {
-    sessions: u64,
-    revision: u64,
+/// What a batch of actions asks of the session loop.
+enum Next {
+    /// Carry on.
+    Continue,
+    /// The session is open: heartbeat at this interval.
+    Up(Duration),
+    /// The session is over.
+    End(Ended),
 }
+
+const LOST: Ended = Ended::Lost { refused: false };
 
 impl Agent {
     async fn run(self) {
@@ -294,22 +293,36 @@ impl Agent {
         else {
             return self.refused();
         };
-        let mut link = LinkState::default();
-        let mut failures = 0u32;
+        let clock = Instant::now();
+        let ms = || u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut link = Link::new(
+            NodeId::from_key(self.key.public()),
+            "hearth-sim-live".into(),
+        );
         loop {
-            match self.session(config.clone(), &mut link).await {
-                Ended::Refused => return self.refused(),
-                Ended::Lost { established: true } => {
-                    self.shared.lost.fetch_add(1, Ordering::Relaxed);
-                    self.shared.stamp(&self.shared.lost_at, self.index);
-                    failures = 1;
-                }
-                Ended::Lost { established: false } => {
-                    self.shared.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                    failures = failures.saturating_add(1);
-                }
+            link.step(ms(), LinkEvent::Start);
+            match self.session(config.clone(), &mut link, &ms).await {
+                Ended::Refused | Ended::Lost { refused: true } => return self.refused(),
+                Ended::Lost { refused: false } => {}
             }
-            tokio::time::sleep(Backoff::RECONNECT.jittered(failures, rand::random::<f64>())).await;
+            if matches!(link.phase(), Phase::Connected { .. }) {
+                self.shared.lost.fetch_add(1, Ordering::Relaxed);
+                self.shared.stamp(&self.shared.lost_at, self.index);
+            } else {
+                self.shared.failed_attempts.fetch_add(1, Ordering::Relaxed);
+            }
+            let lost = LinkEvent::Lost {
+                reason: String::new(),
+                refused: false,
+                jitter: rand::random::<f64>(),
+            };
+            let Some(delay_ms) = link.step(ms(), lost).into_iter().find_map(|a| match a {
+                Action::Retry { delay_ms, .. } => Some(delay_ms),
+                _ => None,
+            }) else {
+                return self.refused();
+            };
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
     }
 
@@ -319,60 +332,60 @@ impl Agent {
 
     /// Connects, says hello and waits for the welcome (at most `max_handshakes` at once in this
     /// process), then runs the session.
-    async fn session(&self, config: quinn::ClientConfig, link: &mut LinkState) -> Ended {
-        let lost = Ended::Lost { established: false };
+    async fn session(
+        &self,
+        config: quinn::ClientConfig,
+        link: &mut Link,
+        ms: &impl Fn() -> u64,
+    ) -> Ended {
         let (conn, mut control, interval) = {
             let Ok(_permit) = self.gate.acquire().await else {
                 return Ended::Refused;
             };
             let Ok(connecting) = self.endpoint.connect_with(config, self.quic, SERVER_NAME) else {
-                return lost;
+                return LOST;
             };
             let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
                 Ok(Ok(c)) => c,
-                Ok(Err(e)) => return classify(&e).unwrap_or(lost),
-                Err(_) => return lost,
+                Ok(Err(e)) => return classify(&e).unwrap_or(LOST),
+                Err(_) => return LOST,
             };
             let Ok((send, recv)) = conn.open_bi().await else {
-                return lost;
+                return LOST;
             };
             let mut control = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
-            let hello = Hello {
-                min_version: PROTOCOL_VERSION,
-                max_version: PROTOCOL_VERSION,
-                node: NodeId::from_key(self.key.public()),
-                agent: "hearth-sim-live".into(),
-                applied_revision: link.revision,
-            };
-            if control.send(&Message::Hello(hello)).await.is_err() {
-                return lost;
+            let hello = link.step(
+                ms(),
+                LinkEvent::Opened {
+                    rx: conn.stats().udp_rx.datagrams,
+                },
+            );
+            if let Next::End(ended) = self.perform(hello, link, &conn, &mut control).await {
+                return ended;
             }
-            let interval = match tokio::time::timeout(HANDSHAKE_TIMEOUT, control.recv()).await {
-                Ok(Ok(Some(Message::Welcome(w)))) => {
-                    Duration::from_millis(w.heartbeat_interval_ms.max(100))
-                }
-                Ok(Ok(Some(Message::Error(e))))
-                    if e.fatal
-                        && matches!(e.code, ErrorCode::UnknownNode | ErrorCode::NodeRevoked) =>
-                {
-                    return Ended::Refused;
-                }
+            let welcome = match tokio::time::timeout(HANDSHAKE_TIMEOUT, control.recv()).await {
+                Ok(Ok(Some(message))) => link.step(ms(), LinkEvent::Received(message)),
                 Ok(Err(_)) => {
                     return conn
                         .close_reason()
                         .as_ref()
                         .and_then(classify)
-                        .unwrap_or(lost);
+                        .unwrap_or(LOST);
                 }
-                _ => return lost,
+                _ => return LOST,
             };
-            (conn, control, interval)
+            match self.perform(welcome, link, &conn, &mut control).await {
+                Next::Up(interval) => (conn, control, interval),
+                Next::End(ended) => return ended,
+                Next::Continue => return LOST,
+            }
         };
-        link.sessions += 1;
         self.shared.welcomes.fetch_add(1, Ordering::Relaxed);
         self.shared.stamp(&self.shared.welcomed, self.index);
         self.shared.connected.fetch_add(1, Ordering::Relaxed);
-        let ended = self.established(&conn, &mut control, interval, link).await;
+        let ended = self
+            .established(&conn, &mut control, interval, link, ms)
+            .await;
         self.shared.connected.fetch_sub(1, Ordering::Relaxed);
         ended
     }
@@ -383,80 +396,95 @@ impl Agent {
         conn: &quinn::Connection,
         control: &mut MessageStream,
         interval: Duration,
-        link: &mut LinkState,
+        link: &mut Link,
+        ms: &impl Fn() -> u64,
     ) -> Ended {
-        let lost = || {
-            let reason = conn.close_reason();
-            if matches!(reason, Some(quinn::ConnectionError::Reset)) {
-                self.shared.lost_by_reset.fetch_add(1, Ordering::Relaxed);
-            }
-            reason
-                .as_ref()
-                .and_then(classify)
-                .unwrap_or(Ended::Lost { established: true })
-        };
         let mut tick = tokio::time::interval(interval);
-        let mut seq = 0u64;
-        let mut last_heard = Instant::now();
-        let mut rx_seen = conn.stats().udp_rx.datagrams;
         loop {
-            tokio::select! {
+            let actions = tokio::select! {
                 _ = tick.tick() => {
-                    // Any packet from the master (its QUIC ACKs included) shows it is alive.
-                    let received = conn.stats().udp_rx.datagrams;
-                    if received != rx_seen {
-                        rx_seen = received;
-                        last_heard = Instant::now();
-                    }
-                    if last_heard.elapsed() > interval * SILENT_INTERVALS {
-                        conn.close(close::NORMAL, b"master silent");
-                        self.shared.lost_silent.fetch_add(1, Ordering::Relaxed);
-                        return Ended::Lost { established: true };
-                    }
-                    seq += 1;
-                    let hb = Heartbeat {
-                        seq,
-                        used: Resources::default(),
-                        applied_revision: link.revision,
-                        instances: vec![],
-                        counters: Counters { sessions: link.sessions, ..Counters::default() },
-                        ack: false,
-                    };
-                    if control.send(&Message::Heartbeat(hb)).await.is_err() {
-                        return lost();
-                    }
-                    self.shared.heartbeats.fetch_add(1, Ordering::Relaxed);
+                    let tick = LinkEvent::Tick { rx: conn.stats().udp_rx.datagrams, instances: vec![] };
+                    link.step(ms(), tick)
                 }
-                msg = control.recv() => {
-                    last_heard = Instant::now();
-                    let reply = match msg {
-                        Ok(Some(Message::DesiredState(ds))) => {
+                msg = control.recv() => match msg {
+                    Ok(Some(message)) => {
+                        if let Message::DesiredState(ds) = &message {
                             self.shared.desired_states.fetch_add(1, Ordering::Relaxed);
-                            if ds.revision >= link.revision {
+                            if ds.revision >= link.revision() {
                                 self.shared.stamp(&self.shared.desired_at, self.index);
                                 if let Some(a) = self.shared.assigned.get(self.index) {
                                     a.store(ds.instances.len() as u64, Ordering::Relaxed);
                                 }
                             }
-                            link.revision = link.revision.max(ds.revision);
-                            Some(Message::DesiredStateAck(DesiredStateAck { revision: ds.revision }))
                         }
-                        Ok(Some(Message::AuditProbe(p))) => {
-                            self.shared.probes.fetch_add(1, Ordering::Relaxed);
-                            let answer = AuditAnswer::signed(&p, &self.key);
-                            Some(Message::AuditAnswer(answer))
-                        }
-                        Ok(Some(_)) => None, // heartbeat_ack, errors, newer messages
-                        Ok(None) | Err(_) => return lost(),
-                    };
-                    if let Some(reply) = reply {
-                        if control.send(&reply).await.is_err() {
-                            return lost();
-                        }
+                        link.step(ms(), LinkEvent::Received(message))
                     }
-                }
+                    Ok(None) | Err(_) => return self.lost(conn),
+                },
+            };
+            if let Next::End(ended) = self.perform(actions, link, conn, control).await {
+                return ended;
             }
         }
+    }
+
+    /// How a session that failed on the connection ended (counting resets).
+    fn lost(&self, conn: &quinn::Connection) -> Ended {
+        let reason = conn.close_reason();
+        if matches!(reason, Some(quinn::ConnectionError::Reset)) {
+            self.shared.lost_by_reset.fetch_add(1, Ordering::Relaxed);
+        }
+        reason.as_ref().and_then(classify).unwrap_or(LOST)
+    }
+
+    /// Executes the link core's actions on the connection.
+    async fn perform(
+        &self,
+        actions: Vec<Action>,
+        link: &Link,
+        conn: &quinn::Connection,
+        control: &mut MessageStream,
+    ) -> Next {
+        let mut next = Next::Continue;
+        for action in actions {
+            let message = match action {
+                Action::Send(message) => message,
+                Action::AnswerProbe(p) => {
+                    self.shared.probes.fetch_add(1, Ordering::Relaxed);
+                    Message::AuditAnswer(AuditAnswer::signed(&p, &self.key))
+                }
+                Action::Up { interval_ms } => {
+                    next = Next::Up(Duration::from_millis(interval_ms));
+                    continue;
+                }
+                Action::Close(_) => {
+                    if matches!(link.phase(), Phase::Connected { .. }) {
+                        conn.close(close::NORMAL, b"master silent");
+                        self.shared.lost_silent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Next::End(LOST);
+                }
+                Action::Refused(_) => return Next::End(Ended::Refused),
+                // Counted on receipt; heartbeat_acks, errors, newer messages; the outer loop's.
+                Action::Desired(_)
+                | Action::Acked
+                | Action::Ignored(_)
+                | Action::Connect
+                | Action::Retry { .. } => continue,
+            };
+            let heartbeat = matches!(message, Message::Heartbeat(_));
+            if control.send(&message).await.is_err() {
+                return Next::End(if matches!(link.phase(), Phase::Connected { .. }) {
+                    self.lost(conn)
+                } else {
+                    LOST
+                });
+            }
+            if heartbeat {
+                self.shared.heartbeats.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        next
     }
 }
 
@@ -466,7 +494,7 @@ fn classify(e: &quinn::ConnectionError) -> Option<Ended> {
         quinn::ConnectionError::ApplicationClosed(c)
             if c.error_code == close::UNKNOWN_NODE || c.error_code == close::REVOKED =>
         {
-            Some(Ended::Refused)
+            Some(Ended::Lost { refused: true })
         }
         _ => None,
     }
