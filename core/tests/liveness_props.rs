@@ -6,6 +6,8 @@
 use hearth_core::liveness::{Event, Liveness, LivenessConfig};
 use proptest::prelude::*;
 
+mod common;
+
 fn start() -> impl Strategy<Value = Liveness> {
     prop_oneof![
         Just(Liveness::Pending),
@@ -32,11 +34,7 @@ fn steps() -> impl Strategy<Value = Vec<(u64, bool)>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::config())]
 
     #[test]
     fn down_to_up_needs_a_heartbeat(initial in start(), steps in steps()) {

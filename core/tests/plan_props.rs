@@ -14,6 +14,8 @@ use hearth_protocol::messages::state::{Assignment, RecipeRef};
 use hearth_protocol::{CountryCode, NodeId, Resources, SecretKey, Sha256};
 use proptest::prelude::*;
 
+mod common;
+
 const COUNTRIES: [&str; 4] = ["BE", "FR", "DE", "NL"];
 
 /// A node: its home (a small pool, so homes hold several nodes; a home's country and ISP follow
@@ -117,11 +119,7 @@ fn apply(assignments: &mut Vec<(NodeId, Assignment)>, changes: &[Change]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::config())]
 
     #[test]
     fn one_home_per_replica_inside_the_allowed_countries(

@@ -14,6 +14,8 @@ use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId, Rec
 use hearth_protocol::{Resources, Sha256};
 use proptest::prelude::*;
 
+mod common;
+
 const INSTANCES: usize = 3;
 
 #[derive(Debug, Clone)]
@@ -79,6 +81,17 @@ struct World {
 }
 
 impl World {
+    /// A live process of instance `i`, if any.
+    fn process_of(&self, i: usize) -> Option<(InstanceId, u32)> {
+        let instance: InstanceId = format!("web-{i}").parse().unwrap();
+        let pid = self
+            .alive
+            .iter()
+            .find(|(_, (id, _))| *id == instance)
+            .map(|(pid, _)| *pid)?;
+        Some((instance, pid))
+    }
+
     /// Runs the core on `event` and every answer it gets at once; checks each `Start`.
     fn feed(&mut self, agent: &mut Agent, event: Event) -> Result<(), TestCaseError> {
         let mut queue = vec![event];
@@ -135,11 +148,7 @@ impl World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::config())]
 
     #[test]
     fn never_twice_never_older(ops in proptest::collection::vec(op(), 1..120)) {
@@ -177,13 +186,7 @@ proptest! {
                     Event::Prepared { instance, generation, result }
                 }
                 Op::Exit(i) => {
-                    let instance: InstanceId = format!("web-{i}").parse().unwrap();
-                    let Some(pid) = world
-                        .alive
-                        .iter()
-                        .find(|(_, (id, _))| *id == instance)
-                        .map(|(pid, _)| *pid)
-                    else {
+                    let Some((instance, pid)) = world.process_of(i) else {
                         continue;
                     };
                     world.alive.remove(&pid);
@@ -194,13 +197,7 @@ proptest! {
                     continue;
                 }
                 Op::Health(i, healthy) => {
-                    let instance: InstanceId = format!("web-{i}").parse().unwrap();
-                    let Some(pid) = world
-                        .alive
-                        .iter()
-                        .find(|(_, (id, _))| *id == instance)
-                        .map(|(pid, _)| *pid)
-                    else {
+                    let Some((instance, pid)) = world.process_of(i) else {
                         continue;
                     };
                     Event::Health { instance, pid, healthy }
