@@ -8,14 +8,19 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use hearth_protocol::{EnrolToken, Sha256};
+use hearth_protocol::messages::fetch::FetchMetadata;
+use hearth_protocol::{DEFAULT_MAX_FRAME, EnrolToken, ErrorCode, Message, Sha256};
 use hearth_tests::master::{FAST, MasterProc};
-use hearth_tests::node::NodeProc;
+use hearth_tests::node::{NodeProc, expect_fatal};
 use hearth_tests::recipes::{sign_and_publish, static_site};
 use hearth_tests::{bin, eventually};
+use hearth_transport::{
+    MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint, close,
+};
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(30);
+/// Generous: the machine running the tests may be loaded (debug builds, fetches of a large binary).
+const WAIT: Duration = Duration::from_secs(90);
 
 /// `hearth-node enrol` with `token` (and `extra` arguments) into `dir`.
 fn enrol(m: &MasterProc, dir: &Path, token: &str, extra: &[&str]) -> Output {
@@ -212,4 +217,49 @@ async fn an_ht1_token_still_enrols_trusting_the_root_on_first_use_with_warnings(
         std::fs::read(dir2.join("tuf/anchor.json")).unwrap(),
         std::fs::read(&root).unwrap()
     );
+}
+
+/// SPEC §7.2: before its `enrol_request` an enrolment connection may fetch root metadata only,
+/// on at most 4 streams; a fifth fetch is a protocol error (close code 1).
+#[tokio::test]
+async fn an_enrolment_connection_serves_roots_only_and_at_most_four() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), &[]);
+    let config = client_config(Purpose::Enrol, None, m.id, &TransportTuning::default()).unwrap();
+    let endpoint = client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = endpoint
+        .connect_with(config, m.quic, SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap();
+    let fetch = async |file: &str| {
+        let (send, recv) = conn.open_bi().await.unwrap();
+        let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
+        let request = Message::FetchMetadata(FetchMetadata { file: file.into() });
+        stream.send(&request).await.unwrap();
+        stream.finish().unwrap();
+        stream
+    };
+    for file in [
+        "1.root.json",
+        "targets.json",
+        "timestamp.json",
+        "2.root.json",
+    ] {
+        let mut stream = fetch(file).await;
+        match stream.recv().await.unwrap() {
+            Some(Message::Error(e)) => {
+                assert_eq!((e.code, e.fatal), (ErrorCode::NotFound, false), "{file}");
+            }
+            other => panic!("{file}: expected not_found, got {other:?}"),
+        }
+    }
+    let mut fifth = fetch("1.root.json").await;
+    expect_fatal(
+        &mut fifth,
+        &conn,
+        ErrorCode::UnexpectedMessage,
+        close::PROTOCOL_ERROR,
+    )
+    .await;
 }
