@@ -214,12 +214,20 @@ async fn create_token(
         ));
     }
     let expires_at_ms = lifetime.map(|d| now + d.as_millis() as u64);
+    // ht2 pins the newest published root; ht1 only while none is published.
+    let repository = ctx.repository.clone();
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+    let root = tokio::task::spawn_blocking(move || repository.current_root())
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(format!("reading the published root: {e}")))?;
     let mut token = None;
     for _ in 0..TOKEN_ID_ATTEMPTS {
         let candidate = EnrolToken {
             id: Hex(rand::random()),
             secret: Hex(rand::random()),
             master: ctx.id,
+            root,
         };
         let record = TokenRecord {
             id: candidate.id,

@@ -17,18 +17,7 @@ use crate::context::Context;
 pub async fn serve_fetch(ctx: &Context, conn: &quinn::Connection, mut stream: MessageStream) {
     let reply = match stream.recv().await {
         Ok(Some(Message::FetchBlob(req))) => send_blob(ctx, &mut stream, &req).await.err(),
-        Ok(Some(Message::FetchMetadata(m))) => Some(match ctx.repository.get(&m.file) {
-            Ok(Some(data)) => Message::Metadata(Metadata {
-                file: m.file,
-                data: Blob(data),
-            }),
-            Ok(None) => Message::error(
-                ErrorCode::NotFound,
-                format!("no signed repository metadata `{}` is published", m.file),
-                false,
-            ),
-            Err(e) => Message::error(ErrorCode::Internal, e.to_string(), false),
-        }),
+        Ok(Some(Message::FetchMetadata(m))) => Some(metadata_reply(ctx, m.file)),
         Ok(Some(other)) => Some(Message::error(
             ErrorCode::UnexpectedMessage,
             format!(
@@ -53,6 +42,22 @@ pub async fn serve_fetch(ctx: &Context, conn: &quinn::Connection, mut stream: Me
         let _ = stream.send(&reply).await;
     }
     let _ = stream.finish();
+}
+
+/// The answer to `fetch_metadata` for `file`: its bytes, or a non-fatal `not_found`.
+pub fn metadata_reply(ctx: &Context, file: String) -> Message {
+    match ctx.repository.get(&file) {
+        Ok(Some(data)) => Message::Metadata(Metadata {
+            file,
+            data: Blob(data),
+        }),
+        Ok(None) => Message::error(
+            ErrorCode::NotFound,
+            format!("no signed repository metadata `{file}` is published"),
+            false,
+        ),
+        Err(e) => Message::error(ErrorCode::Internal, e.to_string(), false),
+    }
 }
 
 async fn send_blob(

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hearth_protocol::Sha256;
+use hearth_protocol::{RootPin, Sha256};
 use hearth_recipes::repo::{MAX_METADATA, is_metadata_file};
 use serde::Serialize;
 
@@ -126,6 +126,28 @@ impl Repository {
         Ok(out)
     }
 
+    /// The newest published root, `<version>.root.json`, with the SHA-256 of its bytes: what an
+    /// `ht2` enrolment token pins. `None` while no root is published.
+    pub fn current_root(&self) -> Result<Option<RootPin>, RepositoryError> {
+        let mut newest = None;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let version = is_metadata_file(&name)
+                .then(|| name.strip_suffix(".root.json"))
+                .flatten()
+                .and_then(|n| n.parse::<u64>().ok());
+            newest = newest.max(version);
+        }
+        let Some(version) = newest else {
+            return Ok(None);
+        };
+        let file = format!("{version}.root.json");
+        Ok(self.get(&file)?.map(|bytes| RootPin {
+            version,
+            sha256: Sha256::digest(&bytes),
+        }))
+    }
+
     /// The published version of each role file present: `(file, version)`.
     pub fn versions(&self) -> Result<Vec<(String, u64)>, RepositoryError> {
         let mut out = Vec::new();
@@ -191,6 +213,35 @@ mod tests {
         assert_eq!(
             repo.versions().unwrap(),
             vec![("timestamp.json".to_owned(), 3)]
+        );
+    }
+
+    #[test]
+    fn the_current_root_is_the_newest_version_and_its_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::open(tmp.path()).unwrap();
+        assert_eq!(repo.current_root().unwrap(), None);
+        let (one, ten) = (
+            br#"{"signed":{"version":1},"signatures":[]}"#,
+            br#"{"signed":{"version":10},"signatures":[]}"#,
+        );
+        repo.put("1.root.json", one).unwrap();
+        repo.put("targets.json", ten).unwrap();
+        assert_eq!(
+            repo.current_root().unwrap(),
+            Some(RootPin {
+                version: 1,
+                sha256: Sha256::digest(one)
+            })
+        );
+        repo.put("10.root.json", ten).unwrap();
+        repo.put("9.root.json", one).unwrap();
+        assert_eq!(
+            repo.current_root().unwrap(),
+            Some(RootPin {
+                version: 10,
+                sha256: Sha256::digest(ten)
+            })
         );
     }
 }

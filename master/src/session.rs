@@ -21,6 +21,9 @@ use crate::ratelimit::LogLimiter;
 
 /// Time a peer has to open its first stream and send its first message.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `fetch_metadata` streams (root files only) an enrolment connection may open before its
+/// `enrol_request` (SPEC §7.2).
+const MAX_ROOT_FETCHES: u32 = 4;
 /// Recoverable bad frames tolerated in one session before it is closed.
 const MAX_BAD_FRAMES: u32 = 10;
 
@@ -84,33 +87,54 @@ async fn handle(conn: quinn::Connection, ctx: Arc<Context>) {
 }
 
 async fn enrol(conn: quinn::Connection, ctx: &Context) {
-    let Ok(Ok((send, recv))) = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, conn.accept_bi()).await
-    else {
-        conn.close(close::PROTOCOL_ERROR, b"no enrolment request");
-        return;
-    };
-    let mut stream = MessageStream::new(send, recv, ctx.max_frame);
-    let reply = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, stream.recv()).await {
-        Ok(Ok(Some(Message::EnrolRequest(req)))) => enrol_reply(ctx, *req).await,
-        // A protocol error, not a refusal: the connection closes with code 1 (SPEC §3.5, §7.2).
-        Ok(Ok(Some(other))) => {
-            ctx.metrics.enrolment(ErrorCode::UnexpectedMessage.as_str());
-            let msg = format!(
-                "an enrolment connection takes one enrol_request, not {}",
-                other.type_tag()
-            );
-            close_fatally(&conn, &mut stream, ErrorCode::UnexpectedMessage, &msg).await;
-            return;
-        }
-        Ok(Err(StreamError::Frame(e))) => {
-            ctx.metrics.frame_error(e.code().as_str());
-            ctx.metrics.enrolment(e.code().as_str());
-            close_fatally(&conn, &mut stream, e.code(), &e.to_string()).await;
-            return;
-        }
-        _ => {
+    // Root fetches first (at most MAX_ROOT_FETCHES, one stream each), then the request.
+    let mut fetches = 0;
+    let (mut stream, reply) = loop {
+        let Ok(Ok((send, recv))) =
+            tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, conn.accept_bi()).await
+        else {
             conn.close(close::PROTOCOL_ERROR, b"no enrolment request");
             return;
+        };
+        let mut stream = MessageStream::new(send, recv, ctx.max_frame);
+        match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, stream.recv()).await {
+            Ok(Ok(Some(Message::EnrolRequest(req)))) => {
+                break (stream, enrol_reply(ctx, *req).await);
+            }
+            Ok(Ok(Some(Message::FetchMetadata(m)))) if fetches < MAX_ROOT_FETCHES => {
+                fetches += 1;
+                let reply = if m.file.ends_with(".root.json") {
+                    crate::fetch::metadata_reply(ctx, m.file)
+                } else {
+                    Message::error(
+                        ErrorCode::NotFound,
+                        "before enrolment only root metadata (`N.root.json`) is served",
+                        false,
+                    )
+                };
+                let _ = stream.send(&reply).await;
+                let _ = stream.finish();
+            }
+            // A protocol error, not a refusal: the connection closes with code 1 (SPEC §3.5, §7.2).
+            Ok(Ok(Some(other))) => {
+                ctx.metrics.enrolment(ErrorCode::UnexpectedMessage.as_str());
+                let msg = format!(
+                    "an enrolment connection takes at most {MAX_ROOT_FETCHES} root fetches, then one enrol_request, not {}",
+                    other.type_tag()
+                );
+                close_fatally(&conn, &mut stream, ErrorCode::UnexpectedMessage, &msg).await;
+                return;
+            }
+            Ok(Err(StreamError::Frame(e))) => {
+                ctx.metrics.frame_error(e.code().as_str());
+                ctx.metrics.enrolment(e.code().as_str());
+                close_fatally(&conn, &mut stream, e.code(), &e.to_string()).await;
+                return;
+            }
+            _ => {
+                conn.close(close::PROTOCOL_ERROR, b"no enrolment request");
+                return;
+            }
         }
     };
     if let Message::Error(e) = &reply {

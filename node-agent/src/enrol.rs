@@ -1,10 +1,19 @@
 //! Enrolment: present the one-time token over a pinned QUIC connection and store the result.
+//!
+//! With an `ht2` token (and no `--trust-root`) the node first fetches the root metadata the
+//! token names over the same pinned connection and accepts it only if its version and SHA-256
+//! match; the master is asked to enrol the node only then, and the root becomes the trust
+//! anchor (`DATA/tuf/anchor.json`) after `enrol_accepted`, before `enrolment.json`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use hearth_protocol::messages::enrol::EnrolRequest;
-use hearth_protocol::{DEFAULT_MAX_FRAME, EnrolToken, ErrorCode, Hex, Message, NodeId, SecretKey};
+use hearth_protocol::messages::fetch::FetchMetadata;
+use hearth_protocol::{
+    DEFAULT_MAX_FRAME, EnrolToken, ErrorCode, Hex, Message, NodeId, RootPin, SecretKey, Sha256,
+};
+use hearth_recipes::repo::trust::{TrustStore, check_root};
 use hearth_transport::{
     MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
 };
@@ -40,15 +49,69 @@ pub enum EnrolError {
     /// The master answered something that is not an enrolment answer.
     #[error("unexpected answer from the master: {0}")]
     Protocol(String),
+    /// The root the master serves is not the one the token pins.
+    #[error(
+        "the master's {file} has SHA-256 {got}, but the token pins {expected}: it is not the cooperative's root the token was issued for; nothing was written (ask for a new token, or pass --trust-root)"
+    )]
+    RootMismatch {
+        file: String,
+        expected: Sha256,
+        got: Sha256,
+    },
+    /// The pinned root could not be fetched or is not a valid root.
+    #[error("the root the token pins could not be used: {0}; nothing was written")]
+    Root(String),
+    /// A root from an interrupted enrolment is already pinned and differs.
+    #[error(
+        "{0} already holds another root (from an interrupted enrolment?): remove it and enrol again"
+    )]
+    StaleAnchor(std::path::PathBuf),
 }
 
-/// Enrols this node and returns the stored enrolment.
+/// Where the node's trust anchor came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSource {
+    /// `--trust-root`; `differs_from` is the token's pin when it names a different root.
+    Given { differs_from: Option<RootPin> },
+    /// Fetched from the master and matched the token's pin.
+    Token(RootPin),
+    /// None: an `ht1` token without `--trust-root`; the agent will trust the master's root on
+    /// first use.
+    FirstUse,
+}
+
+/// A finished enrolment.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    /// What was stored.
+    pub enrolment: Enrolment,
+    /// The root anchor's origin.
+    pub root: RootSource,
+}
+
+/// Enrols this node and returns the stored enrolment (the root anchor as [`enrol_with_root`]
+/// without `--trust-root`).
 pub async fn enrol(
     dir: &NodeDir,
     master_addr: SocketAddr,
     token: &EnrolToken,
     declared: Declared,
 ) -> Result<Enrolment, EnrolError> {
+    Ok(enrol_with_root(dir, master_addr, token, declared, None)
+        .await?
+        .enrolment)
+}
+
+/// Enrols this node. The trust anchor is `trust_root` when given (it wins over the token's
+/// pin), else the root an `ht2` token pins, fetched and checked before the token is presented;
+/// an `ht1` token without `trust_root` pins none. On any error nothing is written.
+pub async fn enrol_with_root(
+    dir: &NodeDir,
+    master_addr: SocketAddr,
+    token: &EnrolToken,
+    declared: Declared,
+    trust_root: Option<Vec<u8>>,
+) -> Result<Enrolled, EnrolError> {
     if let Some(e) = dir.enrolment()? {
         return Err(StateError::AlreadyEnrolled(dir.path().to_owned(), e.master).into());
     }
@@ -67,9 +130,19 @@ pub async fn enrol(
         proof: Hex([0; 64]),
     };
     request.proof = key.sign(&request.signing_bytes());
-    let accepted = tokio::time::timeout(
+    let (source, fetch) = match (&trust_root, token.root) {
+        (Some(bytes), pin) => (
+            RootSource::Given {
+                differs_from: pin.filter(|p| p.sha256 != Sha256::digest(bytes)),
+            },
+            None,
+        ),
+        (None, Some(pin)) => (RootSource::Token(pin), Some(pin)),
+        (None, None) => (RootSource::FirstUse, None),
+    };
+    let (accepted, fetched) = tokio::time::timeout(
         ENROL_TIMEOUT,
-        request_enrolment(master_addr, token, request),
+        enrol_over(master_addr, token, request, fetch),
     )
     .await
     .map_err(|_| EnrolError::Unreachable(master_addr))??;
@@ -77,8 +150,30 @@ pub async fn enrol(
     if fresh {
         dir.save_key(&key)?;
     }
+    if let Some(root) = trust_root.or(fetched) {
+        pin_anchor(&dir.path().join("tuf"), &root)?;
+    }
     dir.save_enrolment(&enrolment)?;
-    Ok(enrolment)
+    Ok(Enrolled {
+        enrolment,
+        root: source,
+    })
+}
+
+/// Pins `root` as the anchor; an identical anchor left by an interrupted enrolment is kept.
+fn pin_anchor(tuf: &std::path::Path, root: &[u8]) -> Result<(), EnrolError> {
+    let store = TrustStore::open(tuf).map_err(|e| EnrolError::Root(e.to_string()))?;
+    if store.has_root() {
+        let path = tuf.join("anchor.json");
+        return match std::fs::read(&path) {
+            Ok(existing) if existing == root => Ok(()),
+            _ => Err(EnrolError::StaleAnchor(path)),
+        };
+    }
+    store
+        .pin_root(root)
+        .map(|_| ())
+        .map_err(|e| EnrolError::Root(e.to_string()))
 }
 
 /// Sends a signed enrolment request and returns the heartbeat interval the master accepted it
@@ -88,6 +183,18 @@ pub async fn request_enrolment(
     token: &EnrolToken,
     request: EnrolRequest,
 ) -> Result<u64, EnrolError> {
+    Ok(enrol_over(addr, token, request, None).await?.0)
+}
+
+/// One enrolment connection: the pinned root first when `root` is given (checked against the
+/// pin before anything else is sent), then the request. Returns the heartbeat interval and
+/// the root's bytes.
+async fn enrol_over(
+    addr: SocketAddr,
+    token: &EnrolToken,
+    request: EnrolRequest,
+    root: Option<RootPin>,
+) -> Result<(u64, Option<Vec<u8>>), EnrolError> {
     let tuning = TransportTuning::default();
     let conn_err = |detail: String| EnrolError::Connection { addr, detail };
     let bind = if addr.is_ipv4() {
@@ -103,6 +210,17 @@ pub async fn request_enrolment(
         .map_err(|e| conn_err(e.to_string()))?
         .await
         .map_err(|e| classify(addr, e))?;
+    let fetched = match root {
+        Some(pin) => match fetch_root(&conn, addr, pin).await {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                conn.close(hearth_transport::close::NORMAL, b"root refused");
+                let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let (send, recv) = conn.open_bi().await.map_err(|e| classify(addr, e))?;
     let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
     let node = request.node;
@@ -115,7 +233,7 @@ pub async fn request_enrolment(
     conn.close(hearth_transport::close::NORMAL, b"enrolment done");
     let result = match reply {
         Some(Message::EnrolAccepted(a)) if a.node == node && a.master == token.master => {
-            Ok(a.heartbeat_interval_ms)
+            Ok((a.heartbeat_interval_ms, fetched))
         }
         Some(Message::EnrolAccepted(_)) => Err(EnrolError::Protocol(
             "enrol_accepted names another node or master".into(),
@@ -131,6 +249,60 @@ pub async fn request_enrolment(
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     result
+}
+
+/// Fetches `pin.file()` on its own stream and checks its SHA-256 and version against `pin`.
+async fn fetch_root(
+    conn: &quinn::Connection,
+    addr: SocketAddr,
+    pin: RootPin,
+) -> Result<Vec<u8>, EnrolError> {
+    let file = pin.file();
+    let (send, recv) = conn.open_bi().await.map_err(|e| classify(addr, e))?;
+    let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
+    let conn_err = |detail: String| EnrolError::Connection { addr, detail };
+    stream
+        .send(&Message::FetchMetadata(FetchMetadata {
+            file: file.clone(),
+        }))
+        .await
+        .map_err(|e| conn_err(e.to_string()))?;
+    let _ = stream.finish();
+    let bytes = match stream.recv().await.map_err(|e| conn_err(e.to_string()))? {
+        Some(Message::Metadata(m)) if m.file == file => m.data.0,
+        Some(Message::Error(e)) => {
+            return Err(EnrolError::Root(format!(
+                "the master did not serve {file} ({}): {}",
+                e.code, e.message
+            )));
+        }
+        Some(other) => {
+            return Err(EnrolError::Protocol(format!(
+                "asked for {file}, got {}",
+                other.type_tag()
+            )));
+        }
+        None => {
+            return Err(EnrolError::Protocol(format!(
+                "the master closed the stream without sending {file}"
+            )));
+        }
+    };
+    let got = Sha256::digest(&bytes);
+    if got != pin.sha256 {
+        return Err(EnrolError::RootMismatch {
+            file,
+            expected: pin.sha256,
+            got,
+        });
+    }
+    let version = check_root(&bytes).map_err(|e| EnrolError::Root(format!("{file}: {e}")))?;
+    if version != pin.version {
+        return Err(EnrolError::Root(format!(
+            "{file} says it is root version {version}"
+        )));
+    }
+    Ok(bytes)
 }
 
 fn classify(addr: SocketAddr, e: quinn::ConnectionError) -> EnrolError {

@@ -77,6 +77,13 @@ fn main() -> anyhow::Result<()> {
                    "text": text, "expect": expect}),
         )?;
     }
+    for (name, description, text, expect) in token_vectors(&keys) {
+        write(
+            name,
+            json!({"name": name, "description": description, "kind": "token", "text": text,
+                   "expect": expect}),
+        )?;
+    }
     println!("wrote {n} vectors to {}", dir.display());
     Ok(())
 }
@@ -526,6 +533,55 @@ fn identity_vectors(keys: &Keys) -> Vec<(&'static str, &'static str, &'static st
             "node",
             format!("hn-{}", data_encoding::BASE32_DNSSEC.encode(&off_curve)),
             json!({ "error": "not_a_key" }),
+        ),
+    ]
+}
+
+/// Enrolment token texts (§7.1), appended after the identity vectors so earlier numbers stay.
+fn token_vectors(keys: &Keys) -> Vec<(&'static str, &'static str, String, Value)> {
+    let master = keys.master_id().to_string();
+    let (id, secret) = ("3f9a01c2", "5e".repeat(16));
+    let root = Sha256::digest(b"hearth vector root").to_string();
+    let ht2 = format!("ht2:{id}:{secret}:{master}:3:{root}");
+    let ht1 = format!("ht1:{id}:{secret}:{master}");
+    let malformed = |part: &str| json!({ "error": "malformed", "part": part });
+    vec![
+        (
+            "token-ht2-valid",
+            "An ht2 token pinning root version 3 by its SHA-256.",
+            ht2.clone(),
+            json!({ "token_id": id, "secret": secret, "master": master,
+                    "root": { "version": 3, "sha256": root } }),
+        ),
+        (
+            "token-ht1-valid",
+            "An ht1 token: no root pinned.",
+            ht1.clone(),
+            json!({ "token_id": id, "secret": secret, "master": master, "root": null }),
+        ),
+        (
+            "token-ht2-version-zero",
+            "Root versions start at 1.",
+            ht2.replace(":3:", ":0:"),
+            malformed("root version"),
+        ),
+        (
+            "token-ht2-short-hash",
+            "The root hash is 63 hex characters.",
+            ht2[..ht2.len() - 1].to_owned(),
+            malformed("root sha256"),
+        ),
+        (
+            "token-ht2-without-root",
+            "ht2 needs six parts.",
+            ht1.replacen("ht1", "ht2", 1),
+            json!({ "error": "shape" }),
+        ),
+        (
+            "token-unknown-format",
+            "An unknown token format.",
+            ht2.replacen("ht2", "ht3", 1),
+            json!({ "error": "shape" }),
         ),
     ]
 }

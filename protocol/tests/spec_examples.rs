@@ -143,6 +143,12 @@ fn the_token_of_section_7_1_parses() {
     let text = spec[at..].split('`').next().unwrap();
     text.parse::<EnrolToken>()
         .unwrap_or_else(|e| panic!("{text} is no valid token: {e}"));
+    let at = spec.find("Example: `ht2:").expect("§7.1 ht2 example") + "Example: `".len();
+    let text = spec[at..].split('`').next().unwrap();
+    let token = text
+        .parse::<EnrolToken>()
+        .unwrap_or_else(|e| panic!("{text} is no valid token: {e}"));
+    assert!(token.root.is_some(), "{text} pins a root");
 }
 
 /// §1.3: what a receiver does with duplicate member names.

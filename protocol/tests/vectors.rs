@@ -7,7 +7,8 @@ use hearth_protocol::messages::audit::AuditAnswer;
 use hearth_protocol::messages::enrol::EnrolRequest;
 use hearth_protocol::messages::usage::BandwidthReceipt;
 use hearth_protocol::{
-    Envelope, IdentityError, MasterId, Message, NodeId, PROTOCOL_VERSION, frame,
+    EnrolToken, Envelope, IdentityError, MasterId, Message, NodeId, PROTOCOL_VERSION, TokenError,
+    frame,
 };
 use serde_json::Value;
 
@@ -114,6 +115,26 @@ fn check_identity(v: &Value) -> Result<(), String> {
         .ok_or(format!("got {got}"))
 }
 
+fn check_token(v: &Value) -> Result<(), String> {
+    let got = match v["text"].as_str().ok_or("text")?.parse::<EnrolToken>() {
+        Ok(t) => serde_json::json!({
+            "token_id": t.id.to_string(),
+            "secret": t.secret.to_string(),
+            "master": t.master.to_string(),
+            "root": t.root.map(|r| serde_json::json!({
+                "version": r.version,
+                "sha256": r.sha256.to_string(),
+            })),
+        }),
+        Err(TokenError::Shape) => serde_json::json!({ "error": "shape" }),
+        Err(TokenError::Part(part)) => serde_json::json!({ "error": "malformed", "part": part }),
+        Err(TokenError::Master(_)) => serde_json::json!({ "error": "master" }),
+    };
+    (got == v["expect"])
+        .then_some(())
+        .ok_or(format!("got {got}"))
+}
+
 #[test]
 fn every_golden_vector_passes() {
     let all = vectors();
@@ -124,6 +145,7 @@ fn every_golden_vector_passes() {
             Some("frame") => check_frame(v),
             Some("signature") => check_signature(v),
             Some("identity") => check_identity(v),
+            Some("token") => check_token(v),
             other => Err(format!("unknown kind {other:?}")),
         };
         if let Err(e) = result {

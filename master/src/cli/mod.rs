@@ -339,6 +339,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "token {} created; give it to the volunteer for `hearth-node enrol --token …`",
                     created.id
                 );
+                if created.token.starts_with("ht1:") {
+                    eprintln!(
+                        "warning: no signed root is published yet, so this ht1 token pins none: \
+                         the node needs `--trust-root FILE` or trusts the master's root on first \
+                         use; publish the repository (`hearth recipe publish`) first for an ht2 \
+                         token that pins it"
+                    );
+                }
             }
         }
         Command::Token(TokenCmd::List { json }) => {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use hearth_node_agent::enrol::enrol;
+use hearth_node_agent::enrol::{RootSource, enrol_with_root};
 use hearth_node_agent::facts::Declared;
 use hearth_node_agent::fetcher::Fetcher;
 use hearth_node_agent::link::{self, Hooks, LinkStatus};
@@ -15,7 +15,7 @@ use hearth_node_agent::supervisor::{Supervisor, Wiring};
 use hearth_node_agent::users::Isolation;
 use hearth_protocol::{CountryCode, EnrolToken, HomeId};
 use hearth_recipes::repo::sign::previous_version;
-use hearth_recipes::repo::trust::{TrustStore, check_root};
+use hearth_recipes::repo::trust::check_root;
 
 /// The Hearth node agent.
 #[derive(Debug, Parser)]
@@ -32,7 +32,8 @@ enum Command {
         /// Master QUIC address, HOST:PORT.
         #[arg(long)]
         master: String,
-        /// The token (`ht1:…`). Also read from HEARTH_ENROL_TOKEN.
+        /// The token (`ht2:…`, or `ht1:…` from a master that published no root yet). Also read
+        /// from HEARTH_ENROL_TOKEN.
         #[arg(long, env = "HEARTH_ENROL_TOKEN", hide_env_values = true)]
         token: String,
         /// Data directory.
@@ -59,9 +60,10 @@ enum Command {
         /// Placement labels, KEY=VALUE (repeatable).
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
-        /// The cooperative's signed root metadata (`1.root.json`, from `hearth recipe keys
-        /// init`), obtained out of band: recipes are verified from it. Without it the node
-        /// trusts the master's root on first use.
+        /// The cooperative's signed root metadata (`N.root.json`, from `hearth recipe keys`),
+        /// for those who bring their own: it wins over the root an `ht2` token pins. Without
+        /// it an `ht2` token's root is fetched from the master and checked against the token;
+        /// an `ht1` token's node trusts the master's root on first use.
         #[arg(long)]
         trust_root: Option<PathBuf>,
     },
@@ -159,10 +161,30 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 downlink_mbps,
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
             };
-            let e = enrol(&NodeDir::new(&data_dir), addr, &token, declared).await?;
-            if let Some(bytes) = root {
-                TrustStore::open(&data_dir.join("tuf"))?.pin_root(&bytes)?;
+            let done =
+                enrol_with_root(&NodeDir::new(&data_dir), addr, &token, declared, root).await?;
+            match done.root {
+                RootSource::Given {
+                    differs_from: Some(pin),
+                } => eprintln!(
+                    "note: --trust-root differs from the root the token pins ({} with SHA-256 \
+                     {}); pinned --trust-root",
+                    pin.file(),
+                    pin.sha256
+                ),
+                RootSource::Given { differs_from: None } => {}
+                RootSource::Token(pin) => eprintln!(
+                    "pinned the cooperative's root {} (SHA-256 {}, as the token says)",
+                    pin.file(),
+                    pin.sha256
+                ),
+                RootSource::FirstUse => eprintln!(
+                    "warning: this ht1 token pins no root and no --trust-root was given: the \
+                     master's root will be trusted on first use; ask for an ht2 token or pass \
+                     --trust-root FILE"
+                ),
             }
+            let e = done.enrolment;
             outln!("{}", e.node)?;
             eprintln!(
                 "enrolled with master {}; start with `hearth-node run --data-dir {}`",
