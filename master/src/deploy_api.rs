@@ -125,7 +125,7 @@ async fn write(
     let store = ctx.store.clone();
     let stored = tokio::task::spawn_blocking(move || {
         for _ in 0..20 {
-            let old = store.deployments()?.into_iter().find(|d| d.name == name);
+            let old = store.deployment(&name)?;
             let old_spec: Option<DeploymentSpec> = old
                 .as_ref()
                 .and_then(|d| serde_json::from_value(d.spec.clone()).ok());

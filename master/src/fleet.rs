@@ -283,6 +283,16 @@ impl Fleet {
             .is_some_and(|tx| tx.send(message).is_ok())
     }
 
+    /// Whether `node` has a session to push to now. Callers check it before building a message
+    /// that only a session can use; a session that opens later reads the stored state at its
+    /// hello, after registering here, so it misses nothing committed before this check.
+    pub fn has_session(&self, node: &NodeId) -> bool {
+        self.read()
+            .get(node)
+            .and_then(|e| e.outbox.as_ref())
+            .is_some_and(|tx| !tx.is_closed())
+    }
+
     /// Records an instance status reported by `node`. Reports of an older generation than the
     /// one recorded are ignored (fencing).
     pub fn record_status(&self, node: &NodeId, status: InstanceStatus) {

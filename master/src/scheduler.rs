@@ -22,7 +22,7 @@ use hearth_core::node::NodeView;
 
 use crate::context::Context;
 use crate::fleet::NodeLive;
-use crate::store::{EventRecord, NodeRecord, StatusUpdate};
+use crate::store::{AssignmentOp, EventRecord, NodeRecord, StatusUpdate};
 
 pub use hearth_core::scheduler::{
     Change, Condition, ConditionKind, Deployment, DeploymentSpec, DeploymentStatus, Event,
@@ -317,19 +317,16 @@ async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::st
     }
     let store = ctx.store.clone();
     let applied = changes.clone();
+    // One transaction for the whole pass: one fsync, and no half-applied plan.
     let touched = tokio::task::spawn_blocking(move || {
-        let mut touched = BTreeSet::new();
-        for change in &applied {
-            match change {
-                Change::Place { node, spec } => {
-                    if let Some((_, changed)) = store.put_assignment(node, spec)? {
-                        touched.extend(changed);
-                    }
-                }
-                Change::Remove(id) => touched.extend(store.remove_assignment(id)?),
-            }
-        }
-        Ok::<_, crate::store::StoreError>(touched)
+        let ops: Vec<AssignmentOp> = applied
+            .into_iter()
+            .map(|change| match change {
+                Change::Place { node, spec } => AssignmentOp::Place { node, spec: *spec },
+                Change::Remove(id) => AssignmentOp::Remove(id),
+            })
+            .collect();
+        store.apply_assignments(&ops)
     })
     .await
     .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))??;
@@ -345,6 +342,9 @@ async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::st
         }
     }
     for node in touched {
+        if !ctx.fleet.has_session(&node) {
+            continue; // it reads its desired state at its next hello
+        }
         let store = ctx.store.clone();
         if let Ok(Ok(ds)) = tokio::task::spawn_blocking(move || store.desired_state(&node)).await {
             ctx.fleet.push(&node, Message::DesiredState(ds));

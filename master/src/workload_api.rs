@@ -182,6 +182,9 @@ pub async fn list_instances(State(ctx): State<Arc<Context>>) -> Result<Json<Valu
 /// Sends each node its new whole desired state (if it is connected; otherwise at its next hello).
 async fn push_desired(ctx: &Arc<Context>, nodes: Vec<NodeId>) -> Result<(), ApiError> {
     for node in nodes {
+        if !ctx.fleet.has_session(&node) {
+            continue; // it reads its desired state at its next hello
+        }
         let store = ctx.store.clone();
         let ds = blocking(move || store.desired_state(&node)).await?;
         ctx.fleet.push(&node, Message::DesiredState(ds));

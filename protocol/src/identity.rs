@@ -5,8 +5,10 @@
 //! Parsing checks the prefix, the alphabet, the length and that the bytes are a valid
 //! Ed25519 point, so a value of these types is always a usable verifying key.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use data_encoding::BASE32_DNSSEC;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
@@ -157,6 +159,9 @@ key_id!(
     "hk-"
 );
 
+/// Valid keys [`PublicKey::from_bytes`] remembers (32 bytes each: about 4 MiB in all).
+pub const VALID_KEYS_KEPT: usize = 1 << 17;
+
 /// A valid Ed25519 public key: 32 bytes known to decode to a curve point. Kept compressed
 /// (32 bytes) so that ids are cheap to store and hash; decompressed only to verify.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -164,10 +169,30 @@ pub struct PublicKey([u8; 32]);
 
 impl PublicKey {
     /// Parses 32 bytes, rejecting values that are not a point on the curve.
+    ///
+    /// Decompressing a point costs tens of microseconds, and a master reads the same few
+    /// thousand node ids back from its database over and over; so the keys already found valid
+    /// are remembered (at most [`VALID_KEYS_KEPT`], then forgotten all at once). Only a value
+    /// that passed the curve check is ever remembered, so the invariant is the same.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, IdentityError> {
-        VerifyingKey::from_bytes(bytes)
-            .map(|_| Self(*bytes))
-            .map_err(|_| IdentityError::NotAKey(hex::encode(bytes)))
+        static VALID: Mutex<Option<HashSet<[u8; 32]>>> = Mutex::new(None);
+        // A poisoned lock only means a panic elsewhere; the set holds valid keys all the same.
+        let seen = VALID
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|set| set.contains(bytes));
+        if seen {
+            return Ok(Self(*bytes));
+        }
+        VerifyingKey::from_bytes(bytes).map_err(|_| IdentityError::NotAKey(hex::encode(bytes)))?;
+        let mut set = VALID.lock().unwrap_or_else(|p| p.into_inner());
+        let set = set.get_or_insert_with(HashSet::new);
+        if set.len() >= VALID_KEYS_KEPT {
+            set.clear();
+        }
+        set.insert(*bytes);
+        Ok(Self(*bytes))
     }
 
     /// The raw 32 bytes.

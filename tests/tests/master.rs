@@ -87,20 +87,35 @@ async fn enrolled_node_goes_active_suspect_down_and_revoked_is_refused() {
 async fn kill_9_loses_no_acknowledged_write() {
     let tmp = tempfile::tempdir().unwrap();
     let m = MasterProc::start(tmp.path(), &[]);
+    // 16 clients at once, so that writes share group commits; each keeps what was acknowledged.
+    let url = format!("http://{}/v1/tokens", m.http);
+    let writers: Vec<_> = (0..16)
+        .map(|c| {
+            let (url, admin) = (url.clone(), m.token.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut acked = Vec::new();
+                for i in 0..8 {
+                    let resp = client
+                        .post(&url)
+                        .bearer_auth(&admin)
+                        .json(&serde_json::json!({ "label": format!("t{c}-{i}") }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 201);
+                    let v: serde_json::Value = resp.json().await.unwrap();
+                    acked.push(v["id"].as_str().unwrap().to_owned());
+                }
+                acked
+            })
+        })
+        .collect();
     let mut created = Vec::new();
-    for i in 0..20 {
-        let body = format!(r#"{{"label":"t{i}"}}"#);
-        let (status, v) = m
-            .call(
-                reqwest::Method::POST,
-                "/v1/tokens",
-                Some(&body),
-                Some(&m.token),
-            )
-            .await;
-        assert_eq!(status, 201, "{v}");
-        created.push(v["id"].as_str().unwrap().to_owned());
+    for w in writers {
+        created.extend(w.await.unwrap());
     }
+    assert_eq!(created.len(), 128, "every write acknowledged");
     let token = m.token(&[]);
     let (node, _) = enrol_node(&tmp.path().join("n1"), m.quic, &token)
         .await

@@ -4,13 +4,13 @@
 //! generation.
 
 use hearth_protocol::messages::state::InstanceId;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sqlite::corrupt;
 use super::{EVENTS_KEPT, EventRecord, STATUS_RECORD_VERSION, StatusUpdate, StoreError};
 
 /// Removes a deployment's status and history.
-pub(super) fn forget(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<()> {
+pub(super) fn forget(tx: &Connection, name: &str) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM deployment_status WHERE name = ?1", [name])?;
     tx.execute(
         "DELETE FROM deployment_events WHERE deployment = ?1",
@@ -37,7 +37,7 @@ pub(super) fn statuses(conn: &Connection) -> Result<Vec<(String, serde_json::Val
 }
 
 /// Writes the updates (in the caller's transaction).
-pub(super) fn record(tx: &Transaction<'_>, updates: &[StatusUpdate]) -> Result<(), StoreError> {
+pub(super) fn record(tx: &Connection, updates: &[StatusUpdate]) -> Result<(), StoreError> {
     for u in updates {
         let Some(status) = &u.status else {
             forget(tx, &u.deployment)?;
@@ -95,7 +95,7 @@ pub(super) fn events(
 
 /// Remembers the last generation of a removed instance.
 pub(super) fn retire_instance(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     instance: &InstanceId,
     generation: u64,
 ) -> rusqlite::Result<()> {
@@ -112,7 +112,7 @@ pub(super) fn retire_instance(
 
 /// The last generation of a removed instance id, if it was ever used.
 pub(super) fn retired_generation(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     instance: &InstanceId,
 ) -> rusqlite::Result<Option<u64>> {
     let g: Option<i64> = tx

@@ -8,6 +8,7 @@ mod migrations;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId};
 use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
@@ -32,6 +33,13 @@ pub enum StoreError {
     /// A stored value no longer parses.
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// The group commit holding this write failed (disk full, I/O error): nothing of it is
+    /// stored, and the write may be retried.
+    #[error("the write was not committed: {0}")]
+    NotCommitted(String),
+    /// The store's writer thread is gone or dropped the write (a bug; the log says more).
+    #[error("{0}")]
+    Writer(String),
 }
 
 /// Why a token could not be redeemed.
@@ -174,6 +182,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Option<(Assignment, Vec<NodeId>)>, StoreError>;
     /// Removes an instance; returns the node whose desired state changed.
     fn remove_assignment(&self, instance: &InstanceId) -> Result<Option<NodeId>, StoreError>;
+    /// Applies a scheduler pass's placements and removals in one transaction (all or none), as
+    /// [`Store::put_assignment`] and [`Store::remove_assignment`] would one by one (a placement
+    /// on an unknown node is skipped). Returns every node whose desired state changed.
+    fn apply_assignments(
+        &self,
+        ops: &[AssignmentOp],
+    ) -> Result<std::collections::BTreeSet<NodeId>, StoreError>;
     /// A node's whole desired state.
     fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError>;
     /// Every assignment with its node.
@@ -192,6 +207,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn remove_deployment(&self, name: &str) -> Result<bool, StoreError>;
     /// Every deployment, by name.
     fn deployments(&self) -> Result<Vec<StoredDeployment>, StoreError>;
+    /// One deployment.
+    fn deployment(&self, name: &str) -> Result<Option<StoredDeployment>, StoreError>;
     /// Every deployment's scheduler status record (versioned JSON, `scheduler::status`).
     fn deployment_statuses(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
     /// Writes status records (or removes them, `None`) and appends events, in one transaction;
@@ -199,6 +216,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn record_deployment_status(&self, updates: &[StatusUpdate]) -> Result<(), StoreError>;
     /// A deployment's last `limit` events, oldest first.
     fn deployment_events(&self, name: &str, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
+}
+
+/// One change of [`Store::apply_assignments`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum AssignmentOp {
+    /// Place (or re-place at its next generation) an instance on a node.
+    Place {
+        /// The node.
+        node: NodeId,
+        /// The instance (its generation is ignored, as in [`Store::put_assignment`]).
+        spec: Assignment,
+    },
+    /// Remove an instance.
+    Remove(InstanceId),
 }
 
 /// Events kept per deployment.

@@ -1,16 +1,19 @@
-//! The embedded SQLite engine: one file in the data dir, WAL, `synchronous=FULL`.
+//! The embedded SQLite engine: one file in the data dir, WAL, `synchronous=FULL`, writes
+//! group-committed by one writer thread (`writer`), reads from a pool.
 
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 
 use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId};
 use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::writer::Db;
+
 use super::migrations;
 use super::{
-    AdminChange, AdminState, EventRecord, LivenessUpdate, NodeRecord, RedeemError, StatusUpdate,
-    Store, StoreError, StoredDeployment, TokenRecord, history,
+    AdminChange, AdminState, AssignmentOp, EventRecord, LivenessUpdate, NodeRecord, RedeemError,
+    StatusUpdate, Store, StoreError, StoredDeployment, TokenRecord, history,
 };
 
 /// Version of the JSON encoding of [`NodeFacts`] in the `nodes.facts` column.
@@ -18,7 +21,7 @@ const FACTS_VERSION: i64 = 1;
 /// Version of the JSON encoding of [`Assignment`] in the `assignments.spec` column.
 const SPEC_VERSION: i64 = 1;
 
-fn bump_revision(tx: &rusqlite::Transaction<'_>, node: &NodeId) -> rusqlite::Result<()> {
+fn bump_revision(tx: &Connection, node: &NodeId) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO node_revisions (node, revision) VALUES (?1, 1)
          ON CONFLICT (node) DO UPDATE SET revision = node_revisions.revision + 1",
@@ -43,27 +46,15 @@ fn spec_from_row(r: &Row<'_>) -> rusqlite::Result<(NodeId, Assignment)> {
 /// SQLite-backed [`Store`].
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    db: Db,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrations::migrate(&mut conn)?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            db: Db::open(path, migrations::migrate)?,
         })
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half-applied transaction (SQLite rolls
-        // back), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -121,52 +112,137 @@ fn node_from_row(r: &Row<'_>) -> rusqlite::Result<NodeRecord> {
     })
 }
 
+/// Places `spec` on `node` at its next generation (see [`Store::put_assignment`]).
+fn put_assignment_in(
+    tx: &Connection,
+    node: &NodeId,
+    spec: &Assignment,
+) -> Result<Option<(Assignment, Vec<NodeId>)>, StoreError> {
+    let known: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM nodes WHERE id = ?1",
+            [node.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if known.is_none() {
+        return Ok(None);
+    }
+    let previous = tx
+        .query_row(
+            "SELECT * FROM assignments WHERE instance = ?1",
+            [spec.instance.to_string()],
+            spec_from_row,
+        )
+        .optional()?;
+    let mut stored = spec.clone();
+    // An id used before starts above its last generation: a node that ran the old
+    // instance must not take the new one for a stale copy.
+    let last = match &previous {
+        Some((_, p)) => Some(p.generation),
+        None => history::retired_generation(tx, &spec.instance)?,
+    };
+    stored.generation = last.map_or(1, |g| g + 1);
+    let json = serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO assignments (instance, node, generation, spec, spec_version)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (instance) DO UPDATE SET node = ?2, generation = ?3, spec = ?4, spec_version = ?5",
+        params![stored.instance.to_string(), node.to_string(), ms(stored.generation), json, SPEC_VERSION],
+    )?;
+    let mut changed = vec![*node];
+    if let Some((old, _)) = previous.filter(|(old, _)| old != node) {
+        changed.push(old);
+    }
+    for n in &changed {
+        bump_revision(tx, n)?;
+    }
+    Ok(Some((stored, changed)))
+}
+
+/// Removes an instance (see [`Store::remove_assignment`]).
+fn remove_assignment_in(
+    tx: &Connection,
+    instance: &InstanceId,
+) -> Result<Option<NodeId>, StoreError> {
+    let previous = tx
+        .query_row(
+            "SELECT * FROM assignments WHERE instance = ?1",
+            [instance.to_string()],
+            spec_from_row,
+        )
+        .optional()?;
+    let Some((node, old)) = previous else {
+        return Ok(None);
+    };
+    tx.execute(
+        "DELETE FROM assignments WHERE instance = ?1",
+        [instance.to_string()],
+    )?;
+    history::retire_instance(tx, instance, old.generation)?;
+    bump_revision(tx, &node)?;
+    Ok(Some(node))
+}
+
+fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<StoredDeployment> {
+    let spec: String = r.get(1)?;
+    let rollout: Option<String> = r.get(2)?;
+    Ok(StoredDeployment {
+        name: r.get(0)?,
+        spec: serde_json::from_str(&spec).map_err(|e| corrupt("deployment spec", e))?,
+        rollout: rollout
+            .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("deployment rollout", e)))
+            .transpose()?,
+    })
+}
+
 impl Store for SqliteStore {
     fn create_token(&self, t: &TokenRecord) -> Result<bool, StoreError> {
-        let inserted = self.conn().execute(
-            "INSERT INTO tokens (id, secret_hash, label, created_at_ms, expires_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
-            params![
-                t.id.to_string(),
-                t.secret_hash.to_string(),
-                t.label,
-                ms(t.created_at_ms),
-                t.expires_at_ms.map(ms)
-            ],
-        )?;
-        Ok(inserted == 1)
+        let t = t.clone();
+        self.db.write(move |tx| {
+            let inserted = tx.execute(
+                "INSERT INTO tokens (id, secret_hash, label, created_at_ms, expires_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                params![
+                    t.id.to_string(),
+                    t.secret_hash.to_string(),
+                    t.label,
+                    ms(t.created_at_ms),
+                    t.expires_at_ms.map(ms)
+                ],
+            )?;
+            Ok(inserted == 1)
+        })
     }
 
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT * FROM tokens ORDER BY created_at_ms DESC, id")?;
-        let rows = stmt.query_map([], token_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db.read(|conn| {
+            let mut stmt = conn.prepare("SELECT * FROM tokens ORDER BY created_at_ms DESC, id")?;
+            let rows = stmt.query_map([], token_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     fn revoke_token(&self, id: &Hex<4>, now_ms: u64) -> Result<Option<bool>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let spent: Option<Option<i64>> = tx
-            .query_row(
-                "SELECT spent_at_ms FROM tokens WHERE id = ?1",
-                [id.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let result = match spent {
-            None => None,
-            Some(Some(_)) => Some(false),
-            Some(None) => {
-                tx.execute(
-                    "UPDATE tokens SET revoked_at_ms = COALESCE(revoked_at_ms, ?2) WHERE id = ?1",
-                    params![id.to_string(), ms(now_ms)],
-                )?;
-                Some(true)
-            }
-        };
-        tx.commit()?;
-        Ok(result)
+        let id = id.to_string();
+        self.db.write(move |tx| {
+            let spent: Option<Option<i64>> = tx
+                .query_row("SELECT spent_at_ms FROM tokens WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(match spent {
+                None => None,
+                Some(Some(_)) => Some(false),
+                Some(None) => {
+                    tx.execute(
+                        "UPDATE tokens SET revoked_at_ms = COALESCE(revoked_at_ms, ?2) WHERE id = ?1",
+                        params![id, ms(now_ms)],
+                    )?;
+                    Some(true)
+                }
+            })
+        })
     }
 
     fn redeem_and_enrol(
@@ -177,127 +253,128 @@ impl Store for SqliteStore {
         facts: &NodeFacts,
         now_ms: u64,
     ) -> Result<Result<NodeRecord, RedeemError>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let token = tx
-            .query_row(
-                "SELECT * FROM tokens WHERE id = ?1",
-                [token_id.to_string()],
-                token_from_row,
-            )
-            .optional()?;
-        let verdict = match token {
-            None => Err(RedeemError::Invalid),
-            Some(t) if t.secret_hash != *secret_hash => Err(RedeemError::Invalid),
-            Some(t) if t.spent_at_ms.is_some() => Err(RedeemError::Spent),
-            Some(t) if t.revoked_at_ms.is_some() => Err(RedeemError::Revoked),
-            Some(t) if t.expires_at_ms.is_some_and(|e| e <= now_ms) => Err(RedeemError::Expired),
-            Some(_) => Ok(()),
-        };
-        if let Err(e) = verdict {
-            return Ok(Err(e));
-        }
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM nodes WHERE id = ?1",
-                [node.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_some() {
-            return Ok(Err(RedeemError::AlreadyEnrolled));
-        }
-        let facts_json =
-            serde_json::to_string(facts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        tx.execute(
-            "UPDATE tokens SET spent_at_ms = ?2, spent_by = ?3 WHERE id = ?1",
-            params![token_id.to_string(), ms(now_ms), node.to_string()],
-        )?;
-        tx.execute(
-            "INSERT INTO nodes (id, facts, facts_version, admin, enrolled_at_ms, token_id, liveness)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
-            params![
-                node.to_string(),
-                facts_json,
-                FACTS_VERSION,
-                AdminState::Active.as_str(),
-                ms(now_ms),
-                token_id.to_string()
-            ],
-        )?;
-        tx.commit()?;
-        Ok(Ok(NodeRecord {
-            id: *node,
-            facts: facts.clone(),
-            admin: AdminState::Active,
-            enrolled_at_ms: now_ms,
-            token_id: *token_id,
-            last_seen_ms: None,
-            liveness: "pending".into(),
-        }))
+        let (token_id, secret_hash, node, facts) = (*token_id, *secret_hash, *node, facts.clone());
+        self.db.write(move |tx| {
+            let token = tx
+                .query_row(
+                    "SELECT * FROM tokens WHERE id = ?1",
+                    [token_id.to_string()],
+                    token_from_row,
+                )
+                .optional()?;
+            let verdict = match token {
+                None => Err(RedeemError::Invalid),
+                Some(t) if t.secret_hash != secret_hash => Err(RedeemError::Invalid),
+                Some(t) if t.spent_at_ms.is_some() => Err(RedeemError::Spent),
+                Some(t) if t.revoked_at_ms.is_some() => Err(RedeemError::Revoked),
+                Some(t) if t.expires_at_ms.is_some_and(|e| e <= now_ms) => {
+                    Err(RedeemError::Expired)
+                }
+                Some(_) => Ok(()),
+            };
+            if let Err(e) = verdict {
+                return Ok(Err(e));
+            }
+            let exists: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM nodes WHERE id = ?1",
+                    [node.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_some() {
+                return Ok(Err(RedeemError::AlreadyEnrolled));
+            }
+            let facts_json =
+                serde_json::to_string(&facts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "UPDATE tokens SET spent_at_ms = ?2, spent_by = ?3 WHERE id = ?1",
+                params![token_id.to_string(), ms(now_ms), node.to_string()],
+            )?;
+            tx.execute(
+                "INSERT INTO nodes (id, facts, facts_version, admin, enrolled_at_ms, token_id, liveness)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+                params![
+                    node.to_string(),
+                    facts_json,
+                    FACTS_VERSION,
+                    AdminState::Active.as_str(),
+                    ms(now_ms),
+                    token_id.to_string()
+                ],
+            )?;
+            Ok(Ok(NodeRecord {
+                id: node,
+                facts,
+                admin: AdminState::Active,
+                enrolled_at_ms: now_ms,
+                token_id,
+                last_seen_ms: None,
+                liveness: "pending".into(),
+            }))
+        })
     }
 
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT * FROM nodes ORDER BY enrolled_at_ms, id")?;
-        let rows = stmt.query_map([], node_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db.read(|conn| {
+            let mut stmt = conn.prepare("SELECT * FROM nodes ORDER BY enrolled_at_ms, id")?;
+            let rows = stmt.query_map([], node_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     fn node(&self, id: &NodeId) -> Result<Option<NodeRecord>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT * FROM nodes WHERE id = ?1",
-                [id.to_string()],
-                node_from_row,
-            )
-            .optional()?)
+        self.db.read(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT * FROM nodes WHERE id = ?1",
+                    [id.to_string()],
+                    node_from_row,
+                )
+                .optional()?)
+        })
     }
 
     fn set_admin(&self, id: &NodeId, admin: AdminState) -> Result<AdminChange, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        // The condition is in the write itself: a check followed by a plain write would let an
-        // activate racing a revoke undo it.
-        let n = tx.execute(
-            "UPDATE nodes SET admin = ?2 WHERE id = ?1 AND (admin <> 'revoked' OR ?2 = 'revoked')",
-            params![id.to_string(), admin.as_str()],
-        )?;
-        let change = if n == 1 {
-            AdminChange::Set
-        } else {
+        let id = id.to_string();
+        self.db.write(move |tx| {
+            // The condition is in the write itself: a check followed by a plain write would let
+            // an activate racing a revoke undo it.
+            let n = tx.execute(
+                "UPDATE nodes SET admin = ?2 WHERE id = ?1 AND (admin <> 'revoked' OR ?2 = 'revoked')",
+                params![id, admin.as_str()],
+            )?;
+            if n == 1 {
+                return Ok(AdminChange::Set);
+            }
             let known: Option<i64> = tx
-                .query_row("SELECT 1 FROM nodes WHERE id = ?1", [id.to_string()], |r| {
-                    r.get(0)
-                })
+                .query_row("SELECT 1 FROM nodes WHERE id = ?1", [&id], |r| r.get(0))
                 .optional()?;
-            match known {
+            Ok(match known {
                 Some(_) => AdminChange::Revoked,
                 None => AdminChange::Unknown,
-            }
-        };
-        tx.commit()?;
-        Ok(change)
+            })
+        })
     }
 
     fn record_liveness(&self, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare(
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let updates = updates.to_vec();
+        self.db.write(move |tx| {
+            let mut stmt = tx.prepare_cached(
                 "UPDATE nodes SET liveness = ?2, last_seen_ms = COALESCE(?3, last_seen_ms) WHERE id = ?1",
             )?;
-            for u in updates {
+            for u in &updates {
                 stmt.execute(params![
                     u.node.to_string(),
                     u.liveness,
                     u.last_seen_ms.map(ms)
                 ])?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     fn put_assignment(
@@ -305,111 +382,77 @@ impl Store for SqliteStore {
         node: &NodeId,
         spec: &Assignment,
     ) -> Result<Option<(Assignment, Vec<NodeId>)>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let known: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM nodes WHERE id = ?1",
-                [node.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if known.is_none() {
-            return Ok(None);
-        }
-        let previous = tx
-            .query_row(
-                "SELECT * FROM assignments WHERE instance = ?1",
-                [spec.instance.to_string()],
-                spec_from_row,
-            )
-            .optional()?;
-        let mut stored = spec.clone();
-        // An id used before starts above its last generation: a node that ran the old
-        // instance must not take the new one for a stale copy.
-        let last = match &previous {
-            Some((_, p)) => Some(p.generation),
-            None => history::retired_generation(&tx, &spec.instance)?,
-        };
-        stored.generation = last.map_or(1, |g| g + 1);
-        let json =
-            serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        tx.execute(
-            "INSERT INTO assignments (instance, node, generation, spec, spec_version)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (instance) DO UPDATE SET node = ?2, generation = ?3, spec = ?4, spec_version = ?5",
-            params![stored.instance.to_string(), node.to_string(), ms(stored.generation), json, SPEC_VERSION],
-        )?;
-        let mut changed = vec![*node];
-        if let Some((old, _)) = previous.filter(|(old, _)| old != node) {
-            changed.push(old);
-        }
-        for n in &changed {
-            bump_revision(&tx, n)?;
-        }
-        tx.commit()?;
-        Ok(Some((stored, changed)))
+        let (node, spec) = (*node, spec.clone());
+        self.db.write(move |tx| put_assignment_in(tx, &node, &spec))
     }
 
     fn remove_assignment(&self, instance: &InstanceId) -> Result<Option<NodeId>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let previous = tx
-            .query_row(
-                "SELECT * FROM assignments WHERE instance = ?1",
-                [instance.to_string()],
-                spec_from_row,
-            )
-            .optional()?;
-        let Some((node, old)) = previous else {
-            return Ok(None);
-        };
-        tx.execute(
-            "DELETE FROM assignments WHERE instance = ?1",
-            [instance.to_string()],
-        )?;
-        history::retire_instance(&tx, instance, old.generation)?;
-        bump_revision(&tx, &node)?;
-        tx.commit()?;
-        Ok(Some(node))
+        let instance = instance.clone();
+        self.db.write(move |tx| remove_assignment_in(tx, &instance))
+    }
+
+    fn apply_assignments(&self, ops: &[AssignmentOp]) -> Result<BTreeSet<NodeId>, StoreError> {
+        if ops.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let ops = ops.to_vec();
+        self.db.write(move |tx| {
+            let mut touched = BTreeSet::new();
+            for op in &ops {
+                match op {
+                    AssignmentOp::Place { node, spec } => {
+                        if let Some((_, changed)) = put_assignment_in(tx, node, spec)? {
+                            touched.extend(changed);
+                        }
+                    }
+                    AssignmentOp::Remove(id) => touched.extend(remove_assignment_in(tx, id)?),
+                }
+            }
+            Ok(touched)
+        })
     }
 
     fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError> {
-        let conn = self.conn();
-        let revision: Option<i64> = conn
-            .query_row(
-                "SELECT revision FROM node_revisions WHERE node = ?1",
-                [node.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let mut stmt =
-            conn.prepare("SELECT * FROM assignments WHERE node = ?1 ORDER BY instance")?;
-        let instances = stmt
-            .query_map([node.to_string()], spec_from_row)?
-            .map(|r| r.map(|(_, spec)| spec))
-            .collect::<Result<_, _>>()?;
-        Ok(DesiredState {
-            revision: opt_ms(revision).unwrap_or(0),
-            instances,
+        self.db.read(|conn| {
+            let revision: Option<i64> = conn
+                .query_row(
+                    "SELECT revision FROM node_revisions WHERE node = ?1",
+                    [node.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let mut stmt =
+                conn.prepare_cached("SELECT * FROM assignments WHERE node = ?1 ORDER BY instance")?;
+            let instances = stmt
+                .query_map([node.to_string()], spec_from_row)?
+                .map(|r| r.map(|(_, spec)| spec))
+                .collect::<Result<_, _>>()?;
+            Ok(DesiredState {
+                revision: opt_ms(revision).unwrap_or(0),
+                instances,
+            })
         })
     }
 
     fn assignments(&self) -> Result<Vec<(NodeId, Assignment)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT * FROM assignments ORDER BY instance")?;
-        let rows = stmt.query_map([], spec_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT * FROM assignments ORDER BY instance")?;
+            let rows = stmt.query_map([], spec_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     fn put_deployment(&self, d: &StoredDeployment) -> Result<(), StoreError> {
         let rollout = d.rollout.as_ref().map(|r| r.to_string());
-        self.conn().execute(
-            "INSERT INTO deployments (name, spec, spec_version, rollout) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (name) DO UPDATE SET spec = ?2, spec_version = ?3, rollout = ?4",
-            params![d.name, d.spec.to_string(), SPEC_VERSION, rollout],
-        )?;
-        Ok(())
+        let (name, spec) = (d.name.clone(), d.spec.to_string());
+        self.db.write(move |tx| {
+            tx.execute(
+                "INSERT INTO deployments (name, spec, spec_version, rollout) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET spec = ?2, spec_version = ?3, rollout = ?4",
+                params![name, spec, SPEC_VERSION, rollout],
+            )?;
+            Ok(())
+        })
     }
 
     fn replace_deployment(
@@ -419,62 +462,74 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let text =
             |v: &Option<serde_json::Value>| v.as_ref().map_or(String::new(), |r| r.to_string());
-        Ok(self.conn().execute(
-            "UPDATE deployments SET spec = ?1, spec_version = ?2, rollout = ?3
-             WHERE name = ?4 AND spec = ?5 AND COALESCE(rollout, '') = ?6",
-            params![
-                new.spec.to_string(),
-                SPEC_VERSION,
-                new.rollout.as_ref().map(|r| r.to_string()),
-                expected.name,
-                expected.spec.to_string(),
-                text(&expected.rollout)
-            ],
-        )? == 1)
+        let (new_spec, new_rollout) = (
+            new.spec.to_string(),
+            new.rollout.as_ref().map(|r| r.to_string()),
+        );
+        let (name, old_spec, old_rollout) = (
+            expected.name.clone(),
+            expected.spec.to_string(),
+            text(&expected.rollout),
+        );
+        self.db.write(move |tx| {
+            Ok(tx.execute(
+                "UPDATE deployments SET spec = ?1, spec_version = ?2, rollout = ?3
+                 WHERE name = ?4 AND spec = ?5 AND COALESCE(rollout, '') = ?6",
+                params![
+                    new_spec,
+                    SPEC_VERSION,
+                    new_rollout,
+                    name,
+                    old_spec,
+                    old_rollout
+                ],
+            )? == 1)
+        })
     }
 
     fn remove_deployment(&self, name: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let removed = tx.execute("DELETE FROM deployments WHERE name = ?1", [name])? == 1;
-        history::forget(&tx, name)?;
-        tx.commit()?;
-        Ok(removed)
+        let name = name.to_owned();
+        self.db.write(move |tx| {
+            let removed = tx.execute("DELETE FROM deployments WHERE name = ?1", [&name])? == 1;
+            history::forget(tx, &name)?;
+            Ok(removed)
+        })
     }
 
     fn deployment_statuses(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        history::statuses(&self.conn())
+        self.db.read(history::statuses)
     }
 
     fn record_deployment_status(&self, updates: &[StatusUpdate]) -> Result<(), StoreError> {
         if updates.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        history::record(&tx, updates)?;
-        tx.commit()?;
-        Ok(())
+        let updates = updates.to_vec();
+        self.db.write(move |tx| history::record(tx, &updates))
     }
 
     fn deployment_events(&self, name: &str, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
-        history::events(&self.conn(), name, limit)
+        self.db.read(|conn| history::events(conn, name, limit))
     }
 
     fn deployments(&self) -> Result<Vec<StoredDeployment>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name, spec, rollout FROM deployments ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            let spec: String = r.get(1)?;
-            let rollout: Option<String> = r.get(2)?;
-            Ok(StoredDeployment {
-                name: r.get(0)?,
-                spec: serde_json::from_str(&spec).map_err(|e| corrupt("deployment spec", e))?,
-                rollout: rollout
-                    .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("deployment rollout", e)))
-                    .transpose()?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT name, spec, rollout FROM deployments ORDER BY name")?;
+            let rows = stmt.query_map([], deployment_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn deployment(&self, name: &str) -> Result<Option<StoredDeployment>, StoreError> {
+        self.db.read(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT name, spec, rollout FROM deployments WHERE name = ?1",
+                    [name],
+                    deployment_from_row,
+                )
+                .optional()?)
+        })
     }
 }
