@@ -6,13 +6,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use hearth_protocol::messages::state::RecipeRef;
 use hearth_protocol::{Message, NodeId};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, bad_request, blocking};
+use crate::api::{ApiError, HttpError, bad_request, blocking};
 use crate::context::Context;
 use crate::deploy_view::{EVENTS_SHOWN, forecast, view};
 use crate::json_body::JsonBody;
@@ -21,15 +18,13 @@ use crate::rollout::{DEFAULT_DEADLINE_MS, Rollout};
 use crate::scheduler::{DeploymentSpec, recipe_info, recipe_params};
 use crate::store::{NodeRecord, Store, StoreError, StoredDeployment};
 
-/// Longest deployment name: its replicas are instances `<name>-<k>`, and an instance id is a
-/// DNS label of at most 63 characters, which leaves 7 for `-<k>`. `openapi.yaml` says the same.
-pub const MAX_DEPLOYMENT_NAME: usize = 56;
+pub use hearth_api::{MAX_DEPLOYMENT_NAME, UpdateRequest};
 
 /// `POST /v1/deployments`: creates or replaces a deployment; the scheduler places it.
 pub async fn put_deployment(
     State(ctx): State<Arc<Context>>,
     JsonBody(spec): JsonBody<DeploymentSpec>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     if let Some(bad) = spec
         .spread
         .iter()
@@ -47,8 +42,7 @@ pub async fn put_deployment(
     if spec.replicas > 1000 {
         return Err(bad_request("at most 1000 replicas"));
     }
-    let info = recipe_info(&ctx, &spec.recipe)
-        .map_err(|e| ApiError(StatusCode::CONFLICT, "recipe_missing", e))?;
+    let info = recipe_info(&ctx, &spec.recipe).map_err(ApiError::RecipeMissing)?;
     let declared = recipe_params(&ctx, &spec.recipe).ok();
     request_check::params(declared.as_ref(), &spec.params).map_err(bad_request)?;
     request_check::labels(&spec.labels).map_err(bad_request)?;
@@ -66,31 +60,19 @@ pub async fn put_deployment(
     Ok(Json(answer))
 }
 
-/// Body of `POST /v1/deployments/{name}/update`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateRequest {
-    /// The recipe to roll out.
-    pub recipe: RecipeRef,
-    /// Seconds one replica gets to become ready on it before the update is rolled back.
-    #[serde(default)]
-    pub deadline_s: Option<u64>,
-}
-
 /// `POST /v1/deployments/{name}/update`: rolls the deployment onto another recipe, one replica
 /// at a time, rolling back if the new one fails (see `rollout`).
 pub async fn update_deployment(
     State(ctx): State<Arc<Context>>,
     Path(name): Path<String>,
     JsonBody(req): JsonBody<UpdateRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     let deadline_ms = match req.deadline_s {
         None => DEFAULT_DEADLINE_MS,
         Some(s @ 1..=86_400) => s * 1000,
         Some(_) => return Err(bad_request("deadline_s must be between 1 and 86400")),
     };
-    recipe_info(&ctx, &req.recipe)
-        .map_err(|e| ApiError(StatusCode::CONFLICT, "recipe_missing", e))?;
+    recipe_info(&ctx, &req.recipe).map_err(ApiError::RecipeMissing)?;
     let declared = recipe_params(&ctx, &req.recipe).ok();
     let recipe = req.recipe;
     let missing = name.clone();
@@ -119,9 +101,9 @@ pub async fn update_deployment(
 async fn write(
     ctx: &Arc<Context>,
     name: String,
-    change: impl Fn(Option<&DeploymentSpec>) -> Result<DeploymentSpec, ApiError> + Send + 'static,
+    change: impl Fn(Option<&DeploymentSpec>) -> Result<DeploymentSpec, HttpError> + Send + 'static,
     deadline_ms: Option<u64>,
-) -> Result<StoredDeployment, ApiError> {
+) -> Result<StoredDeployment, HttpError> {
     let store = ctx.store.clone();
     let stored = tokio::task::spawn_blocking(move || {
         for _ in 0..20 {
@@ -158,32 +140,24 @@ async fn write(
                 }
             };
             if done {
-                return Ok(new);
+                return Ok::<_, HttpError>(new);
             }
         }
-        Err(ApiError(
-            StatusCode::CONFLICT,
-            "busy",
-            "the deployment kept changing; try again".into(),
-        ))
+        Err(ApiError::Busy("the deployment kept changing; try again".into()).into())
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    .map_err(|e| HttpError(ApiError::Internal(e.to_string())))??;
     ctx.scheduler.changed();
     tracing::info!(deployment = %stored.name, "deployment requested");
     Ok(stored)
 }
 
-fn unknown(name: &str) -> ApiError {
-    ApiError(
-        StatusCode::NOT_FOUND,
-        "unknown_deployment",
-        format!("no deployment {name}"),
-    )
+fn unknown(name: &str) -> HttpError {
+    ApiError::UnknownDeployment(format!("no deployment {name}")).into()
 }
 
 /// `GET /v1/deployments`.
-pub async fn list_deployments(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, ApiError> {
+pub async fn list_deployments(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, HttpError> {
     let store = ctx.store.clone();
     let (deployments, assignments, nodes) = blocking(move || {
         Ok((
@@ -204,7 +178,7 @@ pub async fn list_deployments(State(ctx): State<Arc<Context>>) -> Result<Json<Va
 pub async fn show_deployment(
     State(ctx): State<Arc<Context>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     let store = ctx.store.clone();
     let key = name.clone();
     let (deployments, assignments, nodes, events) = blocking(move || {
@@ -220,20 +194,14 @@ pub async fn show_deployment(
         .into_iter()
         .find(|d| d.name == name)
         .map(|d| Json(view(&ctx, d, &assignments, &nodes, events)))
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                "unknown_deployment",
-                format!("no deployment {name}"),
-            )
-        })
+        .ok_or_else(|| unknown(&name))
 }
 
 /// `DELETE /v1/deployments/{name}`: removes it and its instances.
 pub async fn remove_deployment(
     State(ctx): State<Arc<Context>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     let store = ctx.store.clone();
     let key = name.clone();
     let touched = blocking(move || {
@@ -252,11 +220,7 @@ pub async fn remove_deployment(
     })
     .await?;
     let Some(touched) = touched else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "unknown_deployment",
-            format!("no deployment {name}"),
-        ));
+        return Err(ApiError::UnknownDeployment(format!("no deployment {name}")).into());
     };
     // Its replicas free resources other deployments may be waiting for.
     ctx.scheduler.changed();
