@@ -15,8 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use hearth_protocol::{EnrolToken, Hex, NodeId, Sha256};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::clock::now_ms;
 use crate::context::Context;
@@ -31,7 +29,9 @@ const TOKEN_ID_ATTEMPTS: usize = 8;
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
-pub use hearth_api::{ApiError, CreateToken, CreatedToken};
+pub use hearth_api::{
+    ApiError, CreateToken, CreatedToken, NodeView, RevokedToken, TokenStatus, TokenView,
+};
 
 /// An [`ApiError`] as an HTTP answer: the variant's status and `{"error": {"code", "message"}}`.
 #[derive(Debug)]
@@ -225,62 +225,44 @@ async fn create_token(
     ))
 }
 
-async fn list_tokens(
-    State(ctx): State<Arc<Context>>,
-) -> Result<Json<serde_json::Value>, HttpError> {
+async fn list_tokens(State(ctx): State<Arc<Context>>) -> Result<Json<Vec<TokenView>>, HttpError> {
     let store = ctx.store.clone();
     let tokens = blocking(move || store.tokens()).await?;
     let now = now_ms();
-    let out: Vec<_> = tokens
-        .iter()
-        .map(|t| {
-            let mut v = serde_json::to_value(t).unwrap_or_default();
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("status".into(), t.status(now).into());
-            }
-            v
+    let out = tokens
+        .into_iter()
+        .map(|t| TokenView {
+            id: t.id,
+            status: TokenStatus::from_name(t.status(now)).unwrap_or(TokenStatus::Active),
+            label: t.label,
+            created_at_ms: t.created_at_ms,
+            expires_at_ms: t.expires_at_ms,
+            spent_at_ms: t.spent_at_ms,
+            spent_by: t.spent_by,
+            revoked_at_ms: t.revoked_at_ms,
         })
         .collect();
-    Ok(Json(out.into()))
+    Ok(Json(out))
 }
 
 async fn revoke_token(
     State(ctx): State<Arc<Context>>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, HttpError> {
+) -> Result<Json<RevokedToken>, HttpError> {
     let id: Hex<4> = id
         .parse()
         .map_err(|_| bad_request(format!("`{id}` is not a token id (8 hex characters)")))?;
     let store = ctx.store.clone();
     match blocking(move || store.revoke_token(&id, now_ms())).await? {
-        Some(true) => Ok(Json(json!({ "revoked": id.to_string() }))),
+        Some(true) => Ok(Json(RevokedToken {
+            revoked: id.to_string(),
+        })),
         Some(false) => Err(ApiError::TokenSpent(format!(
             "token {id} was already used to enrol a node; revoke the node instead"
         ))
         .into()),
         None => Err(ApiError::UnknownToken(format!("no token {id}")).into()),
     }
-}
-
-/// A node as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct NodeView {
-    /// Identity.
-    pub id: String,
-    /// Display state.
-    pub state: String,
-    /// Operator state.
-    pub admin: String,
-    /// Liveness.
-    pub liveness: String,
-    /// Whether a session is open.
-    pub connected: bool,
-    /// Last heartbeat, Unix ms.
-    pub last_heartbeat_ms: Option<u64>,
-    /// Enrolment, Unix ms.
-    pub enrolled_at_ms: u64,
-    /// Declared facts.
-    pub facts: serde_json::Value,
 }
 
 fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
@@ -295,14 +277,14 @@ fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
         None => (r.admin.as_str(), "pending", false, r.last_seen_ms),
     };
     NodeView {
-        id: r.id.to_string(),
+        id: r.id,
         state: state.to_owned(),
         admin: live.map_or(r.admin, |l| l.admin).to_string(),
         liveness: liveness.to_owned(),
         connected,
         last_heartbeat_ms: last,
         enrolled_at_ms: r.enrolled_at_ms,
-        facts: serde_json::to_value(&r.facts).unwrap_or_default(),
+        facts: r.facts.clone(),
     }
 }
 

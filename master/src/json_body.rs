@@ -105,7 +105,11 @@ mod tests {
     fn numbers_with_a_fraction_are_refused_naming_the_field() {
         let e = parse::<Body>(json!({ "secs": 7926.5 })).unwrap_err();
         assert_eq!(e.0.status(), 400);
-        assert!(e.0.message().contains("secs") && e.0.message().contains("7926.5"), "{}", e.0.message());
+        assert!(
+            e.0.message().contains("secs") && e.0.message().contains("7926.5"),
+            "{}",
+            e.0.message()
+        );
         let e = parse::<Body>(json!({ "secs": 1e300 })).unwrap_err();
         assert!(e.0.message().contains("secs"), "{}", e.0.message());
         let e = parse::<Body>(json!({ "secs": 1, "other": 2 })).unwrap_err();

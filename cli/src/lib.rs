@@ -1,4 +1,6 @@
-//! The `hearth` operator CLI: a thin client of the HTTP API.
+//! The `hearth` operator CLI: a thin client of the master's HTTP API, speaking it through the
+//! `hearth-api` types (request bodies, answers, errors). It links no part of the control plane:
+//! what it needs from a master's data directory is read by [`master_dir`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,17 +9,19 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::api::{CreatedToken, NodeView};
-use crate::data_dir::DataDir;
+use hearth_api::{CreatedToken, NodeView};
+
+use crate::master_dir::MasterDir;
 
 /// `println!` whose failure is returned as an error (use with `?`).
 macro_rules! outln {
     ($($arg:tt)*) => {
-        $crate::cli::write_out(format_args!($($arg)*))
+        $crate::write_out(format_args!($($arg)*))
     };
 }
 
 mod deploy;
+pub mod master_dir;
 mod recipe;
 mod show;
 
@@ -221,16 +225,10 @@ struct Client {
 
 impl Client {
     fn new(cli: &Cli) -> anyhow::Result<Self> {
-        let dir = cli.data_dir.as_ref().map(DataDir::new);
+        let dir = cli.data_dir.as_ref().map(MasterDir::new);
         let url = match (&cli.url, &dir) {
             (Some(u), _) => u.trim_end_matches('/').to_owned(),
-            (None, Some(d)) => {
-                let path = d.http_addr_path();
-                let addr = std::fs::read_to_string(&path).with_context(|| {
-                    format!("cannot read {} (is the master running?)", path.display())
-                })?;
-                format!("http://{}", addr.trim())
-            }
+            (None, Some(d)) => d.url()?,
             (None, None) => {
                 bail!("say where the master is: --url URL, HEARTH_URL, or --data-dir D")
             }
@@ -239,7 +237,7 @@ impl Client {
             (Some(t), _, _) => t,
             (None, Some(f), _) => std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read token file {}", f.display()))?,
-            (None, None, Some(d)) => d.load_admin_token()?,
+            (None, None, Some(d)) => d.admin_token()?,
             (None, None, None) => {
                 bail!("no admin token: set HEARTH_TOKEN, --token-file or --data-dir")
             }
@@ -480,7 +478,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `12s ago`, `3m ago`, `in 2h` relative to now.
 fn relative(ms: u64) -> String {
-    let now = crate::clock::now_ms();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let (d, past) = if ms <= now {
         (now - ms, true)
     } else {
