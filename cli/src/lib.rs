@@ -9,7 +9,9 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use hearth_api::{CreatedToken, NodeView};
+use hearth_api::{
+    ApiError, CreateToken, CreatedToken, DeploymentSpec, DeploymentView, ErrorBody, NodeView,
+};
 
 use crate::master_dir::MasterDir;
 
@@ -270,12 +272,10 @@ impl Client {
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!(
-                "{}",
-                v.pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("upload refused")
-            );
+            return match serde_json::from_value::<ErrorBody>(v) {
+                Ok(body) => Err(ApiError::from_answer(status.as_u16(), body).into()),
+                Err(_) => bail!("upload refused"),
+            };
         }
         Ok(v)
     }
@@ -286,28 +286,102 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        Ok(self.send(method, path, body.as_ref(), None).await?.0)
+    }
+
+    /// `method path` with an optional JSON body and `If-Match`; the answer and its `ETag`. An
+    /// error answer is the [`ApiError`] it names (its message is what the CLI prints).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&(impl serde::Serialize + ?Sized)>,
+        if_match: Option<&str>,
+    ) -> anyhow::Result<(Value, Option<String>)> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(&self.token);
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
+        }
+        if let Some(v) = if_match {
+            req = req.header(reqwest::header::IF_MATCH, format!("\"{v}\""));
         }
         let resp = req
             .send()
             .await
             .map_err(|e| anyhow!("cannot reach the master at {}: {e}", self.url))?;
         let status = resp.status();
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim_matches('"').to_owned());
         let value: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(value);
+            return Ok((value, etag));
         }
-        match value.pointer("/error/message").and_then(Value::as_str) {
-            Some(m) => bail!("{m}"),
-            None => bail!("the master answered {status}"),
+        match serde_json::from_value::<ErrorBody>(value) {
+            Ok(body) => Err(ApiError::from_answer(status.as_u16(), body).into()),
+            Err(_) => bail!("the master answered {status}"),
+        }
+    }
+
+    /// A typed answer of `GET path`, with its `ETag`.
+    async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<(T, Option<String>)> {
+        let (v, etag) = self
+            .send(reqwest::Method::GET, path, None::<&Value>, None)
+            .await?;
+        let typed = serde_json::from_value(v).with_context(|| {
+            format!("the master's answer to GET {path} is not what hearth-api says")
+        })?;
+        Ok((typed, etag))
+    }
+
+    /// Read-modify-write of a deployment's spec with compare-and-set: reads it with its version,
+    /// applies `change`, writes it back with `If-Match`; when another change came in between
+    /// (412 `version_mismatch`), reads it again and re-applies, at most [`CAS_ATTEMPTS`] times.
+    async fn change_deployment(
+        &self,
+        name: &str,
+        change: impl Fn(&mut DeploymentSpec),
+    ) -> anyhow::Result<Value> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (view, etag) = self
+                .read::<DeploymentView>(&format!("/v1/deployments/{name}"))
+                .await?;
+            let version = etag.unwrap_or(view.version);
+            let mut spec = view.spec;
+            change(&mut spec);
+            match self
+                .send(
+                    reqwest::Method::POST,
+                    "/v1/deployments",
+                    Some(&spec),
+                    Some(&version),
+                )
+                .await
+            {
+                Err(e)
+                    if attempt < CAS_ATTEMPTS
+                        && matches!(e.downcast_ref(), Some(ApiError::VersionMismatch(_))) =>
+                {
+                    continue;
+                }
+                other => return Ok(other?.0),
+            }
         }
     }
 }
+
+/// Read-modify-write attempts before a deployment that keeps changing is reported.
+const CAS_ATTEMPTS: u32 = 8;
 
 /// Runs the CLI; the binary prints the error and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -323,10 +397,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             expires,
             json,
         }) => {
-            let body =
-                json!({ "label": label, "expires_in_secs": expires.map(|d| d.as_secs().max(1)) });
-            let v = client
-                .call(reqwest::Method::POST, "/v1/tokens", Some(body))
+            let body = CreateToken {
+                label,
+                expires_in_secs: expires.map(|d| d.as_secs().max(1)),
+            };
+            let (v, _) = client
+                .send(reqwest::Method::POST, "/v1/tokens", Some(&body), None)
                 .await?;
             let created: CreatedToken = serde_json::from_value(v.clone())?;
             if json {
@@ -383,16 +459,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             output(&v, json, |v| show::deployment(&name, v))?;
         }
         Command::Scale { name, replicas } => {
-            let v = client.get(&format!("/v1/deployments/{name}")).await?;
-            let mut spec = v
-                .get("spec")
-                .cloned()
-                .ok_or_else(|| anyhow!("no spec for {name}"))?;
-            if let Some(obj) = spec.as_object_mut() {
-                obj.insert("replicas".into(), replicas.into());
-            }
             client
-                .call(reqwest::Method::POST, "/v1/deployments", Some(spec))
+                .change_deployment(&name, |spec| spec.replicas = replicas)
                 .await?;
             outln!("deployment {name} scaled to {replicas}")?;
         }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use hearth_protocol::{Message, NodeId};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use hearth_protocol::{Message, NodeId, Sha256};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, HttpError, bad_request, blocking};
@@ -20,11 +22,67 @@ use crate::store::{NodeRecord, Store, StoreError, StoredDeployment};
 
 pub use hearth_api::{MAX_DEPLOYMENT_NAME, UpdateRequest};
 
-/// `POST /v1/deployments`: creates or replaces a deployment; the scheduler places it.
+/// A deployment's version: the SHA-256 of its stored spec (the scheduler's rollout progress does
+/// not change it). `GET` answers it as `version` and `ETag`; `If-Match` on a write makes the write
+/// compare-and-set against it.
+pub fn version(d: &StoredDeployment) -> String {
+    Sha256::digest(&serde_json::to_vec(&d.spec).unwrap_or_default()).to_string()
+}
+
+/// The version an `If-Match` header asks for: `None` without the header, `*` for any.
+fn if_match(headers: &HeaderMap) -> Result<Option<String>, HttpError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| bad_request("If-Match must be a version (ASCII)"))?;
+    Ok(Some(
+        v.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_owned(),
+    ))
+}
+
+/// Checks `If-Match` against the deployment as read.
+fn check_version(
+    name: &str,
+    expected: Option<&str>,
+    old: Option<&StoredDeployment>,
+) -> Result<(), HttpError> {
+    match (expected, old) {
+        (None, _) | (Some("*"), Some(_)) => Ok(()),
+        (Some(v), Some(d)) if version(d) == v => Ok(()),
+        (Some(v), Some(d)) => Err(ApiError::VersionMismatch(format!(
+            "deployment {name} is at version {}, not {v}: it changed since it was read; read it again and retry",
+            version(d)
+        ))
+        .into()),
+        (Some(v), None) => Err(ApiError::VersionMismatch(format!(
+            "no deployment {name} (If-Match asked for version {v})"
+        ))
+        .into()),
+    }
+}
+
+/// `json` with the deployment's version as `ETag`.
+fn tagged(json: Value, d: &StoredDeployment) -> Response {
+    let mut resp = Json(json).into_response();
+    if let Ok(tag) = HeaderValue::from_str(&format!("\"{}\"", version(d))) {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    resp
+}
+
+/// `POST /v1/deployments`: creates or replaces a deployment; the scheduler places it. With
+/// `If-Match`, only if the deployment is still at that version (else 412 `version_mismatch`).
 pub async fn put_deployment(
     State(ctx): State<Arc<Context>>,
+    headers: HeaderMap,
     JsonBody(spec): JsonBody<DeploymentSpec>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Response, HttpError> {
+    let expected = if_match(&headers)?;
     if let Some(bad) = spec
         .spread
         .iter()
@@ -47,17 +105,24 @@ pub async fn put_deployment(
     request_check::params(declared.as_ref(), &spec.params).map_err(bad_request)?;
     request_check::labels(&spec.labels).map_err(bad_request)?;
     let asked = spec.clone();
-    let stored = write(&ctx, spec.name.to_string(), move |_| Ok(spec.clone()), None).await?;
+    let stored = write(
+        &ctx,
+        spec.name.to_string(),
+        expected,
+        move |_| Ok(spec.clone()),
+        None,
+    )
+    .await?;
     // What the fleet cannot give now: said at once, while the request is stored all the same.
     let store = ctx.store.clone();
     let (records, assignments) =
         blocking(move || Ok((store.nodes()?, store.assignments()?))).await?;
     let warnings = forecast(&ctx, &asked, info, &records, &assignments);
-    let mut answer = stored.spec;
+    let mut answer = stored.spec.clone();
     if let Some(obj) = answer.as_object_mut() {
         obj.insert("warnings".into(), json!(warnings));
     }
-    Ok(Json(answer))
+    Ok(tagged(answer, &stored))
 }
 
 /// `POST /v1/deployments/{name}/update`: rolls the deployment onto another recipe, one replica
@@ -65,8 +130,10 @@ pub async fn put_deployment(
 pub async fn update_deployment(
     State(ctx): State<Arc<Context>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<UpdateRequest>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Response, HttpError> {
+    let expected = if_match(&headers)?;
     let deadline_ms = match req.deadline_s {
         None => DEFAULT_DEADLINE_MS,
         Some(s @ 1..=86_400) => s * 1000,
@@ -79,6 +146,7 @@ pub async fn update_deployment(
     let stored = write(
         &ctx,
         name,
+        expected,
         move |old| {
             let mut spec = old.ok_or_else(|| unknown(&missing))?.clone();
             // The new recipe must take the parameters the deployment gives.
@@ -92,7 +160,19 @@ pub async fn update_deployment(
     let store = ctx.store.clone();
     let (assignments, nodes) =
         blocking(move || Ok((store.assignments()?, nodes_by_id(&*store)?))).await?;
-    Ok(Json(view(&ctx, stored, &assignments, &nodes, Vec::new())))
+    let answer = versioned(
+        view(&ctx, stored.clone(), &assignments, &nodes, Vec::new()),
+        &stored,
+    );
+    Ok(tagged(answer, &stored))
+}
+
+/// A deployment view with its `version`.
+fn versioned(mut view: Value, d: &StoredDeployment) -> Value {
+    if let Some(obj) = view.as_object_mut() {
+        obj.insert("version".into(), version(d).into());
+    }
+    view
 }
 
 /// Read-modify-write of one deployment. A changed recipe starts a rollout from the old one
@@ -101,6 +181,7 @@ pub async fn update_deployment(
 async fn write(
     ctx: &Arc<Context>,
     name: String,
+    expected: Option<String>,
     change: impl Fn(Option<&DeploymentSpec>) -> Result<DeploymentSpec, HttpError> + Send + 'static,
     deadline_ms: Option<u64>,
 ) -> Result<StoredDeployment, HttpError> {
@@ -108,6 +189,7 @@ async fn write(
     let stored = tokio::task::spawn_blocking(move || {
         for _ in 0..20 {
             let old = store.deployments()?.into_iter().find(|d| d.name == name);
+            check_version(&name, expected.as_deref(), old.as_ref())?;
             let old_spec: Option<DeploymentSpec> = old
                 .as_ref()
                 .and_then(|d| serde_json::from_value(d.spec.clone()).ok());
@@ -169,16 +251,16 @@ pub async fn list_deployments(State(ctx): State<Arc<Context>>) -> Result<Json<Va
     .await?;
     let out: Vec<Value> = deployments
         .into_iter()
-        .map(|d| view(&ctx, d, &assignments, &nodes, Vec::new()))
+        .map(|d| versioned(view(&ctx, d.clone(), &assignments, &nodes, Vec::new()), &d))
         .collect();
     Ok(Json(Value::Array(out)))
 }
 
-/// `GET /v1/deployments/{name}`.
+/// `GET /v1/deployments/{name}`, with its version as `ETag`.
 pub async fn show_deployment(
     State(ctx): State<Arc<Context>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Response, HttpError> {
     let store = ctx.store.clone();
     let key = name.clone();
     let (deployments, assignments, nodes, events) = blocking(move || {
@@ -193,7 +275,10 @@ pub async fn show_deployment(
     deployments
         .into_iter()
         .find(|d| d.name == name)
-        .map(|d| Json(view(&ctx, d, &assignments, &nodes, events)))
+        .map(|d| {
+            let answer = versioned(view(&ctx, d.clone(), &assignments, &nodes, events), &d);
+            tagged(answer, &d)
+        })
         .ok_or_else(|| unknown(&name))
 }
 

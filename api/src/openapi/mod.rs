@@ -91,7 +91,27 @@ fn schemas() -> Map<String, Value> {
     for schema in defs.values_mut() {
         tidy(schema);
     }
+    for (name, examples) in examples() {
+        if let Some(Value::Object(schema)) = defs.get_mut(name) {
+            schema.entry("examples").or_insert(examples);
+        }
+    }
     defs
+}
+
+/// Examples for the protocol's text types, which carry none (clients and fuzzers start from
+/// them: schemathesis builds its first requests from examples).
+fn examples() -> [(&'static str, Value); 5] {
+    [
+        ("InstanceId", serde_json::json!(["web-0"])),
+        ("Name", serde_json::json!(["web", "static-site"])),
+        (
+            "Hex32",
+            serde_json::json!(["e1d8e552330911f9f779f85b6f2c00a15e790dcc3fbb3b28f5da1d660a30c5b8"]),
+        ),
+        ("CountryCode", serde_json::json!(["BE"])),
+        ("HomeId", serde_json::json!(["alice-home"])),
+    ]
 }
 
 /// Rewrites what schemars writes its own way into what the document said before, which the

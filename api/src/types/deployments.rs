@@ -108,6 +108,11 @@ pub struct DeploymentView {
     pub moving: Option<Move>,
     /// The last 10 events, oldest first (`GET /v1/deployments/{name}` only; `[]` in listings).
     pub events: Vec<Event>,
+    /// The deployment's version (the SHA-256 of its stored spec), also its `ETag`: send it as
+    /// `If-Match` to change the deployment only if nobody changed it since (412
+    /// `version_mismatch` otherwise).
+    #[schemars(with = "crate::schema::Sha256Text")]
+    pub version: String,
 }
 
 /// One replica of a deployment: what its node last reported, judged with the node's liveness.
