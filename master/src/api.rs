@@ -1,4 +1,5 @@
-//! The operator HTTP/JSON API (documented in `master/openapi.yaml`).
+//! The operator HTTP/JSON API (its types and errors are the `hearth-api` crate; documented in
+//! `api/openapi.json`, generated from them).
 //!
 //! Every `/v1` route needs `Authorization: Bearer <admin token>`. Errors are
 //! `{"error": {"code": "...", "message": "..."}}` with a fitting status.
@@ -14,8 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use hearth_protocol::{EnrolToken, Hex, NodeId, Sha256};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::clock::now_ms;
 use crate::context::Context;
@@ -30,40 +29,46 @@ const TOKEN_ID_ATTEMPTS: usize = 8;
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
-/// An API error: status, stable code, sentence.
-#[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub &'static str, pub String);
+pub use hearth_api::{
+    ApiError, CreateToken, CreatedToken, NodeView, RevokedToken, TokenStatus, TokenView,
+};
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.0,
-            Json(json!({ "error": { "code": self.1, "message": self.2 } })),
-        )
-            .into_response()
+/// An [`ApiError`] as an HTTP answer: the variant's status and `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct HttpError(pub ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
     }
 }
 
-impl From<StoreError> for ApiError {
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0.body())).into_response()
+    }
+}
+
+impl From<StoreError> for HttpError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failed");
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("the master could not access its database: {e}"),
-        )
+        Self(ApiError::StoreUnavailable(format!(
+            "the master could not access its database: {e}"
+        )))
     }
 }
 
-pub(crate) fn rejection(e: JsonRejection) -> ApiError {
+pub(crate) fn rejection(e: JsonRejection) -> HttpError {
     match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError(e.status(), "payload_too_large", e.body_text()),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(e.body_text()).into(),
         _ => bad_request(e.body_text()),
     }
 }
 
-pub(crate) fn bad_request(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, "bad_request", msg.into())
+pub(crate) fn bad_request(msg: impl Into<String>) -> HttpError {
+    ApiError::BadRequest(msg.into()).into()
 }
 
 /// The router, with state.
@@ -117,13 +122,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .merge(v1)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .fallback(|| async {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint".into(),
-            )
-        })
+        .fallback(|| async { HttpError(ApiError::NotFound("no such endpoint".into())) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
 }
@@ -139,18 +138,13 @@ async fn auth(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Resp
         Some(t) if Sha256::digest(t.trim().as_bytes()) == ctx.admin_token_hash => {
             next.run(req).await
         }
-        Some(_) => ApiError(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the admin token is wrong".into(),
-        )
-        .into_response(),
-        None => ApiError(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+        Some(_) => {
+            HttpError(ApiError::Unauthorized("the admin token is wrong".into())).into_response()
+        }
+        None => HttpError(ApiError::Unauthorized(
             "missing `Authorization: Bearer <token>` (the token is in the master's admin.token)"
                 .into(),
-        )
+        ))
         .into_response(),
     }
 }
@@ -167,42 +161,17 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
 
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
+) -> Result<T, HttpError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(ApiError::from)
-}
-
-/// Body of `POST /v1/tokens`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateToken {
-    /// Free text shown in listings.
-    #[serde(default)]
-    pub label: String,
-    /// Lifetime in seconds; none means the token never expires.
-    #[serde(default)]
-    pub expires_in_secs: Option<u64>,
-}
-
-/// Answer of `POST /v1/tokens`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CreatedToken {
-    /// Public id.
-    pub id: String,
-    /// The whole token to give the volunteer (shown once).
-    pub token: String,
-    /// Label.
-    pub label: String,
-    /// Expiry, Unix ms.
-    pub expires_at_ms: Option<u64>,
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(HttpError::from)
 }
 
 async fn create_token(
     State(ctx): State<Arc<Context>>,
     JsonBody(body): JsonBody<CreateToken>,
-) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedToken>), HttpError> {
     if body.label.len() > 200 {
         return Err(bad_request("label is longer than 200 bytes"));
     }
@@ -216,7 +185,7 @@ async fn create_token(
     let expires_at_ms = lifetime.map(|d| now + d.as_millis() as u64);
     // ht2 pins the newest published root; ht1 only while none is published.
     let repository = ctx.repository.clone();
-    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+    let internal = |e: String| HttpError::from(ApiError::Internal(e));
     let root = tokio::task::spawn_blocking(move || repository.current_root())
         .await
         .map_err(|e| internal(e.to_string()))?
@@ -247,13 +216,10 @@ async fn create_token(
         tracing::debug!(id = %candidate.id, "token id already taken; drawing another");
     }
     let Some(token) = token else {
-        return Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "token_ids_exhausted",
-            format!(
-                "{TOKEN_ID_ATTEMPTS} random token ids in a row were taken; revoke or prune old tokens"
-            ),
-        ));
+        return Err(ApiError::TokenIdsExhausted(format!(
+            "{TOKEN_ID_ATTEMPTS} random token ids in a row were taken; revoke or prune old tokens"
+        ))
+        .into());
     };
     tracing::info!(id = %token.id, label = %body.label, "enrolment token created");
     Ok((
@@ -267,65 +233,44 @@ async fn create_token(
     ))
 }
 
-async fn list_tokens(State(ctx): State<Arc<Context>>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list_tokens(State(ctx): State<Arc<Context>>) -> Result<Json<Vec<TokenView>>, HttpError> {
     let store = ctx.store.clone();
     let tokens = blocking(move || store.tokens()).await?;
     let now = now_ms();
-    let out: Vec<_> = tokens
-        .iter()
-        .map(|t| {
-            let mut v = serde_json::to_value(t).unwrap_or_default();
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("status".into(), t.status(now).into());
-            }
-            v
+    let out = tokens
+        .into_iter()
+        .map(|t| TokenView {
+            id: t.id,
+            status: TokenStatus::from_name(t.status(now)).unwrap_or(TokenStatus::Active),
+            label: t.label,
+            created_at_ms: t.created_at_ms,
+            expires_at_ms: t.expires_at_ms,
+            spent_at_ms: t.spent_at_ms,
+            spent_by: t.spent_by,
+            revoked_at_ms: t.revoked_at_ms,
         })
         .collect();
-    Ok(Json(out.into()))
+    Ok(Json(out))
 }
 
 async fn revoke_token(
     State(ctx): State<Arc<Context>>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RevokedToken>, HttpError> {
     let id: Hex<4> = id
         .parse()
         .map_err(|_| bad_request(format!("`{id}` is not a token id (8 hex characters)")))?;
     let store = ctx.store.clone();
     match blocking(move || store.revoke_token(&id, now_ms())).await? {
-        Some(true) => Ok(Json(json!({ "revoked": id.to_string() }))),
-        Some(false) => Err(ApiError(
-            StatusCode::CONFLICT,
-            "token_spent",
-            format!("token {id} was already used to enrol a node; revoke the node instead"),
-        )),
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "unknown_token",
-            format!("no token {id}"),
-        )),
+        Some(true) => Ok(Json(RevokedToken {
+            revoked: id.to_string(),
+        })),
+        Some(false) => Err(ApiError::TokenSpent(format!(
+            "token {id} was already used to enrol a node; revoke the node instead"
+        ))
+        .into()),
+        None => Err(ApiError::UnknownToken(format!("no token {id}")).into()),
     }
-}
-
-/// A node as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct NodeView {
-    /// Identity.
-    pub id: String,
-    /// Display state.
-    pub state: String,
-    /// Operator state.
-    pub admin: String,
-    /// Liveness.
-    pub liveness: String,
-    /// Whether a session is open.
-    pub connected: bool,
-    /// Last heartbeat, Unix ms.
-    pub last_heartbeat_ms: Option<u64>,
-    /// Enrolment, Unix ms.
-    pub enrolled_at_ms: u64,
-    /// Declared facts.
-    pub facts: serde_json::Value,
 }
 
 fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
@@ -340,43 +285,39 @@ fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
         None => (r.admin.as_str(), "pending", false, r.last_seen_ms),
     };
     NodeView {
-        id: r.id.to_string(),
+        id: r.id,
         state: state.to_owned(),
         admin: live.map_or(r.admin, |l| l.admin).to_string(),
         liveness: liveness.to_owned(),
         connected,
         last_heartbeat_ms: last,
         enrolled_at_ms: r.enrolled_at_ms,
-        facts: serde_json::to_value(&r.facts).unwrap_or_default(),
+        facts: r.facts.clone(),
     }
 }
 
-pub(crate) fn parse_node(id: &str) -> Result<NodeId, ApiError> {
+pub(crate) fn parse_node(id: &str) -> Result<NodeId, HttpError> {
     id.parse()
         .map_err(|e| bad_request(format!("`{id}` is not a node id: {e}")))
 }
 
-async fn list_nodes(State(ctx): State<Arc<Context>>) -> Result<Json<Vec<NodeView>>, ApiError> {
+async fn list_nodes(State(ctx): State<Arc<Context>>) -> Result<Json<Vec<NodeView>>, HttpError> {
     let store = ctx.store.clone();
     let nodes = blocking(move || store.nodes()).await?;
     Ok(Json(nodes.iter().map(|r| view(&ctx, r)).collect()))
 }
 
-async fn load_node(ctx: &Arc<Context>, id: NodeId) -> Result<NodeRecord, ApiError> {
+async fn load_node(ctx: &Arc<Context>, id: NodeId) -> Result<NodeRecord, HttpError> {
     let store = ctx.store.clone();
-    blocking(move || store.node(&id)).await?.ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            "unknown_node",
-            format!("no node {id} is enrolled"),
-        )
-    })
+    blocking(move || store.node(&id))
+        .await?
+        .ok_or_else(|| ApiError::UnknownNode(format!("no node {id} is enrolled")).into())
 }
 
 async fn show_node(
     State(ctx): State<Arc<Context>>,
     Path(id): Path<String>,
-) -> Result<Json<NodeView>, ApiError> {
+) -> Result<Json<NodeView>, HttpError> {
     let record = load_node(&ctx, parse_node(&id)?).await?;
     Ok(Json(view(&ctx, &record)))
 }
@@ -384,7 +325,7 @@ async fn show_node(
 async fn node_action(
     State(ctx): State<Arc<Context>>,
     Path((id, action)): Path<(String, String)>,
-) -> Result<Json<NodeView>, ApiError> {
+) -> Result<Json<NodeView>, HttpError> {
     let id = parse_node(&id)?;
     let target = match action.as_str() {
         "drain" => AdminState::Draining,
@@ -394,34 +335,25 @@ async fn node_action(
         "retire" => AdminState::Retired,
         "revoke" => AdminState::Revoked,
         other => {
-            return Err(ApiError(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!(
+            return Err(ApiError::NotFound(format!(
                     "unknown node action `{other}`: use drain, activate, reserve, test, retire or revoke"
                 ),
-            ));
+            ).into());
         }
     };
     let mut record = load_node(&ctx, id).await?;
     let current = ctx.fleet.live(&id).map_or(record.admin, |l| l.admin);
     let revoked = || {
-        ApiError(
-            StatusCode::CONFLICT,
-            "node_revoked",
-            format!("node {id} is revoked; a revoked node must enrol again with a new key"),
-        )
+        ApiError::NodeRevoked(format!(
+            "node {id} is revoked; a revoked node must enrol again with a new key"
+        ))
     };
     let store = ctx.store.clone();
     match blocking(move || store.set_admin(&id, target)).await? {
         AdminChange::Set => {}
-        AdminChange::Revoked => return Err(revoked()),
+        AdminChange::Revoked => return Err(revoked().into()),
         AdminChange::Unknown => {
-            return Err(ApiError(
-                StatusCode::NOT_FOUND,
-                "unknown_node",
-                format!("no node {id} is enrolled"),
-            ));
+            return Err(ApiError::UnknownNode(format!("no node {id} is enrolled")).into());
         }
     }
     record.admin = target;
@@ -429,7 +361,7 @@ async fn node_action(
     // undo a revoke either.
     let (applied, conn) = ctx.fleet.set_admin(&id, target);
     if !applied {
-        return Err(revoked());
+        return Err(revoked().into());
     }
     if let Some(conn) = conn {
         let code = if target == AdminState::Revoked {

@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, parse_node};
+use crate::api::{ApiError, HttpError, parse_node};
 use crate::audit::{Outcome, ProbeError};
 use crate::context::Context;
 
@@ -16,26 +15,16 @@ use crate::context::Context;
 pub async fn probe_node(
     State(ctx): State<Arc<Context>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     let node = parse_node(&id)?;
     if ctx.fleet.live(&node).is_none() {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "unknown_node",
-            format!("no node {node} is enrolled"),
-        ));
+        return Err(ApiError::UnknownNode(format!("no node {node} is enrolled")).into());
     }
     let outcome = ctx
         .probes
         .probe(&ctx.fleet, node)
         .await
-        .map_err(|e @ ProbeError::Busy| {
-            ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "probes_busy",
-                e.to_string(),
-            )
-        })?;
+        .map_err(|e @ ProbeError::Busy| ApiError::ProbesBusy(e.to_string()))?;
     let label = match &outcome {
         Outcome::Passed { .. } => "passed",
         Outcome::Failed { reason } => {
@@ -44,8 +33,7 @@ pub async fn probe_node(
         }
     };
     ctx.metrics.probe(label);
-    let mut body = serde_json::to_value(&outcome)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let mut body = serde_json::to_value(&outcome).map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Some(map) = body.as_object_mut() {
         map.insert("node".into(), json!(node));
     }

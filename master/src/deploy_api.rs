@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use hearth_protocol::messages::state::RecipeRef;
-use hearth_protocol::{Message, NodeId};
-use serde::Deserialize;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use hearth_protocol::{Message, NodeId, Sha256};
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, bad_request, blocking};
+use crate::api::{ApiError, HttpError, bad_request, blocking};
 use crate::context::Context;
 use crate::deploy_view::{EVENTS_SHOWN, forecast, view};
 use crate::json_body::JsonBody;
@@ -21,15 +20,69 @@ use crate::rollout::{DEFAULT_DEADLINE_MS, Rollout};
 use crate::scheduler::{DeploymentSpec, recipe_info, recipe_params};
 use crate::store::{NodeRecord, Store, StoreError, StoredDeployment};
 
-/// Longest deployment name: its replicas are instances `<name>-<k>`, and an instance id is a
-/// DNS label of at most 63 characters, which leaves 7 for `-<k>`. `openapi.yaml` says the same.
-pub const MAX_DEPLOYMENT_NAME: usize = 56;
+pub use hearth_api::{MAX_DEPLOYMENT_NAME, UpdateRequest};
 
-/// `POST /v1/deployments`: creates or replaces a deployment; the scheduler places it.
+/// A deployment's version: the SHA-256 of its stored spec (the scheduler's rollout progress does
+/// not change it). `GET` answers it as `version` and `ETag`; `If-Match` on a write makes the write
+/// compare-and-set against it.
+pub fn version(d: &StoredDeployment) -> String {
+    Sha256::digest(&serde_json::to_vec(&d.spec).unwrap_or_default()).to_string()
+}
+
+/// The version an `If-Match` header asks for: `None` without the header, `*` for any.
+fn if_match(headers: &HeaderMap) -> Result<Option<String>, HttpError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| bad_request("If-Match must be a version (ASCII)"))?;
+    Ok(Some(
+        v.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_owned(),
+    ))
+}
+
+/// Checks `If-Match` against the deployment as read.
+fn check_version(
+    name: &str,
+    expected: Option<&str>,
+    old: Option<&StoredDeployment>,
+) -> Result<(), HttpError> {
+    match (expected, old) {
+        (None, _) | (Some("*"), Some(_)) => Ok(()),
+        (Some(v), Some(d)) if version(d) == v => Ok(()),
+        (Some(v), Some(d)) => Err(ApiError::VersionMismatch(format!(
+            "deployment {name} is at version {}, not {v}: it changed since it was read; read it again and retry",
+            version(d)
+        ))
+        .into()),
+        (Some(v), None) => Err(ApiError::VersionMismatch(format!(
+            "no deployment {name} (If-Match asked for version {v})"
+        ))
+        .into()),
+    }
+}
+
+/// `json` with the deployment's version as `ETag`.
+fn tagged(json: Value, d: &StoredDeployment) -> Response {
+    let mut resp = Json(json).into_response();
+    if let Ok(tag) = HeaderValue::from_str(&format!("\"{}\"", version(d))) {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    resp
+}
+
+/// `POST /v1/deployments`: creates or replaces a deployment; the scheduler places it. With
+/// `If-Match`, only if the deployment is still at that version (else 412 `version_mismatch`).
 pub async fn put_deployment(
     State(ctx): State<Arc<Context>>,
+    headers: HeaderMap,
     JsonBody(spec): JsonBody<DeploymentSpec>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, HttpError> {
+    let expected = if_match(&headers)?;
     if let Some(bad) = spec
         .spread
         .iter()
@@ -47,34 +100,29 @@ pub async fn put_deployment(
     if spec.replicas > 1000 {
         return Err(bad_request("at most 1000 replicas"));
     }
-    let info = recipe_info(&ctx, &spec.recipe)
-        .map_err(|e| ApiError(StatusCode::CONFLICT, "recipe_missing", e))?;
+    let info = recipe_info(&ctx, &spec.recipe).map_err(ApiError::RecipeMissing)?;
     let declared = recipe_params(&ctx, &spec.recipe).ok();
     request_check::params(declared.as_ref(), &spec.params).map_err(bad_request)?;
     request_check::labels(&spec.labels).map_err(bad_request)?;
     let asked = spec.clone();
-    let stored = write(&ctx, spec.name.to_string(), move |_| Ok(spec.clone()), None).await?;
+    let stored = write(
+        &ctx,
+        spec.name.to_string(),
+        expected,
+        move |_| Ok(spec.clone()),
+        None,
+    )
+    .await?;
     // What the fleet cannot give now: said at once, while the request is stored all the same.
     let store = ctx.store.clone();
     let (records, assignments) =
         blocking(move || Ok((store.nodes()?, store.assignments()?))).await?;
     let warnings = forecast(&ctx, &asked, info, &records, &assignments);
-    let mut answer = stored.spec;
+    let mut answer = stored.spec.clone();
     if let Some(obj) = answer.as_object_mut() {
         obj.insert("warnings".into(), json!(warnings));
     }
-    Ok(Json(answer))
-}
-
-/// Body of `POST /v1/deployments/{name}/update`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateRequest {
-    /// The recipe to roll out.
-    pub recipe: RecipeRef,
-    /// Seconds one replica gets to become ready on it before the update is rolled back.
-    #[serde(default)]
-    pub deadline_s: Option<u64>,
+    Ok(tagged(answer, &stored))
 }
 
 /// `POST /v1/deployments/{name}/update`: rolls the deployment onto another recipe, one replica
@@ -82,21 +130,23 @@ pub struct UpdateRequest {
 pub async fn update_deployment(
     State(ctx): State<Arc<Context>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<UpdateRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, HttpError> {
+    let expected = if_match(&headers)?;
     let deadline_ms = match req.deadline_s {
         None => DEFAULT_DEADLINE_MS,
         Some(s @ 1..=86_400) => s * 1000,
         Some(_) => return Err(bad_request("deadline_s must be between 1 and 86400")),
     };
-    recipe_info(&ctx, &req.recipe)
-        .map_err(|e| ApiError(StatusCode::CONFLICT, "recipe_missing", e))?;
+    recipe_info(&ctx, &req.recipe).map_err(ApiError::RecipeMissing)?;
     let declared = recipe_params(&ctx, &req.recipe).ok();
     let recipe = req.recipe;
     let missing = name.clone();
     let stored = write(
         &ctx,
         name,
+        expected,
         move |old| {
             let mut spec = old.ok_or_else(|| unknown(&missing))?.clone();
             // The new recipe must take the parameters the deployment gives.
@@ -110,7 +160,19 @@ pub async fn update_deployment(
     let store = ctx.store.clone();
     let (assignments, nodes) =
         blocking(move || Ok((store.assignments()?, nodes_by_id(&*store)?))).await?;
-    Ok(Json(view(&ctx, stored, &assignments, &nodes, Vec::new())))
+    let answer = versioned(
+        view(&ctx, stored.clone(), &assignments, &nodes, Vec::new()),
+        &stored,
+    );
+    Ok(tagged(answer, &stored))
+}
+
+/// A deployment view with its `version`.
+fn versioned(mut view: Value, d: &StoredDeployment) -> Value {
+    if let Some(obj) = view.as_object_mut() {
+        obj.insert("version".into(), version(d).into());
+    }
+    view
 }
 
 /// Read-modify-write of one deployment. A changed recipe starts a rollout from the old one
@@ -119,13 +181,15 @@ pub async fn update_deployment(
 async fn write(
     ctx: &Arc<Context>,
     name: String,
-    change: impl Fn(Option<&DeploymentSpec>) -> Result<DeploymentSpec, ApiError> + Send + 'static,
+    expected: Option<String>,
+    change: impl Fn(Option<&DeploymentSpec>) -> Result<DeploymentSpec, HttpError> + Send + 'static,
     deadline_ms: Option<u64>,
-) -> Result<StoredDeployment, ApiError> {
+) -> Result<StoredDeployment, HttpError> {
     let store = ctx.store.clone();
     let stored = tokio::task::spawn_blocking(move || {
         for _ in 0..20 {
             let old = store.deployment(&name)?;
+            check_version(&name, expected.as_deref(), old.as_ref())?;
             let old_spec: Option<DeploymentSpec> = old
                 .as_ref()
                 .and_then(|d| serde_json::from_value(d.spec.clone()).ok());
@@ -158,32 +222,24 @@ async fn write(
                 }
             };
             if done {
-                return Ok(new);
+                return Ok::<_, HttpError>(new);
             }
         }
-        Err(ApiError(
-            StatusCode::CONFLICT,
-            "busy",
-            "the deployment kept changing; try again".into(),
-        ))
+        Err(ApiError::Busy("the deployment kept changing; try again".into()).into())
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    .map_err(|e| HttpError(ApiError::Internal(e.to_string())))??;
     ctx.scheduler.changed();
     tracing::info!(deployment = %stored.name, "deployment requested");
     Ok(stored)
 }
 
-fn unknown(name: &str) -> ApiError {
-    ApiError(
-        StatusCode::NOT_FOUND,
-        "unknown_deployment",
-        format!("no deployment {name}"),
-    )
+fn unknown(name: &str) -> HttpError {
+    ApiError::UnknownDeployment(format!("no deployment {name}")).into()
 }
 
 /// `GET /v1/deployments`.
-pub async fn list_deployments(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, ApiError> {
+pub async fn list_deployments(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, HttpError> {
     let store = ctx.store.clone();
     let (deployments, assignments, nodes) = blocking(move || {
         Ok((
@@ -195,16 +251,16 @@ pub async fn list_deployments(State(ctx): State<Arc<Context>>) -> Result<Json<Va
     .await?;
     let out: Vec<Value> = deployments
         .into_iter()
-        .map(|d| view(&ctx, d, &assignments, &nodes, Vec::new()))
+        .map(|d| versioned(view(&ctx, d.clone(), &assignments, &nodes, Vec::new()), &d))
         .collect();
     Ok(Json(Value::Array(out)))
 }
 
-/// `GET /v1/deployments/{name}`.
+/// `GET /v1/deployments/{name}`, with its version as `ETag`.
 pub async fn show_deployment(
     State(ctx): State<Arc<Context>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, HttpError> {
     let store = ctx.store.clone();
     let key = name.clone();
     let (deployments, assignments, nodes, events) = blocking(move || {
@@ -219,21 +275,18 @@ pub async fn show_deployment(
     deployments
         .into_iter()
         .find(|d| d.name == name)
-        .map(|d| Json(view(&ctx, d, &assignments, &nodes, events)))
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                "unknown_deployment",
-                format!("no deployment {name}"),
-            )
+        .map(|d| {
+            let answer = versioned(view(&ctx, d.clone(), &assignments, &nodes, events), &d);
+            tagged(answer, &d)
         })
+        .ok_or_else(|| unknown(&name))
 }
 
 /// `DELETE /v1/deployments/{name}`: removes it and its instances.
 pub async fn remove_deployment(
     State(ctx): State<Arc<Context>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     let store = ctx.store.clone();
     let key = name.clone();
     let touched = blocking(move || {
@@ -252,11 +305,7 @@ pub async fn remove_deployment(
     })
     .await?;
     let Some(touched) = touched else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "unknown_deployment",
-            format!("no deployment {name}"),
-        ));
+        return Err(ApiError::UnknownDeployment(format!("no deployment {name}")).into());
     };
     // Its replicas free resources other deployments may be waiting for.
     ctx.scheduler.changed();

@@ -1,4 +1,4 @@
-//! JSON request bodies of the operator API, read the way its schema (`openapi.yaml`, JSON
+//! JSON request bodies of the operator API, read the way its schema (`api/openapi.json`, JSON
 //! Schema) defines them. There an `integer` is any number without a fractional part, so
 //! `7926.0` and `7.926e3` are the integer 7926; serde alone would refuse them as floats. A
 //! [`JsonBody`] reads the body as JSON, turns every such number that a 64-bit float holds
@@ -12,7 +12,7 @@ use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 use serde_json::{Number, Value};
 
-use crate::api::{ApiError, bad_request, rejection};
+use crate::api::{HttpError, bad_request, rejection};
 
 /// Magnitude up to which every integer is exactly a 64-bit float (2^53).
 const EXACT: f64 = 9_007_199_254_740_992.0;
@@ -22,9 +22,9 @@ const EXACT: f64 = 9_007_199_254_740_992.0;
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, HttpError> {
         let Json(value) = Json::<Value>::from_request(req, state)
             .await
             .map_err(rejection)?;
@@ -33,10 +33,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 /// Deserializes `value` after turning integral floats into integers.
-pub fn parse<T: DeserializeOwned>(mut value: Value) -> Result<T, ApiError> {
+pub fn parse<T: DeserializeOwned>(mut value: Value) -> Result<T, HttpError> {
     if !value.is_object() {
         return Err(bad_request(
-            "the request body must be a JSON object (see master/openapi.yaml)",
+            "the request body must be a JSON object (see api/openapi.json)",
         ));
     }
     integral_floats(&mut value);
@@ -104,12 +104,16 @@ mod tests {
     #[test]
     fn numbers_with_a_fraction_are_refused_naming_the_field() {
         let e = parse::<Body>(json!({ "secs": 7926.5 })).unwrap_err();
-        assert_eq!(e.0, axum::http::StatusCode::BAD_REQUEST);
-        assert!(e.2.contains("secs") && e.2.contains("7926.5"), "{}", e.2);
+        assert_eq!(e.0.status(), 400);
+        assert!(
+            e.0.message().contains("secs") && e.0.message().contains("7926.5"),
+            "{}",
+            e.0.message()
+        );
         let e = parse::<Body>(json!({ "secs": 1e300 })).unwrap_err();
-        assert!(e.2.contains("secs"), "{}", e.2);
+        assert!(e.0.message().contains("secs"), "{}", e.0.message());
         let e = parse::<Body>(json!({ "secs": 1, "other": 2 })).unwrap_err();
-        assert!(e.2.contains("other"), "{}", e.2);
+        assert!(e.0.message().contains("other"), "{}", e.0.message());
     }
 
     #[test]
@@ -121,7 +125,7 @@ mod tests {
         }
         for not_object in [json!([]), json!(["x"]), json!(1), json!(null)] {
             let e = parse::<AllDefault>(not_object).unwrap_err();
-            assert!(e.2.contains("JSON object"), "{}", e.2);
+            assert!(e.0.message().contains("JSON object"), "{}", e.0.message());
         }
     }
 }

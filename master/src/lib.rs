@@ -3,13 +3,12 @@
 //! It enrols volunteers' nodes with one-time tokens, holds their QUIC sessions (mutual TLS, the
 //! node's certificate key is its identity), tracks their liveness with a sans-IO state machine
 //! ([`liveness`]), keeps durable state behind the [`store::Store`] trait (SQLite by default), and
-//! answers operators over an HTTP/JSON API ([`api`]) used by the `hearth` CLI ([`cli`]).
+//! answers operators over an HTTP/JSON API ([`api`]) used by the `hearth` CLI (crate `hearth-cli`).
 
 pub mod api;
 pub mod audit;
 pub mod audit_api;
 pub mod blobs;
-pub mod cli;
 pub mod clock;
 pub mod context;
 pub mod data_dir;

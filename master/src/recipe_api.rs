@@ -6,38 +6,29 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::api::ApiError;
+use crate::api::{ApiError, HttpError};
 use crate::context::Context;
 use crate::repository::RepositoryError;
 
 fn api_error(e: RepositoryError) -> ApiError {
     match e {
         RepositoryError::BadName(_) | RepositoryError::NotMetadata(_) => {
-            ApiError(StatusCode::BAD_REQUEST, "bad_metadata", e.to_string())
+            ApiError::BadMetadata(e.to_string())
         }
-        RepositoryError::TooLarge(_) => ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            e.to_string(),
-        ),
-        RepositoryError::Io(_) => ApiError(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "store_unavailable",
-            e.to_string(),
-        ),
+        RepositoryError::TooLarge(_) => ApiError::PayloadTooLarge(e.to_string()),
+        RepositoryError::Io(_) => ApiError::InsufficientStorage(e.to_string()),
     }
 }
 
 async fn run<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RepositoryError> + Send + 'static,
-) -> Result<T, ApiError> {
+) -> Result<T, HttpError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(api_error)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| api_error(e).into())
 }
 
 /// `PUT /v1/repository/{file}`: stores one metadata file (the node verifies it, not the master).
@@ -45,7 +36,7 @@ pub async fn put_metadata(
     State(ctx): State<Arc<Context>>,
     Path(file): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     let repo = ctx.repository.clone();
     let name = file.clone();
     let size = body.len();
@@ -55,7 +46,7 @@ pub async fn put_metadata(
 }
 
 /// `GET /v1/repository`: the published metadata files and their versions.
-pub async fn repository(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, ApiError> {
+pub async fn repository(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, HttpError> {
     let repo = ctx.repository.clone();
     let versions = run(move || repo.versions()).await?;
     let files: Vec<Value> = versions
@@ -66,7 +57,7 @@ pub async fn repository(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, 
 }
 
 /// `GET /v1/recipes`: every recipe version the published targets list.
-pub async fn list_recipes(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, ApiError> {
+pub async fn list_recipes(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, HttpError> {
     let repo = ctx.repository.clone();
     let listed = run(move || repo.recipes()).await?;
     Ok(Json(serde_json::to_value(listed).unwrap_or_default()))
@@ -76,18 +67,17 @@ pub async fn list_recipes(State(ctx): State<Arc<Context>>) -> Result<Json<Value>
 pub async fn show_recipe(
     State(ctx): State<Arc<Context>>,
     Path((name, version)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     let repo = ctx.repository.clone();
     let listed = run(move || repo.recipes()).await?;
     let Some(r) = listed
         .into_iter()
         .find(|r| r.name == name && r.version == version)
     else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "unknown_recipe",
-            format!("no recipe {name} {version} in the published signed targets"),
-        ));
+        return Err(ApiError::UnknownRecipe(format!(
+            "no recipe {name} {version} in the published signed targets"
+        ))
+        .into());
     };
     let document = std::fs::read(ctx.blobs.path(&r.sha256))
         .ok()

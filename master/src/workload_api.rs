@@ -4,19 +4,17 @@
 //! store operations. Every change bumps the affected nodes' desired-state revision and pushes the
 //! whole new desired state to their sessions.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hearth_protocol::messages::state::{Assignment, InstanceId, Name, RecipeRef};
-use hearth_protocol::{Message, NodeId, Resources, Sha256};
-use serde::{Deserialize, Serialize};
+use hearth_protocol::messages::state::{Assignment, InstanceId};
+use hearth_protocol::{Message, NodeId, Sha256};
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, bad_request, blocking};
+use crate::api::{ApiError, HttpError, bad_request, blocking};
 use crate::context::Context;
 use crate::json_body::JsonBody;
 
@@ -28,7 +26,7 @@ pub async fn put_blob(
     State(ctx): State<Arc<Context>>,
     Path(sha): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), HttpError> {
     let sha: Sha256 = sha
         .parse()
         .map_err(|e| bad_request(format!("`{sha}` is not a SHA-256: {e}")))?;
@@ -36,16 +34,10 @@ pub async fn put_blob(
     let size = body.len();
     let created = tokio::task::spawn_blocking(move || blobs.put(&sha, &body))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| match e {
-            crate::blobs::BlobError::HashMismatch { .. } => {
-                ApiError(StatusCode::BAD_REQUEST, "hash_mismatch", e.to_string())
-            }
-            crate::blobs::BlobError::Io(_) => ApiError(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "store_unavailable",
-                e.to_string(),
-            ),
+            crate::blobs::BlobError::HashMismatch { .. } => ApiError::HashMismatch(e.to_string()),
+            crate::blobs::BlobError::Io(_) => ApiError::InsufficientStorage(e.to_string()),
         })?;
     if created {
         // A deployment whose recipe was missing may now be placeable.
@@ -62,46 +54,19 @@ pub async fn put_blob(
     ))
 }
 
-/// Body of `POST /v1/instances`.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlaceInstance {
-    /// Instance id (unique fleet-wide).
-    pub instance: InstanceId,
-    /// Node to run it on.
-    pub node: NodeId,
-    /// Deployment it belongs to.
-    pub deployment: Name,
-    /// Recipe, named by version and hash (uploaded as a blob first).
-    pub recipe: RecipeRef,
-    /// Parameters.
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-    /// Port numbers by name.
-    #[serde(default)]
-    pub ports: BTreeMap<String, u16>,
-    /// Reserved resources.
-    #[serde(default)]
-    pub resources: Resources,
-    /// Stop after this long without the master.
-    #[serde(default)]
-    pub lease_ms: Option<u64>,
-}
+pub use hearth_api::PlaceInstance;
 
 /// `POST /v1/instances`: places (or re-places, at a new generation) an instance on a node.
 pub async fn place_instance(
     State(ctx): State<Arc<Context>>,
     JsonBody(p): JsonBody<PlaceInstance>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), HttpError> {
     if ctx.blobs.size(&p.recipe.sha256).is_none() {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            "recipe_missing",
-            format!(
-                "recipe blob {} is not uploaded; PUT it to /v1/blobs first",
-                p.recipe.sha256
-            ),
-        ));
+        return Err(ApiError::RecipeMissing(format!(
+            "recipe blob {} is not uploaded; PUT it to /v1/blobs first",
+            p.recipe.sha256
+        ))
+        .into());
     }
     // The recipe decides which parameters exist; one that cannot be read (the node will refuse
     // it) still gets what no recipe could take refused here.
@@ -120,11 +85,7 @@ pub async fn place_instance(
     let (store, node) = (ctx.store.clone(), p.node);
     let placed = blocking(move || store.put_assignment(&node, &spec)).await?;
     let Some((stored, changed)) = placed else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "unknown_node",
-            format!("no node {node} is enrolled"),
-        ));
+        return Err(ApiError::UnknownNode(format!("no node {node} is enrolled")).into());
     };
     ctx.scheduler.changed();
     push_desired(&ctx, changed).await?;
@@ -139,7 +100,7 @@ pub async fn place_instance(
 pub async fn remove_instance(
     State(ctx): State<Arc<Context>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     let id: InstanceId = id.parse().map_err(|e| bad_request(format!("{e}")))?;
     let (store, key) = (ctx.store.clone(), id.clone());
     match blocking(move || store.remove_assignment(&key)).await? {
@@ -149,16 +110,12 @@ pub async fn remove_instance(
             ctx.fleet.forget_instance(&id);
             Ok(Json(json!({ "removed": id, "node": node })))
         }
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "unknown_instance",
-            format!("no instance {id}"),
-        )),
+        None => Err(ApiError::UnknownInstance(format!("no instance {id}")).into()),
     }
 }
 
 /// `GET /v1/instances`: every placed instance with what its node last reported.
-pub async fn list_instances(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, ApiError> {
+pub async fn list_instances(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, HttpError> {
     let store = ctx.store.clone();
     let all = blocking(move || store.assignments()).await?;
     let out: Vec<Value> = all
@@ -180,7 +137,7 @@ pub async fn list_instances(State(ctx): State<Arc<Context>>) -> Result<Json<Valu
 }
 
 /// Sends each node its new whole desired state (if it is connected; otherwise at its next hello).
-async fn push_desired(ctx: &Arc<Context>, nodes: Vec<NodeId>) -> Result<(), ApiError> {
+async fn push_desired(ctx: &Arc<Context>, nodes: Vec<NodeId>) -> Result<(), HttpError> {
     for node in nodes {
         if !ctx.fleet.has_session(&node) {
             continue; // it reads its desired state at its next hello

@@ -36,6 +36,8 @@ pub fn bin(name: &str) -> PathBuf {
                 "hearth-node-agent",
                 "-p",
                 "hearth-recipes",
+                "-p",
+                "hearth-cli",
                 "--manifest-path",
             ])
             .arg(&manifest)

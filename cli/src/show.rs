@@ -33,13 +33,10 @@ pub(super) fn nodes(v: &Value) -> anyhow::Result<()> {
             "{:<56} {:<9} {:<3} {:<12} {:<16} {}",
             n.id,
             n.state,
-            n.facts
-                .get("country")
-                .and_then(Value::as_str)
-                .unwrap_or("?"),
-            n.facts.get("isp").and_then(Value::as_str).unwrap_or("?"),
+            n.facts.country.to_string(),
+            n.facts.isp,
             n.last_heartbeat_ms.map_or("never".into(), relative),
-            n.facts.get("home").and_then(Value::as_str).unwrap_or("?"),
+            n.facts.home.as_str(),
         )?;
     }
     Ok(())

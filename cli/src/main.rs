@@ -1,7 +1,7 @@
 //! `hearth`: the operator CLI.
 
 use clap::Parser as _;
-use hearth_master::cli::{Cli, is_closed_pipe, run};
+use hearth_cli::{Cli, is_closed_pipe, run};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {

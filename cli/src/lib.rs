@@ -1,23 +1,28 @@
-//! The `hearth` operator CLI: a thin client of the HTTP API.
+//! The `hearth` operator CLI: a thin client of the master's HTTP API, speaking it through the
+//! `hearth-api` types (request bodies, answers, errors). It links no part of the control plane:
+//! what it needs from a master's data directory is read by [`master_dir`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::api::{CreatedToken, NodeView};
-use crate::data_dir::DataDir;
+use hearth_api::{CreateToken, CreatedToken, NodeView};
+
+use crate::client::Client;
 
 /// `println!` whose failure is returned as an error (use with `?`).
 macro_rules! outln {
     ($($arg:tt)*) => {
-        $crate::cli::write_out(format_args!($($arg)*))
+        $crate::write_out(format_args!($($arg)*))
     };
 }
 
+mod client;
 mod deploy;
+pub mod master_dir;
 mod recipe;
 mod show;
 
@@ -213,104 +218,6 @@ pub enum NodeCmd {
     },
 }
 
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Client {
-    fn new(cli: &Cli) -> anyhow::Result<Self> {
-        let dir = cli.data_dir.as_ref().map(DataDir::new);
-        let url = match (&cli.url, &dir) {
-            (Some(u), _) => u.trim_end_matches('/').to_owned(),
-            (None, Some(d)) => {
-                let path = d.http_addr_path();
-                let addr = std::fs::read_to_string(&path).with_context(|| {
-                    format!("cannot read {} (is the master running?)", path.display())
-                })?;
-                format!("http://{}", addr.trim())
-            }
-            (None, None) => {
-                bail!("say where the master is: --url URL, HEARTH_URL, or --data-dir D")
-            }
-        };
-        let token = match (std::env::var("HEARTH_TOKEN").ok(), &cli.token_file, &dir) {
-            (Some(t), _, _) => t,
-            (None, Some(f), _) => std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read token file {}", f.display()))?,
-            (None, None, Some(d)) => d.load_admin_token()?,
-            (None, None, None) => {
-                bail!("no admin token: set HEARTH_TOKEN, --token-file or --data-dir")
-            }
-        };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        Ok(Self {
-            http,
-            url,
-            token: token.trim().to_owned(),
-        })
-    }
-
-    /// `GET path`.
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    /// `PUT path` with raw bytes.
-    async fn put_bytes(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
-        let resp = self
-            .http
-            .put(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach the master at {}: {e}", self.url))?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!(
-                "{}",
-                v.pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("upload refused")
-            );
-        }
-        Ok(v)
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach the master at {}: {e}", self.url))?;
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(value);
-        }
-        match value.pointer("/error/message").and_then(Value::as_str) {
-            Some(m) => bail!("{m}"),
-            None => bail!("the master answered {status}"),
-        }
-    }
-}
-
 /// Runs the CLI; the binary prints the error and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Recipe(cmd) = &cli.command {
@@ -325,10 +232,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             expires,
             json,
         }) => {
-            let body =
-                json!({ "label": label, "expires_in_secs": expires.map(|d| d.as_secs().max(1)) });
-            let v = client
-                .call(reqwest::Method::POST, "/v1/tokens", Some(body))
+            let body = CreateToken {
+                label,
+                expires_in_secs: expires.map(|d| d.as_secs().max(1)),
+            };
+            let (v, _) = client
+                .send(reqwest::Method::POST, "/v1/tokens", Some(&body), None)
                 .await?;
             let created: CreatedToken = serde_json::from_value(v.clone())?;
             if json {
@@ -393,16 +302,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             output(&v, json, |v| show::deployment(&name, v))?;
         }
         Command::Scale { name, replicas } => {
-            let v = client.get(&format!("/v1/deployments/{name}")).await?;
-            let mut spec = v
-                .get("spec")
-                .cloned()
-                .ok_or_else(|| anyhow!("no spec for {name}"))?;
-            if let Some(obj) = spec.as_object_mut() {
-                obj.insert("replicas".into(), replicas.into());
-            }
             client
-                .call(reqwest::Method::POST, "/v1/deployments", Some(spec))
+                .change_deployment(&name, |spec| spec.replicas = replicas)
                 .await?;
             outln!("deployment {name} scaled to {replicas}")?;
         }
@@ -488,7 +389,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `12s ago`, `3m ago`, `in 2h` relative to now.
 fn relative(ms: u64) -> String {
-    let now = crate::clock::now_ms();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let (d, past) = if ms <= now {
         (now - ms, true)
     } else {

@@ -1,0 +1,260 @@
+//! API errors: one variant per stable error code, each carrying the sentence shown to humans.
+//!
+//! On the wire an error is `{"error": {"code": "...", "message": "..."}}` ([`ErrorBody`]); the
+//! code and the HTTP status come from the variant, so the two cannot disagree.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An error answer of the operator API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: a malformed id, or a request body that is not valid JSON for the route.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 400: repository metadata that is not shaped as TUF metadata.
+    #[error("{0}")]
+    BadMetadata(String),
+    /// 400: an uploaded blob does not hash to the SHA-256 in its path.
+    #[error("{0}")]
+    HashMismatch(String),
+    /// 401: the admin token is missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404: no such endpoint, or an unknown node action.
+    #[error("{0}")]
+    NotFound(String),
+    /// 404: no enrolment token with that id.
+    #[error("{0}")]
+    UnknownToken(String),
+    /// 404: no node with that id is enrolled.
+    #[error("{0}")]
+    UnknownNode(String),
+    /// 404: no instance with that id is placed.
+    #[error("{0}")]
+    UnknownInstance(String),
+    /// 404: no deployment with that name.
+    #[error("{0}")]
+    UnknownDeployment(String),
+    /// 404: no such recipe version in the published signed targets.
+    #[error("{0}")]
+    UnknownRecipe(String),
+    /// 409: the token was already used to enrol a node.
+    #[error("{0}")]
+    TokenSpent(String),
+    /// 409: the node is revoked.
+    #[error("{0}")]
+    NodeRevoked(String),
+    /// 409: the recipe blob is missing, unreadable, or another recipe or version.
+    #[error("{0}")]
+    RecipeMissing(String),
+    /// 409: a rolling update of the deployment is already under way.
+    #[error("{0}")]
+    Busy(String),
+    /// 412: the `If-Match` version is not the deployment's current one.
+    #[error("{0}")]
+    VersionMismatch(String),
+    /// 413: the request body is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 500: an unexpected failure inside the master.
+    #[error("{0}")]
+    Internal(String),
+    /// 503: the master could not access its database.
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// 503: too many probes are waiting for answers.
+    #[error("{0}")]
+    ProbesBusy(String),
+    /// 503: every random token id drawn was taken.
+    #[error("{0}")]
+    TokenIdsExhausted(String),
+    /// 507: the master could not write to its blob store (code `store_unavailable`).
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// Any other code (a client reading an answer from a newer master).
+    #[error("{message}")]
+    Other {
+        /// The HTTP status.
+        status: u16,
+        /// The code as sent.
+        code: String,
+        /// The sentence as sent.
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// The stable, machine-readable code.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::BadMetadata(_) => "bad_metadata",
+            Self::HashMismatch(_) => "hash_mismatch",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NotFound(_) => "not_found",
+            Self::UnknownToken(_) => "unknown_token",
+            Self::UnknownNode(_) => "unknown_node",
+            Self::UnknownInstance(_) => "unknown_instance",
+            Self::UnknownDeployment(_) => "unknown_deployment",
+            Self::UnknownRecipe(_) => "unknown_recipe",
+            Self::TokenSpent(_) => "token_spent",
+            Self::NodeRevoked(_) => "node_revoked",
+            Self::RecipeMissing(_) => "recipe_missing",
+            Self::Busy(_) => "busy",
+            Self::VersionMismatch(_) => "version_mismatch",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Internal(_) => "internal",
+            Self::StoreUnavailable(_) | Self::InsufficientStorage(_) => "store_unavailable",
+            Self::ProbesBusy(_) => "probes_busy",
+            Self::TokenIdsExhausted(_) => "token_ids_exhausted",
+            Self::Other { code, .. } => code,
+        }
+    }
+
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) | Self::BadMetadata(_) | Self::HashMismatch(_) => 400,
+            Self::Unauthorized(_) => 401,
+            Self::NotFound(_)
+            | Self::UnknownToken(_)
+            | Self::UnknownNode(_)
+            | Self::UnknownInstance(_)
+            | Self::UnknownDeployment(_)
+            | Self::UnknownRecipe(_) => 404,
+            Self::TokenSpent(_) | Self::NodeRevoked(_) | Self::RecipeMissing(_) | Self::Busy(_) => {
+                409
+            }
+            Self::VersionMismatch(_) => 412,
+            Self::PayloadTooLarge(_) => 413,
+            Self::Internal(_) => 500,
+            Self::StoreUnavailable(_) | Self::ProbesBusy(_) | Self::TokenIdsExhausted(_) => 503,
+            Self::InsufficientStorage(_) => 507,
+            Self::Other { status, .. } => *status,
+        }
+    }
+
+    /// The sentence for humans.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Other { message, .. } => message,
+            Self::BadRequest(m)
+            | Self::BadMetadata(m)
+            | Self::HashMismatch(m)
+            | Self::Unauthorized(m)
+            | Self::NotFound(m)
+            | Self::UnknownToken(m)
+            | Self::UnknownNode(m)
+            | Self::UnknownInstance(m)
+            | Self::UnknownDeployment(m)
+            | Self::UnknownRecipe(m)
+            | Self::TokenSpent(m)
+            | Self::NodeRevoked(m)
+            | Self::RecipeMissing(m)
+            | Self::Busy(m)
+            | Self::VersionMismatch(m)
+            | Self::PayloadTooLarge(m)
+            | Self::Internal(m)
+            | Self::StoreUnavailable(m)
+            | Self::ProbesBusy(m)
+            | Self::TokenIdsExhausted(m)
+            | Self::InsufficientStorage(m) => m,
+        }
+    }
+
+    /// The error an answer with this status and body stands for (a client's view).
+    pub fn from_answer(status: u16, body: ErrorBody) -> Self {
+        let ErrorDetail { code, message } = body.error;
+        let known = match code.as_str() {
+            "bad_request" => Self::BadRequest(message),
+            "bad_metadata" => Self::BadMetadata(message),
+            "hash_mismatch" => Self::HashMismatch(message),
+            "unauthorized" => Self::Unauthorized(message),
+            "not_found" => Self::NotFound(message),
+            "unknown_token" => Self::UnknownToken(message),
+            "unknown_node" => Self::UnknownNode(message),
+            "unknown_instance" => Self::UnknownInstance(message),
+            "unknown_deployment" => Self::UnknownDeployment(message),
+            "unknown_recipe" => Self::UnknownRecipe(message),
+            "token_spent" => Self::TokenSpent(message),
+            "node_revoked" => Self::NodeRevoked(message),
+            "recipe_missing" => Self::RecipeMissing(message),
+            "busy" => Self::Busy(message),
+            "version_mismatch" => Self::VersionMismatch(message),
+            "payload_too_large" => Self::PayloadTooLarge(message),
+            "internal" => Self::Internal(message),
+            "store_unavailable" if status == 507 => Self::InsufficientStorage(message),
+            "store_unavailable" => Self::StoreUnavailable(message),
+            "probes_busy" => Self::ProbesBusy(message),
+            "token_ids_exhausted" => Self::TokenIdsExhausted(message),
+            _ => {
+                return Self::Other {
+                    status,
+                    code,
+                    message,
+                };
+            }
+        };
+        if known.status() == status {
+            known
+        } else {
+            Self::Other {
+                status,
+                code: known.code().to_owned(),
+                message: known.message().to_owned(),
+            }
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.message().to_owned(),
+            },
+        }
+    }
+}
+
+/// Every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "Error")]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The code and sentence of an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `unauthorized`, `bad_request`, `bad_metadata`,
+    /// `payload_too_large`, `not_found`, `unknown_token`, `token_spent`, `unknown_node`,
+    /// `node_revoked`, `hash_mismatch`, `unknown_instance`, `recipe_missing`,
+    /// `unknown_deployment`, `unknown_recipe`, `busy`, `version_mismatch`, `probes_busy`,
+    /// `token_ids_exhausted`, `store_unavailable` or `internal`.
+    #[schemars(extend("examples" = ["unauthorized", "unknown_node"]))]
+    pub code: String,
+    /// A sentence for humans saying what was wrong; its wording may change.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_reads_back_as_the_error_it_came_from() {
+        for e in [
+            ApiError::UnknownNode("no node".into()),
+            ApiError::InsufficientStorage("disk full".into()),
+            ApiError::StoreUnavailable("db".into()),
+            ApiError::VersionMismatch("stale".into()),
+        ] {
+            assert_eq!(ApiError::from_answer(e.status(), e.body()), e);
+        }
+        let odd = ApiError::from_answer(418, ApiError::Busy("x".into()).body());
+        assert_eq!((odd.status(), odd.code()), (418, "busy"));
+    }
+}

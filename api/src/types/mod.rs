@@ -1,0 +1,11 @@
+//! The request and answer bodies of the operator API, one module per group of routes.
+
+mod deployments;
+mod nodes;
+mod tokens;
+mod workloads;
+
+pub use deployments::*;
+pub use nodes::*;
+pub use tokens::*;
+pub use workloads::*;
