@@ -117,7 +117,7 @@ impl TrustedTargets {
 #[derive(Debug)]
 pub struct TrustStore {
     dir: PathBuf,
-    lock: tokio::sync::Mutex<()>,
+    lock: futures::lock::Mutex<()>,
 }
 
 impl TrustStore {
@@ -127,7 +127,7 @@ impl TrustStore {
         std::fs::create_dir_all(&datastore).map_err(io(&datastore))?;
         Ok(Self {
             dir: dir.to_owned(),
-            lock: tokio::sync::Mutex::new(()),
+            lock: futures::lock::Mutex::new(()),
         })
     }
 
