@@ -249,9 +249,13 @@ mod tests {
     fn hex_is_strict_lowercase_and_fixed_length() {
         let h: Hex<2> = "0aff".parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(h.0, [0x0a, 0xff]);
-        assert!("0AFF".parse::<Hex<2>>().is_err());
-        assert!("0aff00".parse::<Hex<2>>().is_err());
-        assert!("0a".parse::<Hex<2>>().is_err());
+        for bad in ["0AFF", "0aff00", "0a", "0afg"] {
+            let e = bad.parse::<Hex<2>>().unwrap_err();
+            assert!(
+                matches!(&e, ValueError::BadHex { expected: 4, got } if got == bad),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

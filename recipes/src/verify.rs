@@ -87,13 +87,11 @@ pub fn verify_recipe(
 ) -> Result<VerifiedRecipe, VerifyError> {
     let listed = trusted.recipe(reference)?;
     if listed.length != bytes.len() as u64 {
-        return Err(TrustError::Metadata(format!(
-            "recipe {} {} is {} bytes, the signed targets list {}",
-            reference.name,
-            reference.version,
-            bytes.len(),
-            listed.length
-        ))
+        return Err(TrustError::RecipeLength {
+            recipe: format!("{} {}", reference.name, reference.version),
+            got: bytes.len() as u64,
+            listed: listed.length,
+        }
         .into());
     }
     let verified = check_document(bytes, reference)?;

@@ -14,8 +14,8 @@ use hearth_protocol::messages::state::RecipeRef;
 use hearth_recipes::repo::build::build;
 use hearth_recipes::repo::keys;
 use hearth_recipes::repo::sign::{Expiry, sign};
-use hearth_recipes::repo::trust::{DirTransport, TrustStore, TrustedTargets};
-use hearth_recipes::verify_recipe;
+use hearth_recipes::repo::trust::{DirTransport, TrustError, TrustStore, TrustedTargets};
+use hearth_recipes::{VerifyError, verify_recipe};
 
 const RECIPE: &str = r#"name = "hello"
 version = "VERSION"
@@ -99,11 +99,8 @@ impl Repo {
         store
     }
 
-    async fn refresh(&self) -> Result<TrustedTargets, String> {
-        self.store()
-            .refresh(DirTransport(self.metadata()))
-            .await
-            .map_err(|e| e.to_string())
+    async fn refresh(&self) -> Result<TrustedTargets, TrustError> {
+        self.store().refresh(DirTransport(self.metadata())).await
     }
 
     fn recipe_bytes(&self, r: &RecipeRef) -> Vec<u8> {
@@ -115,6 +112,14 @@ impl Repo {
         )
         .unwrap()
     }
+}
+
+/// The refusal of a `targets.json` that does not hash to what the snapshot lists.
+fn assert_targets_hash_mismatch(e: &TrustError) {
+    assert!(
+        matches!(e, TrustError::HashMismatch { file, .. } if file == "hearth:/metadata/targets.json"),
+        "{e}"
+    );
 }
 
 fn week() -> chrono::DateTime<Utc> {
@@ -144,6 +149,10 @@ async fn a_signed_recipe_verifies_and_unlisted_mixed_or_oversized_targets_do_not
     let mut unlisted = r.clone();
     unlisted.version = "6.6.6".into();
     let e = verify_recipe(&bytes, &unlisted, &trusted).unwrap_err();
+    assert!(
+        matches!(&e, VerifyError::Trust(TrustError::Unlisted(what)) if what == "recipe hello 6.6.6"),
+        "{e}"
+    );
     assert!(e.to_string().contains("not listed"), "{e}");
 
     // Mix-and-match: the master names other bytes under a signed name and version.
@@ -151,16 +160,37 @@ async fn a_signed_recipe_verifies_and_unlisted_mixed_or_oversized_targets_do_not
     let mut mixed = r.clone();
     mixed.sha256 = Sha256::digest(other);
     let e = verify_recipe(other, &mixed, &trusted).unwrap_err();
-    assert!(e.to_string().contains("the signed targets list"), "{e}");
+    assert!(
+        matches!(&e, VerifyError::Trust(TrustError::Mismatch { named, listed, .. })
+            if *named == mixed.sha256 && *listed == r.sha256),
+        "{e}"
+    );
 
     // Oversized: more bytes than the listing (what a fetch limited to the listed length sees).
     let mut long = bytes.clone();
     long.extend_from_slice(b"\n# padding");
     let e = verify_recipe(&long, &r, &trusted).unwrap_err();
     assert!(
+        matches!(&e, VerifyError::Trust(TrustError::RecipeLength { got, listed, .. })
+            if *got == long.len() as u64 && *listed == bytes.len() as u64),
+        "{e}"
+    );
+    assert!(
         e.to_string().contains("bytes, the signed targets list"),
         "{e}"
     );
+
+    // An artifact whose recipe gives another size than the listing.
+    let artifact = &v.recipe().artifacts[0];
+    let e = trusted
+        .artifact(&artifact.sha256, artifact.size + 1)
+        .unwrap_err();
+    assert!(
+        matches!(&e, TrustError::ArtifactSize { listed, recipe, .. }
+            if *listed == artifact.size && *recipe == artifact.size + 1),
+        "{e}"
+    );
+    assert!(trusted.artifact(&artifact.sha256, artifact.size).is_ok());
 }
 
 #[tokio::test]
@@ -180,7 +210,12 @@ async fn rollback_freeze_and_tampering_are_refused() {
     let e = repo.refresh().await.unwrap_err();
     eprintln!("refused: {e}");
     assert!(
-        e.contains("when we had previously fetched version 2"),
+        matches!(&e, TrustError::Rollback { had: 2, got: 1, .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("when we had previously fetched version 2"),
         "{e}"
     );
 
@@ -190,7 +225,10 @@ async fn rollback_freeze_and_tampering_are_refused() {
     repo.sign(Utc::now() - Duration::hours(1)).await;
     let e = repo.refresh().await.unwrap_err();
     eprintln!("refused: {e}");
-    assert!(e.contains("timestamp metadata is expired"), "{e}");
+    assert!(
+        matches!(&e, TrustError::Expired { role } if role == "timestamp"),
+        "{e}"
+    );
 
     // Tampering: targets.json edited without re-signing.
     repo.sign(week()).await;
@@ -202,10 +240,7 @@ async fn rollback_freeze_and_tampering_are_refused() {
     std::fs::write(&path, tampered).unwrap();
     let e = repo.refresh().await.unwrap_err();
     eprintln!("refused: {e}");
-    assert!(
-        e.contains("Hash mismatch for hearth:/metadata/targets.json"),
-        "{e}"
-    );
+    assert_targets_hash_mismatch(&e);
 }
 
 #[tokio::test]
@@ -220,10 +255,7 @@ async fn mix_and_match_of_metadata_versions_is_refused() {
     std::fs::write(repo.metadata().join("targets.json"), old_targets).unwrap();
     let e = repo.refresh().await.unwrap_err();
     eprintln!("refused: {e}");
-    assert!(
-        e.contains("Hash mismatch for hearth:/metadata/targets.json"),
-        "{e}"
-    );
+    assert_targets_hash_mismatch(&e);
 }
 
 #[tokio::test]
@@ -241,10 +273,7 @@ async fn signatures_below_threshold_are_refused_and_root_rotation_works() {
     std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     let e = repo.refresh().await.unwrap_err();
     eprintln!("refused: {e}");
-    assert!(
-        e.contains("Hash mismatch for hearth:/metadata/targets.json"),
-        "{e}"
-    );
+    assert_targets_hash_mismatch(&e);
     repo.sign(week()).await;
     repo.refresh().await.unwrap();
 
@@ -283,7 +312,7 @@ async fn signatures_below_threshold_are_refused_and_root_rotation_works() {
     let e = repo.refresh().await.unwrap_err();
     eprintln!("refused: {e}");
     assert!(
-        e.contains("Signature threshold of 2 not met for role root"),
+        matches!(&e, TrustError::Threshold { role, threshold: 2, valid: 1 } if role == "root"),
         "{e}"
     );
 }
@@ -296,18 +325,21 @@ async fn a_node_pins_only_a_valid_root_once_and_needs_one() {
         .refresh(DirTransport(repo.metadata()))
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("no trusted root"), "{e}");
-    assert!(store.pin_root(b"{}").is_err());
+    assert!(matches!(e, TrustError::NoRoot), "{e}");
+    let e = store.pin_root(b"{}").unwrap_err();
+    assert!(matches!(e, TrustError::BadRoot(_)), "{e}");
     let root = std::fs::read(repo.keys.join("1.root.json")).unwrap();
     let mut forged: serde_json::Value = serde_json::from_slice(&root).unwrap();
     forged["signed"]["version"] = 7.into();
     let e = store
         .pin_root(&serde_json::to_vec(&forged).unwrap())
         .unwrap_err();
+    assert!(matches!(e, TrustError::BadRoot(_)), "{e}");
     assert!(e.to_string().contains("not valid"), "{e}");
     assert_eq!(store.pin_root(&root).unwrap(), 1);
+    let e = store.pin_root(&root).unwrap_err();
     assert!(
-        store.pin_root(&root).is_err(),
-        "a pinned root is never replaced"
+        matches!(e, TrustError::RootPinned),
+        "a pinned root is never replaced: {e}"
     );
 }

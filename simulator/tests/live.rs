@@ -4,13 +4,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hearth_simulator::live::{self, AgentsConfig, LiveOptions, MasterConfig};
 
 const NODES: usize = 20;
 const DEPLOYMENTS: usize = 4;
 const REPLICAS: u32 = 3;
+/// Master CPU over the steady window, % of one core, above which it is not idling between
+/// heartbeats.
+const CPU_CEILING_PERCENT: f64 = 60.0;
+/// Bounds of the master's resident set, KiB.
+const RSS_FLOOR_KIB: u64 = 1024;
+const RSS_CEILING_KIB: u64 = 512 * 1024;
 
 /// The `hearth-master` binary: from `HEARTH_BIN_DIR` as is, or built by `cargo build` next to
 /// this test (target/<profile>).
@@ -68,18 +74,49 @@ async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_rest
         replicas: REPLICAS,
         probes: true,
     };
+    let started = Instant::now();
     let report = live::run(&opts, &|line| eprintln!("{line}"))
         .await
         .expect("live run");
+    let run_secs = started.elapsed().as_secs_f64();
     eprint!("{}", live::summary(&report));
 
     assert_eq!(report.nodes, NODES);
     assert_eq!(report.steady.master_sessions, NODES as u64);
+    // Every session heartbeats once per interval: the rates over the window are near
+    // NODES / interval (wide margins for a debug build on a busy machine; the ingested count is
+    // read just outside the window, so it may hold a little more).
+    let steady = &report.steady;
+    let expected = NODES as f64 / interval.as_secs_f64();
+    let sent = steady.heartbeats_sent_per_sec;
     assert!(
-        report.steady.heartbeats_ingested_per_sec > 0.0,
-        "the master's /metrics counted no heartbeat"
+        (0.5 * expected..=1.5 * expected).contains(&sent),
+        "agents sent {sent:.0} heartbeats/s, expected about {expected:.0}"
     );
-    assert!(report.steady.cpu_percent >= 0.0 && report.steady.rss_kib > 0);
+    let ingested = steady.heartbeats_ingested_per_sec;
+    assert!(
+        (0.5 * expected..=2.0 * expected).contains(&ingested),
+        "the master ingested {ingested:.0} heartbeats/s, expected about {expected:.0}"
+    );
+    // A master that idles between heartbeats uses a few percent of a core here; one that spins
+    // (a busy loop on any of its threads) uses 100 or more.
+    assert!(
+        steady.cpu_percent > 0.0 && steady.cpu_percent < CPU_CEILING_PERCENT,
+        "master CPU {:.1} % of a core over the window",
+        steady.cpu_percent
+    );
+    // A running master holds a few MiB at least, and tens of MiB for 20 sessions at most.
+    assert!(
+        (RSS_FLOOR_KIB..RSS_CEILING_KIB).contains(&steady.rss_kib),
+        "master RSS {} KiB",
+        steady.rss_kib
+    );
+    assert!(
+        steady.rss_idle_kib >= RSS_FLOOR_KIB && steady.rss_idle_kib <= steady.rss_kib * 2,
+        "master RSS idle {} KiB, with sessions {} KiB",
+        steady.rss_idle_kib,
+        steady.rss_kib
+    );
 
     // Every replica the master's scheduler placed reached its agent as a desired state: 12
     // replicas over 20 homes, spread over ISPs and countries, so at least 3 agents hold some.
@@ -94,7 +131,11 @@ async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_rest
 
     let restart = report.restart.as_ref().expect("restart measured");
     assert_eq!(restart.back, NODES, "not every agent was welcomed again");
-    assert!(restart.all_back_secs.is_some());
+    let all_back = restart.all_back_secs.expect("every agent back");
+    assert!(
+        all_back > 0.0 && all_back <= opts.connect_limit.as_secs_f64(),
+        "all back in {all_back} s"
+    );
     assert_eq!(restart.max_down_seen, 0, "a node was seen down");
     assert_eq!(
         restart.states_after.get("active"),
@@ -113,5 +154,14 @@ async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_rest
     assert_eq!(agents.refused, 0);
     assert!(agents.welcomes >= 2 * NODES as u64, "{agents:?}");
     assert!(agents.lost >= NODES as u64, "{agents:?}");
-    assert!(agents.heartbeats > 0);
+    // Heartbeats counted over the whole run: at least the window's, and at most one per
+    // interval per agent over the run plus the one each session sends at once.
+    let window_beats = NODES as f64 * steady.window_secs / interval.as_secs_f64();
+    let most = NODES as f64 * run_secs / interval.as_secs_f64() + agents.welcomes as f64;
+    let beats = agents.heartbeats as f64;
+    assert!(
+        beats >= 0.5 * window_beats && beats <= most,
+        "{beats} heartbeats in a {run_secs:.1} s run: expected between {:.0} and {most:.0}",
+        0.5 * window_beats
+    );
 }

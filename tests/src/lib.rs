@@ -35,7 +35,7 @@ pub fn bin(name: &str) -> PathBuf {
                 "-p",
                 "hearth-node-agent",
                 "-p",
-                "hearth-recipes",
+                "hearth-catalogue",
                 "-p",
                 "hearth-cli",
                 "--manifest-path",

@@ -63,6 +63,11 @@ async fn wait_instance(
     }
 }
 
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as u64
+}
+
 fn pid_of(node: &NodeProc, id: &str) -> Option<u64> {
     node.status()["instances"][id]["phase"]["pid"].as_u64()
 }
@@ -128,6 +133,8 @@ async fn an_assigned_service_runs_heals_and_is_never_duplicated() {
     .await;
 
     // The agent is killed with -9 and started again: the running process is adopted, not doubled.
+    let revision = node.status()["link"]["revision"].as_u64().unwrap();
+    assert!(revision > 0, "no desired state received: {}", node.status());
     node.kill9();
     let node = NodeProc::run(&node.dir.clone());
     let adopted = eventually(WAIT, async || {
@@ -136,14 +143,36 @@ async fn an_assigned_service_runs_heals_and_is_never_duplicated() {
     .await;
     assert!(adopted.is_some(), "agent log:\n{}", node.log());
     assert_eq!(node.processes_of("web-0"), vec![second as u32]);
-    let link = eventually(WAIT, async || {
-        (node.status()["link"]["state"] == "connected").then_some(())
+    // The master re-sends the desired state after the new session's welcome: wait until this
+    // agent process has received it, then until the master has a heartbeat sent after it (the
+    // link handed it to the supervisor before sending that heartbeat).
+    let received = eventually(WAIT, async || {
+        let link = &node.status()["link"];
+        (link["state"] == "connected" && link["revision"].as_u64() >= Some(revision)).then(unix_ms)
     })
     .await;
-    assert!(link.is_some());
-    // Still exactly one after the master re-sent the desired state.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = received.unwrap_or_else(|| {
+        panic!(
+            "desired state {revision} not re-sent; status {}\nagent log:\n{}",
+            node.status(),
+            node.log()
+        )
+    });
+    let heartbeat = eventually(WAIT, async || {
+        let (_, v) = m.get(&format!("/v1/nodes/{node_id}")).await;
+        (v["last_heartbeat_ms"].as_u64() > Some(received)).then_some(())
+    })
+    .await;
+    assert!(
+        heartbeat.is_some(),
+        "no heartbeat after the desired state; master log:\n{}",
+        m.log()
+    );
+    // Still exactly one after the master re-sent the desired state: the same process, not
+    // restarted.
     assert_eq!(node.processes_of("web-0"), vec![second as u32]);
+    assert_eq!(pid_of(&node, "web-0"), Some(second));
+    assert_eq!(node.status()["instances"]["web-0"]["restarts"], 1);
     assert!(http_get(port, "/healthz").await.is_some());
 
     // Removing the instance stops it.

@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn catalogue(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../recipes/catalogue")
+        .join("../catalogue/recipes")
         .join(name)
 }
 

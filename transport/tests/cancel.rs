@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hearth_protocol::frame::FrameError;
 use hearth_protocol::messages::fetch::BlobChunk;
 use hearth_protocol::messages::session::HeartbeatAck;
 use hearth_protocol::{Blob, DEFAULT_MAX_FRAME, MasterId, Message, NodeId, SecretKey, Sha256};
 use hearth_transport::{
-    Admission, Identity, MessageStream, NodeGate, Purpose, SERVER_NAME, TransportTuning,
-    client_config, client_endpoint, server_endpoint,
+    Admission, Identity, MessageStream, NodeGate, Purpose, SERVER_NAME, StreamError,
+    TransportTuning, client_config, client_endpoint, server_endpoint,
 };
 
 /// Long enough for loopback to deliver what was written before the read is dropped.
@@ -108,10 +109,16 @@ async fn size_limit_and_truncation_are_still_reported() {
         .send_raw(&u32::try_from(DEFAULT_MAX_FRAME + 1).unwrap().to_be_bytes())
         .await
         .unwrap();
+    let too_large = |e: &StreamError| {
+        matches!(e, StreamError::Frame(FrameError::TooLarge { len, max })
+            if *len == DEFAULT_MAX_FRAME as u64 + 1 && *max == DEFAULT_MAX_FRAME)
+    };
     let err = bounded(reader.recv()).await.unwrap_err();
+    assert!(too_large(&err), "{err}");
     assert!(err.to_string().contains("exceeds the limit"), "{err}");
     // Unrecoverable: every later read says so again, without waiting for more bytes.
-    assert!(bounded(reader.recv()).await.is_err());
+    let again = bounded(reader.recv()).await.unwrap_err();
+    assert!(too_large(&again), "{again}");
 
     let (mut writer, mut reader, _server, _client) = pair().await;
     let bytes =
@@ -120,6 +127,11 @@ async fn size_limit_and_truncation_are_still_reported() {
     writer.send_raw(&bytes[..bytes.len() - 1]).await.unwrap();
     writer.finish().unwrap();
     let err = bounded(reader.recv()).await.unwrap_err();
+    assert!(
+        matches!(err, StreamError::Frame(FrameError::Truncated { expected, got })
+            if expected == bytes.len() && got == bytes.len() - 1),
+        "{err}"
+    );
     assert!(err.to_string().contains("ended inside a frame"), "{err}");
 }
 

@@ -23,40 +23,10 @@ use url::Url;
 
 use super::{MAX_METADATA, artifact_target, recipe_target};
 
-/// Why the node does not trust something.
-#[derive(Debug, thiserror::Error)]
-pub enum TrustError {
-    /// The node has no root to start from.
-    #[error("this node has no trusted root for signed recipes (enrol with --trust-root ROOT.json)")]
-    NoRoot,
-    /// The root offered as the anchor is not a valid, self-signed root.
-    #[error("the offered root is not valid: {0}")]
-    BadRoot(String),
-    /// The repository metadata failed verification.
-    #[error("signed recipe repository refused: {0}")]
-    Metadata(String),
-    /// The target is not listed in the signed targets.
-    #[error("{0} is not listed in the signed targets metadata")]
-    Unlisted(String),
-    /// The master named other bytes than the signed targets list.
-    #[error("{target}: the master named SHA-256 {named}, the signed targets list {listed}")]
-    Mismatch {
-        /// Target name.
-        target: String,
-        /// What the master named.
-        named: Sha256,
-        /// What the signed metadata lists.
-        listed: Sha256,
-    },
-    /// Local storage failed.
-    #[error("trust store {path}: {source}")]
-    Io {
-        /// Path.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-}
+mod error;
+
+pub use error::TrustError;
+use error::{plain, refused};
 
 /// A target as the signed metadata lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,10 +69,11 @@ impl TrustedTargets {
         let name = artifact_target(sha256);
         match self.targets.get(&name) {
             Some(l) if l.length == size => Ok(()),
-            Some(l) => Err(TrustError::Metadata(format!(
-                "{name} is listed with {} bytes, the recipe says {size}",
-                l.length
-            ))),
+            Some(l) => Err(TrustError::ArtifactSize {
+                target: name,
+                listed: l.length,
+                recipe: size,
+            }),
             None => Err(TrustError::Unlisted(name)),
         }
     }
@@ -117,7 +88,7 @@ impl TrustedTargets {
 #[derive(Debug)]
 pub struct TrustStore {
     dir: PathBuf,
-    lock: tokio::sync::Mutex<()>,
+    lock: futures::lock::Mutex<()>,
 }
 
 impl TrustStore {
@@ -127,7 +98,7 @@ impl TrustStore {
         std::fs::create_dir_all(&datastore).map_err(io(&datastore))?;
         Ok(Self {
             dir: dir.to_owned(),
-            lock: tokio::sync::Mutex::new(()),
+            lock: futures::lock::Mutex::new(()),
         })
     }
 
@@ -142,7 +113,7 @@ impl TrustStore {
         let version = check_root(bytes)?;
         let path = self.dir.join("anchor.json");
         if path.exists() {
-            return Err(TrustError::BadRoot("a root is already pinned".into()));
+            return Err(TrustError::RootPinned);
         }
         let tmp = self.dir.join("anchor.json.tmp");
         std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
@@ -188,7 +159,7 @@ impl TrustStore {
             .expiration_enforcement(ExpirationEnforcement::Safe)
             .load()
             .await
-            .map_err(|e| TrustError::Metadata(plain(&chain(&e))))?;
+            .map_err(|e| refused(&e))?;
         let mut targets = BTreeMap::new();
         for (name, t) in repo.all_targets() {
             let Ok(sha) = <[u8; 32]>::try_from(t.hashes.sha256.as_ref()) else {
@@ -223,32 +194,6 @@ pub fn check_root(bytes: &[u8]) -> Result<u64, TrustError> {
         .verify_role(&root)
         .map_err(|e| TrustError::BadRoot(plain(&e.to_string())))?;
     Ok(root.signed.version.get())
-}
-
-/// tough's messages as sentences where they are not: a signature listed twice is reported with
-/// the key id's Rust debug form.
-fn plain(text: &str) -> String {
-    if text.contains("Duplicate key ID") {
-        "it carries two signatures by the same key (each key signs a root once): sign it again          with `hearth recipe keys rotate-root`, or remove the repeated signature"
-            .to_owned()
-    } else {
-        text.to_owned()
-    }
-}
-
-/// An error and its causes, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrustError + '_ {

@@ -1,4 +1,4 @@
-//! The catalogue's recipes (`recipes/catalogue/*/recipe.toml`) parse with `Recipe::parse` (their
+//! The catalogue's recipes (`catalogue/recipes/*/recipe.toml`) parse with `Recipe::parse` (their
 //! artifact hash and size are placeholders until `hearth recipe build`), and each runs as its
 //! recipe says: arguments and environment expanded as a node would, health check on `/healthz`,
 //! and the secret token guarding writes.
@@ -21,7 +21,7 @@ const CATALOGUE: [(&str, &str); 3] = [
 
 fn load(name: &str) -> Recipe {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("catalogue")
+        .join("recipes")
         .join(name)
         .join("recipe.toml");
     let text = std::fs::read_to_string(&path).unwrap();
