@@ -322,7 +322,7 @@ async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::st
         let ops: Vec<AssignmentOp> = applied
             .into_iter()
             .map(|change| match change {
-                Change::Place { node, spec } => AssignmentOp::Place { node, spec: *spec },
+                Change::Place { node, spec } => AssignmentOp::Place { node, spec },
                 Change::Remove(id) => AssignmentOp::Remove(id),
             })
             .collect();

@@ -226,7 +226,7 @@ pub enum AssignmentOp {
         /// The node.
         node: NodeId,
         /// The instance (its generation is ignored, as in [`Store::put_assignment`]).
-        spec: Assignment,
+        spec: Box<Assignment>,
     },
     /// Remove an instance.
     Remove(InstanceId),

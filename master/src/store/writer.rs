@@ -24,7 +24,9 @@ const MAX_IDLE_READERS: usize = 8;
 
 /// What the writer hands back after running a write: whether it succeeded (else its savepoint
 /// is rolled back), and how to tell its caller once the batch's fate is known.
-type Ran = (bool, Box<dyn FnOnce(Result<(), StoreError>) + Send>);
+type Ran = (bool, Tell);
+/// Tells a write's caller how its batch ended.
+type Tell = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// A queued write.
 type Job = Box<dyn FnOnce(&Connection) -> Ran + Send>;
 
@@ -156,11 +158,7 @@ fn run(mut conn: Connection, jobs: Receiver<Job>) {
 }
 
 /// Runs `batch` in one transaction, each job in a savepoint, and commits.
-fn commit(
-    conn: &mut Connection,
-    batch: Vec<Job>,
-    tells: &mut Vec<Box<dyn FnOnce(Result<(), StoreError>) + Send>>,
-) -> Result<(), StoreError> {
+fn commit(conn: &mut Connection, batch: Vec<Job>, tells: &mut Vec<Tell>) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for job in batch {
         tx.execute_batch("SAVEPOINT job")?;
