@@ -45,6 +45,10 @@ pub fn node_state(record: &NodeRecord, live: Option<&NodeLive>) -> NodeState {
 /// Longest time between two passes while nothing the scheduler reads has changed.
 const IDLE_PASS_EVERY: Duration = Duration::from_secs(10);
 
+/// Shortest time between two passes woken by API writes: a burst of writes is planned together
+/// (each pass reads every deployment and assignment) instead of one pass per write.
+const MIN_PASS_GAP: Duration = Duration::from_millis(50);
+
 /// Runs the scheduler until `stop`: a pass every second while something it reads changes (the
 /// fleet's epoch, a deployment or assignment written through the API) or a pass changed
 /// something or a rollout is under way; otherwise one pass every [`IDLE_PASS_EVERY`]. With
@@ -66,6 +70,14 @@ pub async fn run(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>
         if quiet == Some(inputs) && last_pass.elapsed() < IDLE_PASS_EVERY {
             continue;
         }
+        if let Some(wait) = MIN_PASS_GAP.checked_sub(last_pass.elapsed()) {
+            // Cancel-safe: nothing is held across the sleep; writes made meanwhile join this pass.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        let inputs = (ctx.fleet.epoch(), ctx.scheduler.writes());
         last_pass = std::time::Instant::now();
         pass = pass.wrapping_add(1);
         quiet = match one_pass(&ctx, pass.wrapping_mul(7919)).await {
@@ -371,7 +383,8 @@ pub struct SchedulerState {
 }
 
 impl SchedulerState {
-    /// Tells the scheduler that deployments, assignments or recipes changed: it passes at once.
+    /// Tells the scheduler that deployments, assignments or recipes changed: it passes at once (or
+    /// [`MIN_PASS_GAP`] after its last pass).
     pub fn changed(&self) {
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
