@@ -250,8 +250,8 @@ pub async fn list_deployments(State(ctx): State<Arc<Context>>) -> Result<Json<Va
     })
     .await?;
     let out: Vec<Value> = deployments
-        .into_iter()
-        .map(|d| versioned(view(&ctx, d.clone(), &assignments, &nodes, Vec::new()), &d))
+        .iter()
+        .map(|d| versioned(view(&ctx, d.clone(), &assignments, &nodes, Vec::new()), d))
         .collect();
     Ok(Json(Value::Array(out)))
 }
@@ -263,18 +263,16 @@ pub async fn show_deployment(
 ) -> Result<Response, HttpError> {
     let store = ctx.store.clone();
     let key = name.clone();
-    let (deployments, assignments, nodes, events) = blocking(move || {
+    let (deployment, assignments, nodes, events) = blocking(move || {
         Ok((
-            store.deployments()?,
+            store.deployment(&key)?,
             store.assignments()?,
             nodes_by_id(&*store)?,
             store.deployment_events(&key, EVENTS_SHOWN)?,
         ))
     })
     .await?;
-    deployments
-        .into_iter()
-        .find(|d| d.name == name)
+    deployment
         .map(|d| {
             let answer = versioned(view(&ctx, d.clone(), &assignments, &nodes, events), &d);
             tagged(answer, &d)
@@ -296,7 +294,7 @@ pub async fn remove_deployment(
         let mut touched = Vec::new();
         for (_, a) in store
             .assignments()?
-            .into_iter()
+            .iter()
             .filter(|(_, a)| a.deployment.as_str() == key)
         {
             touched.push(store.remove_assignment(&a.instance)?);

@@ -47,7 +47,7 @@ const IDLE_PASS_EVERY: Duration = Duration::from_secs(10);
 
 /// Shortest time between two passes woken by API writes: a burst of writes is planned together
 /// (each pass reads every deployment and assignment) instead of one pass per write.
-const MIN_PASS_GAP: Duration = Duration::from_millis(50);
+const MIN_PASS_GAP: Duration = Duration::from_millis(250);
 
 /// Runs the scheduler until `stop`: a pass every second while something it reads changes (the
 /// fleet's epoch, a deployment or assignment written through the API) or a pass changed
@@ -142,7 +142,7 @@ async fn one_pass(
     let mut inputs: Vec<Deployment> = Vec::new();
     let mut rollouts = Vec::new();
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
-    for stored in deployments {
+    for stored in deployments.iter() {
         let spec: Result<DeploymentSpec, String> = serde_json::from_value(stored.spec.clone())
             .map_err(|e| format!("unreadable spec: {e}"));
         let planned = spec.and_then(|spec| recipe_info(ctx, &spec.recipe).map(|info| (spec, info)));
@@ -180,7 +180,7 @@ async fn one_pass(
             rolling,
             failed,
         });
-        rollouts.push((spec, stored));
+        rollouts.push((spec, stored.clone()));
     }
     let nodes: Vec<NodeState> = records
         .iter()

@@ -119,8 +119,9 @@ pub async fn list_instances(State(ctx): State<Arc<Context>>) -> Result<Json<Valu
     let store = ctx.store.clone();
     let all = blocking(move || store.assignments()).await?;
     let out: Vec<Value> = all
-        .into_iter()
+        .iter()
         .map(|(node, a)| {
+            let node = *node;
             let status = ctx.fleet.instance_status(&a.instance).filter(|(n, s)| *n == node && s.report.generation == a.generation);
             let (state, health, endpoints, published, message) = match status {
                 Some((_, s)) => (json!(s.report.state), json!(s.report.health), json!(s.endpoints), json!(s.published), json!(s.message)),

@@ -3,6 +3,7 @@
 //!
 //! SQL in the engines stays portable (standard types, `ON CONFLICT`, no engine-only functions).
 
+mod cached;
 mod history;
 mod migrations;
 mod sqlite;
@@ -192,7 +193,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// A node's whole desired state.
     fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError>;
     /// Every assignment with its node.
-    fn assignments(&self) -> Result<Vec<(NodeId, Assignment)>, StoreError>;
+    /// Every assignment with its node (shared: read again only after a write changed them).
+    fn assignments(&self) -> Result<std::sync::Arc<Vec<(NodeId, Assignment)>>, StoreError>;
     /// Creates or replaces a deployment and its rollout record (idempotent by name).
     fn put_deployment(&self, deployment: &StoredDeployment) -> Result<(), StoreError>;
     /// Replaces a deployment only if it is still `expected` (spec and rollout as read); false if
@@ -205,8 +207,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<bool, StoreError>;
     /// Removes a deployment; false if unknown. Its assignments are removed by the scheduler.
     fn remove_deployment(&self, name: &str) -> Result<bool, StoreError>;
-    /// Every deployment, by name.
-    fn deployments(&self) -> Result<Vec<StoredDeployment>, StoreError>;
+    /// Every deployment, by name (shared: read again only after a write changed them).
+    fn deployments(&self) -> Result<std::sync::Arc<Vec<StoredDeployment>>, StoreError>;
     /// One deployment.
     fn deployment(&self, name: &str) -> Result<Option<StoredDeployment>, StoreError>;
     /// Every deployment's scheduler status record (versioned JSON, `scheduler::status`).

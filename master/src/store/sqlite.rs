@@ -3,11 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId};
 use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::cached::Cached;
 use super::writer::Db;
 
 use super::migrations;
@@ -47,6 +49,10 @@ fn spec_from_row(r: &Row<'_>) -> rusqlite::Result<(NodeId, Assignment)> {
 #[derive(Debug)]
 pub struct SqliteStore {
     db: Db,
+    /// Every assignment, as last read; invalidated by every write of assignments.
+    assignments: Cached<Vec<(NodeId, Assignment)>>,
+    /// Every deployment, as last read; invalidated by every write of deployments.
+    deployments: Cached<Vec<StoredDeployment>>,
 }
 
 impl SqliteStore {
@@ -54,7 +60,19 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
             db: Db::open(path, migrations::migrate)?,
+            assignments: Cached::default(),
+            deployments: Cached::default(),
         })
+    }
+
+    /// A write of deployments: the cached list is stale once it returns (whatever it returns).
+    fn write_deployments<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let result = self.db.write(f);
+        self.deployments.invalidate();
+        result
     }
 }
 
@@ -383,12 +401,16 @@ impl Store for SqliteStore {
         spec: &Assignment,
     ) -> Result<Option<(Assignment, Vec<NodeId>)>, StoreError> {
         let (node, spec) = (*node, spec.clone());
-        self.db.write(move |tx| put_assignment_in(tx, &node, &spec))
+        let result = self.db.write(move |tx| put_assignment_in(tx, &node, &spec));
+        self.assignments.invalidate();
+        result
     }
 
     fn remove_assignment(&self, instance: &InstanceId) -> Result<Option<NodeId>, StoreError> {
         let instance = instance.clone();
-        self.db.write(move |tx| remove_assignment_in(tx, &instance))
+        let result = self.db.write(move |tx| remove_assignment_in(tx, &instance));
+        self.assignments.invalidate();
+        result
     }
 
     fn apply_assignments(&self, ops: &[AssignmentOp]) -> Result<BTreeSet<NodeId>, StoreError> {
@@ -396,7 +418,7 @@ impl Store for SqliteStore {
             return Ok(BTreeSet::new());
         }
         let ops = ops.to_vec();
-        self.db.write(move |tx| {
+        let result = self.db.write(move |tx| {
             let mut touched = BTreeSet::new();
             for op in &ops {
                 match op {
@@ -409,7 +431,9 @@ impl Store for SqliteStore {
                 }
             }
             Ok(touched)
-        })
+        });
+        self.assignments.invalidate();
+        result
     }
 
     fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError> {
@@ -434,18 +458,21 @@ impl Store for SqliteStore {
         })
     }
 
-    fn assignments(&self) -> Result<Vec<(NodeId, Assignment)>, StoreError> {
-        self.db.read(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT * FROM assignments ORDER BY instance")?;
-            let rows = stmt.query_map([], spec_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+    fn assignments(&self) -> Result<Arc<Vec<(NodeId, Assignment)>>, StoreError> {
+        self.assignments.get(|| {
+            self.db.read(|conn| {
+                let mut stmt =
+                    conn.prepare_cached("SELECT * FROM assignments ORDER BY instance")?;
+                let rows = stmt.query_map([], spec_from_row)?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
         })
     }
 
     fn put_deployment(&self, d: &StoredDeployment) -> Result<(), StoreError> {
         let rollout = d.rollout.as_ref().map(|r| r.to_string());
         let (name, spec) = (d.name.clone(), d.spec.to_string());
-        self.db.write(move |tx| {
+        self.write_deployments(move |tx| {
             tx.execute(
                 "INSERT INTO deployments (name, spec, spec_version, rollout) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO UPDATE SET spec = ?2, spec_version = ?3, rollout = ?4",
@@ -471,7 +498,7 @@ impl Store for SqliteStore {
             expected.spec.to_string(),
             text(&expected.rollout),
         );
-        self.db.write(move |tx| {
+        self.write_deployments(move |tx| {
             Ok(tx.execute(
                 "UPDATE deployments SET spec = ?1, spec_version = ?2, rollout = ?3
                  WHERE name = ?4 AND spec = ?5 AND COALESCE(rollout, '') = ?6",
@@ -489,7 +516,7 @@ impl Store for SqliteStore {
 
     fn remove_deployment(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_owned();
-        self.db.write(move |tx| {
+        self.write_deployments(move |tx| {
             let removed = tx.execute("DELETE FROM deployments WHERE name = ?1", [&name])? == 1;
             history::forget(tx, &name)?;
             Ok(removed)
@@ -512,12 +539,14 @@ impl Store for SqliteStore {
         self.db.read(|conn| history::events(conn, name, limit))
     }
 
-    fn deployments(&self) -> Result<Vec<StoredDeployment>, StoreError> {
-        self.db.read(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT name, spec, rollout FROM deployments ORDER BY name")?;
-            let rows = stmt.query_map([], deployment_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+    fn deployments(&self) -> Result<Arc<Vec<StoredDeployment>>, StoreError> {
+        self.deployments.get(|| {
+            self.db.read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT name, spec, rollout FROM deployments ORDER BY name")?;
+                let rows = stmt.query_map([], deployment_from_row)?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
         })
     }
 
