@@ -4,12 +4,13 @@
 use std::fmt;
 
 use hearth_protocol::{NodeFacts, NodeId};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::liveness::Liveness;
 
 /// Administrative state of a node, set by operators (liveness is tracked separately).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminState {
     /// Schedulable.

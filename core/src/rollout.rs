@@ -18,6 +18,7 @@ use hearth_protocol::NodeId;
 use hearth_protocol::messages::state::{
     Assignment, Health, InstanceId, InstanceReport, InstanceState, RecipeRef,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the stored rollout record.
@@ -26,17 +27,21 @@ pub const ROLLOUT_VERSION: u32 = 1;
 /// Default time a replica gets to become ready on its new recipe.
 pub const DEFAULT_DEADLINE_MS: u64 = 120_000;
 
-/// A deployment's rolling update, stored next to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A deployment's rolling update, stored next to it (record version `v`) and shown by the
+/// operator API. Replicas are updated in place (same node and instance, next generation) one
+/// at a time; a failed step rolls the deployment back to `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rollout {
-    /// Record version ([`ROLLOUT_VERSION`]).
+    /// Record version (`ROLLOUT_VERSION`, 1 today).
+    #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     /// The recipe the replicas ran before.
     pub from: RecipeRef,
     /// The recipe asked for.
     pub to: RecipeRef,
     /// How long one replica gets to become ready, ms.
+    #[schemars(range(min = 1000))]
     pub deadline_ms: u64,
     /// Replicas updated so far (forward and back).
     #[serde(default)]
@@ -46,7 +51,7 @@ pub struct Rollout {
 }
 
 /// Where a rollout is. Each variant carries what is valid in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RolloutState {
     /// Moving replicas to `to`.
@@ -73,7 +78,7 @@ pub enum RolloutState {
 }
 
 /// One replica being updated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// The instance.

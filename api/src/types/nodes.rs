@@ -64,23 +64,8 @@ pub enum NodeState {
     Revoked,
 }
 
-/// Administrative state, set by operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AdminState {
-    /// Takes new replicas.
-    Active,
-    /// Its replicas move away, make-before-break.
-    Draining,
-    /// Takes no new replicas.
-    Reserve,
-    /// Takes test workloads only.
-    Test,
-    /// Out of service for good.
-    Retired,
-    /// Its key is refused; it must enrol again with a new key.
-    Revoked,
-}
+/// Administrative state, set by operators (`hearth-core`'s, as the master stores it).
+pub use hearth_core::node::AdminState;
 
 /// `pending`: enrolled, never seen in a session since the master started tracking it; `up`:
 /// heartbeating; `suspect`: silent longer than the suspect timeout; `returning`: up before a
