@@ -3,13 +3,16 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use serde_json::{Value, json};
+use hearth_api::{ListedRecipe, UpdateRequest};
+use hearth_protocol::Sha256;
+use hearth_protocol::messages::state::{Name, RecipeRef};
+use serde_json::Value;
 
 use super::Client;
 
-/// Parses `NAME@VERSION[:SHA256]` into the API's recipe object; without the hash, the master's
-/// published signed targets give it.
-pub(super) async fn recipe_ref(client: &Client, recipe: &str) -> anyhow::Result<Value> {
+/// Parses `NAME@VERSION[:SHA256]` into the API's recipe reference; without the hash, the
+/// master's published signed targets give it.
+pub(super) async fn recipe_ref(client: &Client, recipe: &str) -> anyhow::Result<RecipeRef> {
     let bad =
         || anyhow!("--recipe must be NAME@VERSION or NAME@VERSION:SHA256, e.g. static-site@1.1.0");
     let (name_version, sha) = match recipe.rsplit_once(':') {
@@ -20,17 +23,25 @@ pub(super) async fn recipe_ref(client: &Client, recipe: &str) -> anyhow::Result<
     if name.is_empty() || version.is_empty() || sha.is_some_and(str::is_empty) {
         return Err(bad());
     }
-    let sha = match sha {
-        Some(sha) => sha.to_owned(),
-        None => client
-            .get(&format!("/v1/recipes/{name}/{version}"))
-            .await?
-            .get("sha256")
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("the master lists {name}@{version} without a hash"))?
-            .to_owned(),
+    let name: Name = name
+        .parse()
+        .map_err(|e| anyhow!("--recipe {recipe}: `{name}` is not a recipe name: {e}"))?;
+    let sha256: Sha256 = match sha {
+        Some(sha) => sha
+            .parse()
+            .map_err(|e| anyhow!("--recipe {recipe}: `{sha}` is not a SHA-256: {e}"))?,
+        None => {
+            let (listed, _) = client
+                .read::<ListedRecipe>(&format!("/v1/recipes/{name}/{version}"))
+                .await?;
+            listed.sha256
+        }
     };
-    Ok(json!({ "name": name, "version": version, "sha256": sha }))
+    Ok(RecipeRef {
+        name,
+        version: version.to_owned(),
+        sha256,
+    })
 }
 
 /// Starts a rolling update; with `wait`, follows it and fails if it rolls back.
@@ -41,13 +52,13 @@ pub(super) async fn update(
     deadline: Option<Duration>,
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let body = json!({
-        "recipe": recipe_ref(client, recipe).await?,
-        "deadline_s": deadline.map(|d| d.as_secs().max(1)),
-    });
+    let body = UpdateRequest {
+        recipe: recipe_ref(client, recipe).await?,
+        deadline_s: deadline.map(|d| d.as_secs().max(1)),
+    };
     let path = format!("/v1/deployments/{name}/update");
-    let v = client
-        .call(reqwest::Method::POST, &path, Some(body))
+    let (v, _) = client
+        .send(reqwest::Method::POST, &path, Some(&body), None)
         .await?;
     outln!("deployment {name}: {}", describe(&v))?;
     let Some(wait) = wait else {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use hearth_api::{CreateToken, CreatedToken, NodeView};
+use hearth_api::{CreateToken, CreatedToken, DeploymentSpec, NodeView};
 
 use crate::client::Client;
 
@@ -283,13 +283,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             wait,
             json,
         } => {
-            let recipe = deploy::recipe_ref(&client, &recipe).await?;
-            let params = key_values(&params, "--param")?;
-            let labels = key_values(&labels, "--label")?;
-            let body = json!({ "name": name, "recipe": recipe,
-                "replicas": replicas, "spread": spread, "countries": countries, "params": params, "labels": labels });
-            let v = client
-                .call(reqwest::Method::POST, "/v1/deployments", Some(body))
+            let body = DeploymentSpec {
+                name: name
+                    .parse()
+                    .map_err(|e| anyhow!("`{name}` is not a deployment name: {e}"))?,
+                recipe: deploy::recipe_ref(&client, &recipe).await?,
+                replicas,
+                spread: spread.into_iter().collect(),
+                countries: countries
+                    .iter()
+                    .map(|c| {
+                        c.parse()
+                            .map_err(|e| anyhow!("--countries {c} is not a country code: {e}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                params: key_values(&params, "--param")?,
+                labels: key_values(&labels, "--label")?,
+            };
+            let (v, _) = client
+                .send(reqwest::Method::POST, "/v1/deployments", Some(&body), None)
                 .await?;
             deploy::requested(&client, &name, &v, json, wait).await?;
         }
@@ -412,12 +424,15 @@ fn relative(ms: u64) -> String {
 }
 
 /// Parses repeated `KEY=VALUE` flags.
-fn key_values(items: &[String], flag: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
+fn key_values(
+    items: &[String],
+    flag: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     items
         .iter()
         .map(|p| {
             p.split_once('=')
-                .map(|(k, v)| (k.to_owned(), Value::from(v)))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .ok_or_else(|| anyhow!("{flag} {p} is not KEY=VALUE"))
         })
         .collect()
