@@ -96,6 +96,23 @@ pub async fn connect(
     Ok((endpoint, conn))
 }
 
+/// Opens an enrolment connection (ALPN for enrolment, no client certificate), as a node that has
+/// no key enrolled yet does.
+pub async fn connect_enrol(
+    master: SocketAddr,
+    master_id: MasterId,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let config =
+        client_config(Purpose::Enrol, None, master_id, &TransportTuning::default()).unwrap();
+    let endpoint = client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = endpoint
+        .connect_with(config, master, SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap();
+    (endpoint, conn)
+}
+
 impl TestSession {
     /// Connects and completes hello/welcome.
     pub async fn open(master: SocketAddr, master_id: MasterId, key: &SecretKey) -> Self {

@@ -5,10 +5,8 @@
 use hearth_protocol::messages::fetch::FetchBlob;
 use hearth_protocol::{DEFAULT_MAX_FRAME, ErrorCode, Message, Sha256};
 use hearth_tests::master::MasterProc;
-use hearth_tests::node::{TestSession, enrol_node, expect_fatal};
-use hearth_transport::{
-    MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint, close,
-};
+use hearth_tests::node::{TestSession, connect_enrol, enrol_node, expect_fatal};
+use hearth_transport::{MessageStream, close};
 
 /// Sends all of a frame but its last byte on `stream`, then finishes it.
 async fn send_truncated(stream: &mut MessageStream, message: &Message) {
@@ -46,13 +44,7 @@ async fn a_fetch_stream_ending_inside_a_frame_closes_the_connection_with_code_1(
 async fn an_enrolment_ending_inside_a_frame_closes_with_code_1() {
     let tmp = tempfile::tempdir().unwrap();
     let m = MasterProc::start(tmp.path(), &[]);
-    let config = client_config(Purpose::Enrol, None, m.id, &TransportTuning::default()).unwrap();
-    let endpoint = client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-    let conn = endpoint
-        .connect_with(config, m.quic, SERVER_NAME)
-        .unwrap()
-        .await
-        .unwrap();
+    let (_endpoint, conn) = connect_enrol(m.quic, m.id).await;
     let (send, recv) = conn.open_bi().await.unwrap();
     let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
     let request =

@@ -11,12 +11,10 @@ use std::time::Duration;
 use hearth_protocol::messages::fetch::FetchMetadata;
 use hearth_protocol::{DEFAULT_MAX_FRAME, EnrolToken, ErrorCode, Message, Sha256};
 use hearth_tests::master::{FAST, MasterProc};
-use hearth_tests::node::{NodeProc, expect_fatal};
+use hearth_tests::node::{NodeProc, connect_enrol, expect_fatal};
 use hearth_tests::recipes::{sign_and_publish, static_site};
 use hearth_tests::{bin, eventually};
-use hearth_transport::{
-    MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint, close,
-};
+use hearth_transport::{MessageStream, close};
 use serde_json::{Value, json};
 
 /// Generous: the machine running the tests may be loaded (debug builds, fetches of a large binary).
@@ -225,13 +223,7 @@ async fn an_ht1_token_still_enrols_trusting_the_root_on_first_use_with_warnings(
 async fn an_enrolment_connection_serves_roots_only_and_at_most_four() {
     let tmp = tempfile::tempdir().unwrap();
     let m = MasterProc::start(tmp.path(), &[]);
-    let config = client_config(Purpose::Enrol, None, m.id, &TransportTuning::default()).unwrap();
-    let endpoint = client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-    let conn = endpoint
-        .connect_with(config, m.quic, SERVER_NAME)
-        .unwrap()
-        .await
-        .unwrap();
+    let (_endpoint, conn) = connect_enrol(m.quic, m.id).await;
     let fetch = async |file: &str| {
         let (send, recv) = conn.open_bi().await.unwrap();
         let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
