@@ -299,6 +299,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect::<anyhow::Result<_>>()?,
                 params: key_values(&params, "--param")?,
                 labels: key_values(&labels, "--label")?,
+                hosts: Vec::new(),
+                tcp: Vec::new(),
             };
             let (v, _) = client
                 .send(reqwest::Method::POST, "/v1/deployments", Some(&body), None)

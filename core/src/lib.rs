@@ -8,6 +8,7 @@
 //! drive the same code; only their drivers differ.
 
 pub mod backoff;
+pub mod ingress;
 pub mod link;
 pub mod liveness;
 pub mod node;

@@ -52,6 +52,12 @@ pub struct DeploymentSpec {
     /// Labels nodes must carry.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Public host names routed to the replicas by the gateways.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::ingress::HostRoute>,
+    /// Public TCP ports routed to the replicas by the gateways.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<crate::ingress::TcpRoute>,
 }
 
 /// What the master reads from the recipe to place it.

@@ -89,6 +89,8 @@ fn deployment(i: usize, replicas: u32, countries: u8, spread: u8) -> Deployment 
             countries: allowed,
             params: BTreeMap::new(),
             labels: BTreeMap::new(),
+            hosts: Vec::new(),
+            tcp: Vec::new(),
         },
         info: RecipeInfo {
             resources: Resources {

@@ -63,6 +63,7 @@ fn spec(i: usize, generation: u64) -> Assignment {
         ports: BTreeMap::new(),
         resources: Resources::default(),
         lease_ms: None,
+        exposed: Vec::new(),
     }
 }
 
@@ -171,7 +172,7 @@ proptest! {
                             instances.push(a);
                         }
                     }
-                    Event::Desired(DesiredState { revision, instances })
+                    Event::Desired(DesiredState { revision, instances, gateways: Vec::new() })
                 }
                 Op::Prepared(kind) => {
                     if world.preparing.is_empty() {

@@ -212,6 +212,7 @@ fn sample_messages(keys: &Keys) -> Vec<(String, Message)> {
             bandwidth_mbps: 10,
         },
         lease_ms: None,
+        exposed: Vec::new(),
     };
     let mut singleton = assignment.clone();
     singleton.instance = parse("db-0");
@@ -257,6 +258,7 @@ fn sample_messages(keys: &Keys) -> Vec<(String, Message)> {
         }),
         Message::HeartbeatAck(HeartbeatAck { seq: 12 }),
         Message::DesiredState(DesiredState {
+            gateways: Vec::new(),
             revision: 42,
             instances: vec![assignment, singleton],
         }),

@@ -26,3 +26,5 @@ pub use token::{EnrolToken, RootPin, TokenError};
 pub const ALPN_SESSION: &[u8] = b"hearth/1";
 /// ALPN protocol id of enrolment connections (the client certificate is not yet known).
 pub const ALPN_ENROL: &[u8] = b"hearth-enrol/1";
+/// ALPN protocol id of a node's link to a gateway (SPEC §14).
+pub const ALPN_GATEWAY: &[u8] = b"hearth-gateway/1";

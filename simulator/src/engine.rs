@@ -295,6 +295,8 @@ impl Sim {
                     countries,
                     params: BTreeMap::new(),
                     labels: BTreeMap::new(),
+                    hosts: Vec::new(),
+                    tcp: Vec::new(),
                 };
                 let info = RecipeInfo {
                     resources: Resources {

@@ -263,6 +263,7 @@ impl Sim {
             return;
         }
         let state = DesiredState {
+            gateways: Vec::new(),
             revision: home.revision,
             instances: home
                 .hosted

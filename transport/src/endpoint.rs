@@ -64,7 +64,7 @@ impl Default for TransportTuning {
 impl TransportTuning {
     /// The transport of a server (`client` false) or of a client: only clients keep the
     /// connection alive and set the peer's acknowledgement frequency.
-    fn config(&self, client: bool) -> Arc<TransportConfig> {
+    pub(crate) fn config(&self, client: bool) -> Arc<TransportConfig> {
         let mut t = TransportConfig::default();
         t.max_idle_timeout(IdleTimeout::try_from(self.idle_timeout).ok());
         t.keep_alive_interval(client.then_some(self.keep_alive));
@@ -87,7 +87,7 @@ impl TransportTuning {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

@@ -9,6 +9,7 @@
 pub mod cert;
 pub mod cid;
 pub mod endpoint;
+pub mod gateway;
 pub mod stream;
 pub mod verify;
 
@@ -17,8 +18,9 @@ pub use endpoint::{
     EndpointError, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
     server_endpoint,
 };
+pub use gateway::{GATEWAY_SERVER_NAME, gateway_client_config, gateway_endpoint, tunnel_tuning};
 pub use stream::{MessageStream, StreamError};
-pub use verify::{Admission, NodeGate, PinnedMaster};
+pub use verify::{Admission, NodeGate, PinnedKey, PinnedMaster};
 
 /// QUIC application close codes (SPEC.md, "Close codes").
 pub mod close {

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use hearth_protocol::{MasterId, NodeId};
+use hearth_protocol::{MasterId, NodeId, PublicKey, SignerId};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -25,12 +25,26 @@ pub trait Admission: Send + Sync {
 /// handshake (enrolment connections have none); the master then only lets it enrol.
 pub struct NodeGate {
     admission: Arc<dyn Admission>,
+    mandatory: bool,
 }
 
 impl NodeGate {
-    /// A gate asking `admission` about each presented key.
+    /// A gate asking `admission` about each presented key (the master's: a client without a
+    /// certificate may finish the handshake, to enrol).
     pub fn new(admission: Arc<dyn Admission>) -> Self {
-        Self { admission }
+        Self {
+            admission,
+            mandatory: false,
+        }
+    }
+
+    /// A gate that also refuses clients without a certificate (a gateway's: only nodes the
+    /// master named may connect).
+    pub fn mandatory(admission: Arc<dyn Admission>) -> Self {
+        Self {
+            admission,
+            mandatory: true,
+        }
     }
 }
 
@@ -46,7 +60,7 @@ impl ClientCertVerifier for NodeGate {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -96,20 +110,31 @@ impl ClientCertVerifier for NodeGate {
     }
 }
 
-/// A node's server-certificate check: the master's key must equal the pin from the token.
+/// A node's server-certificate check: the server's key must equal the pin (the master's from
+/// the token, a gateway's from the desired state).
 #[derive(Debug)]
-pub struct PinnedMaster {
-    pin: MasterId,
+pub struct PinnedKey {
+    pin: PublicKey,
 }
 
-impl PinnedMaster {
+/// The node's check of its master.
+pub type PinnedMaster = PinnedKey;
+
+impl PinnedKey {
     /// Accepts only a server presenting `pin`'s key.
     pub fn new(pin: MasterId) -> Self {
-        Self { pin }
+        Self { pin: *pin.key() }
+    }
+
+    /// Accepts only a gateway presenting `gateway`'s key.
+    pub fn gateway(gateway: &SignerId) -> Self {
+        Self {
+            pin: *gateway.key(),
+        }
     }
 }
 
-impl ServerCertVerifier for PinnedMaster {
+impl ServerCertVerifier for PinnedKey {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -119,7 +144,7 @@ impl ServerCertVerifier for PinnedMaster {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let key = peer_key(end_entity).map_err(|_| bad_cert())?;
-        if MasterId::from_key(key) == self.pin {
+        if key == self.pin {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(

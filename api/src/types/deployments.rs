@@ -53,6 +53,15 @@ pub struct DeploymentSpec {
     /// receive a replica. Absent: none.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Public host names the cooperative's gateways route to the replicas (HTTP by `Host`,
+    /// HTTPS by SNI). A host name belongs to one deployment at most (409 `host_taken`).
+    /// Absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<hearth_core::ingress::HostRoute>,
+    /// Public TCP ports the gateways route to the replicas. A public port belongs to one
+    /// deployment at most (409 `port_taken`). Absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<hearth_core::ingress::TcpRoute>,
 }
 
 /// A spread dimension of a deployment.

@@ -1,11 +1,13 @@
 //! The request and answer bodies of the operator API, one module per group of routes.
 
 mod deployments;
+mod gateways;
 mod nodes;
 mod tokens;
 mod workloads;
 
 pub use deployments::*;
+pub use gateways::*;
 pub use nodes::*;
 pub use tokens::*;
 pub use workloads::*;

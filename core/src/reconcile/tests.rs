@@ -19,11 +19,13 @@ fn spec(id: &str, generation: u64, lease_ms: Option<u64>) -> Assignment {
         ports: BTreeMap::new(),
         resources: Resources::default(),
         lease_ms,
+        exposed: Vec::new(),
     }
 }
 
 fn desired(revision: u64, specs: Vec<Assignment>) -> Event {
     Event::Desired(DesiredState {
+        gateways: Vec::new(),
         revision,
         instances: specs,
     })

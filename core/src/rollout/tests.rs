@@ -34,6 +34,7 @@ impl World {
                     ports: BTreeMap::new(),
                     resources: Resources::default(),
                     lease_ms: None,
+                    exposed: Vec::new(),
                 };
                 let report = report(&a, InstanceState::Running, Health::Healthy);
                 (node(i), a, Some(report))

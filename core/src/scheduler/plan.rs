@@ -135,6 +135,7 @@ impl<'a> Pass<'a> {
             ports: BTreeMap::new(),
             resources: d.info.resources,
             lease_ms: None,
+            exposed: Vec::new(),
         };
         self.changes.push(Change::Place {
             node,

@@ -60,6 +60,8 @@ fn deployment(name: &str, replicas: u32) -> Deployment {
         countries: BTreeSet::new(),
         params: BTreeMap::new(),
         labels: BTreeMap::new(),
+        hosts: Vec::new(),
+        tcp: Vec::new(),
     };
     Deployment {
         spec,

@@ -452,6 +452,7 @@ impl Store for SqliteStore {
                 .map(|r| r.map(|(_, spec)| spec))
                 .collect::<Result<_, _>>()?;
             Ok(DesiredState {
+                gateways: Vec::new(),
                 revision: opt_ms(revision).unwrap_or(0),
                 instances,
             })

@@ -64,6 +64,14 @@ pub enum ErrorCode {
     RateLimited,
     /// The identity in a message differs from the TLS peer's identity.
     IdentityMismatch,
+    /// Gateway link: the node does not run this instance (or not at its current generation).
+    UnknownInstance,
+    /// Gateway link: the port is not one the master published for this instance.
+    PortNotPublished,
+    /// Gateway link: the instance is about to stop and takes no new tunnels.
+    Draining,
+    /// Gateway link: the node could not connect to the instance's port.
+    ConnectFailed,
     /// Something failed on the sender's side.
     Internal,
     /// A code this implementation does not know (sent by a newer peer).
@@ -96,6 +104,10 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::RateLimited => "rate_limited",
             Self::IdentityMismatch => "identity_mismatch",
+            Self::UnknownInstance => "unknown_instance",
+            Self::PortNotPublished => "port_not_published",
+            Self::Draining => "draining",
+            Self::ConnectFailed => "connect_failed",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }

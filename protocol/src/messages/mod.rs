@@ -6,6 +6,7 @@ pub mod error;
 pub mod fetch;
 pub mod session;
 pub mod state;
+pub mod tunnel;
 pub mod usage;
 
 use schemars::JsonSchema;
@@ -17,7 +18,8 @@ use error::ErrorMessage;
 use fetch::{BlobChunk, FetchBlob, FetchMetadata, Metadata};
 use session::{Heartbeat, HeartbeatAck, Hello, Welcome};
 use state::{DesiredState, DesiredStateAck, InstanceStatus};
-use usage::{Settlement, UsageReport};
+use tunnel::{Drain, ReceiptAck, TunnelOpen, TunnelReady};
+use usage::{BandwidthReceipt, Settlement, UsageReport};
 
 /// A protocol message. On the wire: `{"v": 1, "type": "<tag>", "body": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -58,6 +60,16 @@ pub enum Message {
     UsageReport(UsageReport),
     /// Master → node: what was credited.
     Settlement(Settlement),
+    /// Gateway → node (gateway link): open a tunnel to an instance's port.
+    TunnelOpen(TunnelOpen),
+    /// Node → gateway (gateway link): the tunnel is connected.
+    TunnelReady(TunnelReady),
+    /// Node → gateway (gateway link): the instances that take no new tunnels.
+    Drain(Drain),
+    /// Gateway → node (gateway link): a signed bandwidth receipt to keep.
+    Receipt(BandwidthReceipt),
+    /// Node → gateway (gateway link): receipt verified and stored.
+    ReceiptAck(ReceiptAck),
     /// Either way: an error with a stable code.
     Error(ErrorMessage),
 }
@@ -106,6 +118,11 @@ tags! {
     BlobChunk => "blob_chunk",
     UsageReport => "usage_report",
     Settlement => "settlement",
+    TunnelOpen => "tunnel_open",
+    TunnelReady => "tunnel_ready",
+    Drain => "drain",
+    Receipt => "receipt",
+    ReceiptAck => "receipt_ack",
     Error => "error",
 }
 

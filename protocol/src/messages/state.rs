@@ -32,6 +32,10 @@ pub struct DesiredState {
     pub revision: u64,
     /// The full set of instances the node must run; any other instance must be stopped.
     pub instances: Vec<Assignment>,
+    /// The gateways the node keeps a gateway link to (SPEC §14): named when one of its
+    /// instances has a published port. Absent: none (close any link).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<crate::messages::tunnel::GatewayRef>,
 }
 
 /// One instance the node must run.
@@ -58,6 +62,9 @@ pub struct Assignment {
     /// When set, the node stops the instance if it has not heard from the master for this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ms: Option<u64>,
+    /// Port names published through the gateways: the only ports a tunnel may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed: Vec<Name>,
 }
 
 /// A recipe named by the master; the node only runs it after verifying it.

@@ -1,0 +1,3 @@
+//! `hearth-gateway init|run` (placeholder: the tunnel helper writes the commands).
+
+fn main() {}
