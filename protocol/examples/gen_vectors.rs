@@ -18,6 +18,9 @@ use hearth_protocol::messages::state::{
     Assignment, DesiredState, DesiredStateAck, Endpoint, Health, InstanceReport, InstanceState,
     InstanceStatus, RecipeRef,
 };
+use hearth_protocol::messages::tunnel::{
+    Addr, Drain, GatewayRef, GatewayRequest, ReceiptAck, TunnelOpen, TunnelReady,
+};
 use hearth_protocol::messages::usage::{
     BandwidthReceipt, RejectedReceipt, Settlement, UsageReport,
 };
@@ -83,6 +86,29 @@ fn main() -> anyhow::Result<()> {
             json!({"name": name, "description": description, "kind": "token", "text": text,
                    "expect": expect}),
         )?;
+    }
+    // Gateway-link vectors come last, so that adding them renumbered no earlier vector.
+    for (name, message) in gateway_messages(&keys) {
+        let bytes = frame::encode(&message, DEFAULT_MAX_FRAME)?;
+        let envelope = Envelope {
+            v: PROTOCOL_VERSION,
+            message,
+        };
+        write(
+            &name,
+            frame_vector(
+                &name,
+                "A valid message.",
+                &bytes,
+                json!({ "message": envelope }),
+            ),
+        )?;
+    }
+    for (name, description, vector) in gateway_request_vectors(&keys) {
+        let mut v = vector;
+        v["name"] = name.into();
+        v["description"] = description.into();
+        write(name, v)?;
     }
     println!("wrote {n} vectors to {}", dir.display());
     Ok(())
@@ -459,6 +485,91 @@ fn signature_vectors(keys: &Keys) -> Vec<(&'static str, &'static str, Value)> {
                 "bandwidth_receipt",
                 to_value(&inflated),
                 &inflated.signing_bytes(),
+                false,
+            ),
+        ),
+    ]
+}
+
+/// The messages of the gateway link (§14), and a desired state naming gateways.
+fn gateway_messages(keys: &Keys) -> Vec<(String, Message)> {
+    let addr = |s: &str| -> Addr { s.parse::<std::net::SocketAddr>().unwrap().into() };
+    let mut with_gateways = sample_messages(keys)
+        .into_iter()
+        .find_map(|(_, m)| match m {
+            Message::DesiredState(d) => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    with_gateways.revision = 43;
+    with_gateways.gateways = vec![GatewayRef {
+        gateway: keys.gateway_id(),
+        addr: addr("192.0.2.10:7443"),
+    }];
+    if let Some(a) = with_gateways.instances.first_mut() {
+        a.exposed = vec![parse("http")];
+    }
+    let mut out: Vec<(String, Message)> = [
+        Message::TunnelOpen(TunnelOpen {
+            instance: parse("web-0"),
+            port: parse("http"),
+            client: addr("[2001:db8::7]:51234"),
+        }),
+        Message::TunnelReady(TunnelReady {}),
+        Message::Drain(Drain {
+            instances: vec![parse("web-0")],
+        }),
+        Message::Receipt(receipt(keys)),
+        Message::ReceiptAck(ReceiptAck {
+            receipt: Hex([0x5c; 32]),
+        }),
+    ]
+    .into_iter()
+    .map(|m| (format!("valid-{}", m.type_tag()), m))
+    .collect();
+    out.push((
+        "desired-state-with-gateways".into(),
+        Message::DesiredState(with_gateways),
+    ));
+    out
+}
+
+fn gateway_request_vectors(keys: &Keys) -> Vec<(&'static str, &'static str, Value)> {
+    let gateway = keys.gateway_id();
+    let path = "/v1/gateway/routes?wait_s=25";
+    let request = GatewayRequest {
+        gateway: &gateway,
+        unix_ms: 1_790_000_000_000,
+        method: "GET",
+        path,
+    };
+    let signature = keys.gateway.sign(&request.signing_bytes());
+    let body = |path: &str| {
+        json!({"gateway": gateway, "unix_ms": 1_790_000_000_000u64, "method": "GET",
+               "path": path, "signature": signature})
+    };
+    let other = GatewayRequest {
+        path: "/v1/gateway/routes",
+        ..request.clone()
+    };
+    vec![
+        (
+            "sig-gateway-request-valid",
+            "A gateway's signed request for the routing table.",
+            signature_vector(
+                "gateway_request",
+                body(path),
+                &request.signing_bytes(),
+                true,
+            ),
+        ),
+        (
+            "sig-gateway-request-other-path",
+            "The signature of one path presented with another.",
+            signature_vector(
+                "gateway_request",
+                body("/v1/gateway/routes"),
+                &other.signing_bytes(),
                 false,
             ),
         ),

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use hearth_protocol::messages::audit::AuditAnswer;
 use hearth_protocol::messages::enrol::EnrolRequest;
+use hearth_protocol::messages::tunnel::GatewayRequest;
 use hearth_protocol::messages::usage::BandwidthReceipt;
 use hearth_protocol::{
-    EnrolToken, Envelope, IdentityError, MasterId, Message, NodeId, PROTOCOL_VERSION, TokenError,
-    frame,
+    EnrolToken, Envelope, IdentityError, MasterId, Message, NodeId, PROTOCOL_VERSION, Signature,
+    SignerId, TokenError, frame,
 };
 use serde_json::Value;
 
@@ -83,6 +84,20 @@ fn check_signature(v: &Value) -> Result<(), String> {
         Some("bandwidth_receipt") => {
             let m: BandwidthReceipt = serde_json::from_value(body).map_err(|e| e.to_string())?;
             (m.signing_bytes(), m.verify().is_ok())
+        }
+        Some("gateway_request") => {
+            let field = |k: &str| body[k].as_str().map(str::to_owned).ok_or(format!("no {k}"));
+            let gateway: SignerId = field("gateway")?.parse().map_err(|e| format!("{e}"))?;
+            let signature: Signature =
+                serde_json::from_value(body["signature"].clone()).map_err(|e| e.to_string())?;
+            let (method, path) = (field("method")?, field("path")?);
+            let request = GatewayRequest {
+                gateway: &gateway,
+                unix_ms: body["unix_ms"].as_u64().ok_or("no unix_ms")?,
+                method: &method,
+                path: &path,
+            };
+            (request.signing_bytes(), request.verify(&signature).is_ok())
         }
         other => return Err(format!("unknown signed payload {other:?}")),
     };
