@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
 pub mod deploy;
+pub mod gateway;
 pub mod load;
 pub mod master;
 pub mod node;
@@ -38,6 +39,8 @@ pub fn bin(name: &str) -> PathBuf {
                 "hearth-catalogue",
                 "-p",
                 "hearth-cli",
+                "-p",
+                "hearth-gateway",
                 "--manifest-path",
             ])
             .arg(&manifest)
