@@ -21,11 +21,15 @@ use crate::verify::{Admission, NodeGate, PinnedKey};
 pub const GATEWAY_SERVER_NAME: &str = "hearth-gateway";
 
 /// Tuning of gateway links: up to 1024 concurrent tunnel streams, 4 MiB stream windows
-/// (16 MiB per connection), keep-alives from the node every 10 s so its NAT mapping stays.
+/// (8 MiB per connection), a keep-alive from the node every second and a 3 s idle timeout. A
+/// home that goes dark takes its link down within 3 s, so its replicas leave every gateway's
+/// pool without waiting for the master's liveness verdict (6 s by default); the price is one
+/// small packet a second per node and gateway. A gateway may raise the timeout for lossy links
+/// (QUIC takes the smaller of the two sides' idle timeouts).
 pub fn tunnel_tuning() -> TransportTuning {
     TransportTuning {
-        idle_timeout: Duration::from_secs(30),
-        keep_alive: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(3),
+        keep_alive: Duration::from_secs(1),
         max_bidi_streams: 1024,
         stream_window: 4 << 20,
         server_socket_buffer: 4 << 20,
