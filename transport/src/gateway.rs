@@ -24,8 +24,8 @@ pub const GATEWAY_SERVER_NAME: &str = "hearth-gateway";
 /// (8 MiB per connection), a keep-alive from the node every second and a 3 s idle timeout. A
 /// home that goes dark takes its link down within 3 s, so its replicas leave every gateway's
 /// pool without waiting for the master's liveness verdict (6 s by default); the price is one
-/// small packet a second per node and gateway. A gateway may raise the timeout for lossy links
-/// (QUIC takes the smaller of the two sides' idle timeouts).
+/// small packet a second per node and gateway. QUIC takes the smaller of the two sides' idle
+/// timeouts, so both sides use this tuning.
 pub fn tunnel_tuning() -> TransportTuning {
     TransportTuning {
         idle_timeout: Duration::from_secs(3),
