@@ -9,5 +9,6 @@
 //! - [`meter`]: byte counters per node, instance and deployment, counted here (never taken
 //!   from a node).
 
+pub mod meter;
 pub mod table;
 pub mod tunnel;
