@@ -10,5 +10,6 @@
 //!   from a node).
 
 pub mod meter;
+pub mod routes;
 pub mod table;
 pub mod tunnel;
