@@ -9,7 +9,9 @@
 //! - [`meter`]: byte counters per node, instance and deployment, counted here (never taken
 //!   from a node).
 
+pub mod data_dir;
 pub mod meter;
+pub mod receipts;
 pub mod routes;
 pub mod table;
 pub mod tunnel;
