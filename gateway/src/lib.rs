@@ -11,7 +11,9 @@
 
 pub mod data_dir;
 pub mod meter;
+pub mod proxy_v2;
 pub mod receipts;
 pub mod routes;
 pub mod table;
+pub mod tcp;
 pub mod tunnel;
