@@ -148,6 +148,7 @@ impl Poller {
             }
             let version = routing.borrow().version.clone();
             match self.fetch(&version).await {
+                Ok(Some(table)) if table.version == version => failures = 0,
                 Ok(Some(table)) => {
                     failures = 0;
                     tracing::info!(

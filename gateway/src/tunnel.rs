@@ -245,8 +245,8 @@ impl Links {
 
     /// Closes the links of nodes the routing table no longer admits.
     pub fn close_unadmitted(&self, routing: &Routing) {
-        for link in self.lock().values() {
-            if let Some(node) = peer_node(&link.conn).filter(|n| !routing.admits(n)) {
+        for (node, link) in self.lock().iter() {
+            if !routing.admits(node) {
                 tracing::info!(%node, "node no longer routed here: closing its gateway link");
                 link.conn
                     .close(close::UNKNOWN_NODE, b"not routed to this gateway");

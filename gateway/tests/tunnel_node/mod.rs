@@ -111,13 +111,21 @@ impl Node {
 
     /// Dials the gateway: the connection, or the handshake error.
     pub async fn connect(&self, gateway: &Gateway) -> Result<quinn::Connection, String> {
+        self.connect_to(gateway.addr, &gateway.id).await
+    }
+
+    /// Dials the gateway `id` at `addr`.
+    pub async fn connect_to(
+        &self,
+        addr: SocketAddr,
+        id: &SignerId,
+    ) -> Result<quinn::Connection, String> {
         let identity = Identity::new(&self.key, "node").unwrap();
         let config =
-            hearth_transport::gateway_client_config(&identity, &gateway.id, &tunnel_tuning())
-                .unwrap();
+            hearth_transport::gateway_client_config(&identity, id, &tunnel_tuning()).unwrap();
         let connecting = self
             .endpoint
-            .connect_with(config, gateway.addr, GATEWAY_SERVER_NAME)
+            .connect_with(config, addr, GATEWAY_SERVER_NAME)
             .map_err(|e| e.to_string())?;
         tokio::time::timeout(WAIT, connecting)
             .await
