@@ -27,12 +27,14 @@ pub mod tunnel;
 mod g1_stub;
 use g1_stub::{http, limits, tls};
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_protocol::{SecretKey, SignerId};
+use hearth_protocol::messages::state::InstanceId;
+use hearth_protocol::{NodeId, SecretKey, SignerId};
 use hearth_transport::{EndpointError, Identity, close, gateway_endpoint, tunnel_tuning};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -108,7 +110,7 @@ pub async fn run(
     })?;
     let links = Links::new(meter::Meter::new());
     tokio::spawn(links.clone().serve(endpoint.clone()));
-    tokio::spawn(close_unadmitted(links.clone(), routing.clone()));
+    tokio::spawn(follow_routing(links.clone(), routing.clone()));
 
     let poller = Poller::new(&config.master, SecretKey::from_seed(&key.seed()))?;
     tokio::spawn(poller.run(routing_tx));
@@ -150,6 +152,11 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down");
     endpoint.close(close::SHUTDOWN, b"gateway shutting down");
+    // The bytes of the unfinished window: receipted and kept, sent when the nodes reconnect.
+    match receipts.close_window() {
+        Ok(last) => tracing::info!(receipts = last.len(), "last receipt window closed"),
+        Err(e) => tracing::error!("cannot issue the last receipts: {e}"),
+    }
     Ok(())
 }
 
@@ -220,11 +227,25 @@ async fn serve_logged(serve: impl Future<Output = std::io::Result<()>>, what: &'
     }
 }
 
-/// Closes the links of nodes a new routing table no longer names.
-async fn close_unadmitted(links: Links, mut routing: watch::Receiver<Arc<Routing>>) {
+/// At each new routing table: closes the links of nodes it no longer names, and forgets the
+/// idle counters of replicas it no longer routes to.
+async fn follow_routing(links: Links, mut routing: watch::Receiver<Arc<Routing>>) {
     while routing.changed().await.is_ok() {
         let table = Arc::clone(&routing.borrow_and_update());
         links.close_unadmitted(&table);
+        let routed: HashSet<(NodeId, InstanceId)> = table
+            .host_names()
+            .filter_map(|h| table.http(h.as_str()).map(|r| &r.target))
+            .chain(
+                table
+                    .tcp_ports()
+                    .filter_map(|p| table.tcp(p).map(|r| &r.target)),
+            )
+            .flat_map(|t| t.replicas.iter().map(|r| (r.node, r.instance.clone())))
+            .collect();
+        links
+            .meter()
+            .prune(|key| routed.contains(&(key.node, key.instance.clone())));
     }
 }
 

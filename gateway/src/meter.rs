@@ -149,6 +149,17 @@ impl Meter {
             .collect()
     }
 
+    /// Forgets the counters of keys `keep` refuses, once no tunnel holds them and their
+    /// current window is empty (nothing counted is ever dropped before its receipt).
+    pub fn prune(&self, keep: impl Fn(&MeterKey) -> bool) {
+        self.lock().retain(|key, c| {
+            keep(key)
+                || Arc::strong_count(c) > 1
+                || c.to_node_window.load(Ordering::Relaxed) != 0
+                || c.from_node_window.load(Ordering::Relaxed) != 0
+        });
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MeterKey, Arc<Counters>>> {
         // The map stays consistent whatever a panicking holder did: entries are only added.
         self.counters.lock().unwrap_or_else(PoisonError::into_inner)
@@ -193,5 +204,24 @@ mod tests {
                 from_node: 100
             }
         );
+    }
+
+    #[test]
+    fn pruning_keeps_counters_in_use_or_with_unreceipted_bytes() {
+        let meter = Meter::new();
+        let held = meter.counters(key("held", "web"));
+        meter.counters(key("unreceipted", "web")).add_to_node(1);
+        meter.counters(key("idle", "web")).add_to_node(1);
+        meter.counters(key("routed", "web"));
+        meter.take_window();
+        meter.counters(key("unreceipted", "web")).add_to_node(1);
+        meter.prune(|k| k.instance.as_str() == "routed");
+        let left: Vec<String> = meter
+            .totals()
+            .keys()
+            .map(|k| k.instance.to_string())
+            .collect();
+        assert_eq!(left, ["held", "routed", "unreceipted"]);
+        drop(held);
     }
 }

@@ -87,6 +87,8 @@ pub struct Receipts {
     issued: AtomicU64,
     acked: AtomicU64,
     pending: AtomicU64,
+    /// Start of the current window, Unix ms.
+    window_start: AtomicU64,
     tries: Mutex<HashMap<Nonce, u32>>,
     in_flight: Mutex<HashSet<Nonce>>,
 }
@@ -113,6 +115,7 @@ impl Receipts {
             issued: AtomicU64::new(0),
             acked: AtomicU64::new(0),
             pending: AtomicU64::new(0),
+            window_start: AtomicU64::new(unix_ms()),
             tries: Mutex::default(),
             in_flight: Mutex::default(),
         };
@@ -177,6 +180,14 @@ impl Receipts {
         f.write_all(&lines).map_err(io(&log))?;
         f.sync_data().map_err(io(&log))?;
         Ok(issued)
+    }
+
+    /// Closes the current window now (at each tick, and when the gateway stops, so that no
+    /// counted byte goes unreceipted): issues its receipts and starts the next window.
+    pub fn close_window(&self) -> Result<Vec<BandwidthReceipt>, ReceiptsError> {
+        let end = unix_ms();
+        let start = self.window_start.swap(end, Ordering::Relaxed);
+        self.issue(start, end.max(start + 1))
     }
 
     /// Sends every pending receipt of `node` (when its link is up), each once at a time.
@@ -244,12 +255,10 @@ impl Receipts {
         }
         let mut tick = tokio::time::interval(self.config.window);
         tick.tick().await;
-        let mut start = unix_ms();
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let end = unix_ms();
-                    match self.issue(start, end) {
+                    match self.close_window() {
                         Ok(receipts) => {
                             for receipt in receipts {
                                 let this = Arc::clone(&self);
@@ -258,7 +267,6 @@ impl Receipts {
                         }
                         Err(e) => tracing::error!("cannot issue receipts: {e}"),
                     }
-                    start = end;
                 }
                 node = connects.recv() => match node {
                     Ok(node) => { tokio::spawn(Arc::clone(&self).resend_owned(node)); }

@@ -176,3 +176,19 @@ async fn a_receipt_refused_too_often_is_moved_to_refused() {
     assert_eq!(receipts.stats().pending, 0);
     assert_eq!(receipts.stats().acked, 0);
 }
+
+#[tokio::test]
+async fn closing_the_window_early_receipts_what_was_counted_and_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new();
+    let gw = start_gateway(&table(&[("web-1", node.id)], vec![]));
+    let key = SecretKey::from_seed(&gw.key.seed());
+    let receipts = Receipts::open(dir.path(), key, gw.links.clone(), config(60_000)).unwrap();
+    count_bytes(&gw, node.id, "web-1", "web", 3, 4);
+    let last = receipts.close_window().unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!((last[0].bytes_to_node, last[0].bytes_from_node), (3, 4));
+    assert!(last[0].window_start_ms < last[0].window_end_ms);
+    assert!(receipts.close_window().unwrap().is_empty());
+    assert_eq!(count(&dir.path().join("pending")), 1);
+}

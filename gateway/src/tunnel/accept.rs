@@ -83,7 +83,7 @@ impl Links {
             match stream.recv().await {
                 Ok(Some(Message::Drain(drain))) => {
                     let set: HashSet<InstanceId> = drain.instances.into_iter().collect();
-                    tracing::info!(draining = set.len(), "node's draining set changed");
+                    let draining = set.len();
                     let changed = match self.lock().get_mut(&node) {
                         Some(l) if l.conn.stable_id() == link && l.draining != set => {
                             l.draining = set;
@@ -92,6 +92,7 @@ impl Links {
                         _ => false,
                     };
                     if changed {
+                        tracing::info!(draining, "node's draining set changed");
                         self.bump();
                     }
                 }
