@@ -179,3 +179,35 @@ async fn a_refusing_replica_is_skipped_and_the_listener_follows_the_table() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_busy_port_is_retried_until_free_and_a_connection_without_replica_is_closed() {
+    let absent = Node::new();
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blocker.local_addr().unwrap().port();
+    let gw = start_gateway(&table(&[("db-1", absent.id)], route(port, false)));
+    let proxy = start_proxy(&gw);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(proxy.listening().is_empty(), "bound a busy port");
+    drop(blocker);
+    until("listening once the port is free", || {
+        proxy.listening() == [port]
+    })
+    .await;
+
+    // No node link: the connection is closed without a byte.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the connection was left open");
+    assert!(answer.is_empty());
+    // A close with unread bytes may arrive as a reset: either way, closed without a byte.
+    assert!(
+        read.as_ref().map_or_else(
+            |e| e.kind() == std::io::ErrorKind::ConnectionReset,
+            |n| *n == 0
+        ),
+        "{read:?}"
+    );
+}
