@@ -31,7 +31,7 @@ pub enum RoutesError {
     #[error("master URL `{0}` is not an http:// or https:// URL")]
     BadUrl(String),
     /// The request did not complete (master down, connection lost, timeout).
-    #[error("cannot reach the master: {0}")]
+    #[error("cannot reach the master: {}", chain(.0))]
     Http(#[from] reqwest::Error),
     /// 401: the master does not know this gateway's key (or the clocks differ by > 5 min).
     #[error(
@@ -173,6 +173,18 @@ impl Poller {
             }
         }
     }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own text leaves the cause out).
+fn chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn unix_ms() -> u64 {
