@@ -18,6 +18,8 @@ use hearth_recipes::verify_recipe;
 use tokio::sync::{mpsc, watch};
 
 use crate::fetcher::{Cache, FetchError, Fetcher};
+use crate::gateway::drain::{Deferral, Drains};
+use crate::gateway::{Gateways, Published, RunState};
 use crate::now_ms;
 use crate::partition::{self, Prepared};
 use crate::process;
@@ -47,6 +49,13 @@ pub enum Input {
         result: Result<Box<Prepared>, Prepare>,
         start: bool,
     },
+    /// A signal the core asked for, sent later (drain before stop, deferred SIGKILL): sent only
+    /// if the instance's process `pid` is still being stopped.
+    Signal {
+        instance: InstanceId,
+        pid: u32,
+        kill: bool,
+    },
 }
 
 /// Channels between the supervisor and the link.
@@ -58,6 +67,8 @@ pub struct Wiring {
     pub outbound: mpsc::UnboundedSender<Message>,
     /// Heartbeat summary.
     pub reports: watch::Sender<Vec<InstanceReport>>,
+    /// The gateway links, when this agent keeps them.
+    pub gateways: Option<Gateways>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -81,6 +92,7 @@ pub struct Supervisor {
     isolate: bool,
     cgroup: Option<PathBuf>,
     wiring: Wiring,
+    drains: Drains,
     ticks: u64,
 }
 
@@ -122,6 +134,7 @@ impl Supervisor {
             isolate,
             cgroup: crate::cgroup::agent_cgroup(),
             wiring,
+            drains: Drains::default(),
             ticks: 0,
         };
         match &s.cgroup {
@@ -192,7 +205,31 @@ impl Supervisor {
 
     fn input(&mut self, input: Input) {
         match input {
+            Input::Core(Event::Desired(ds)) => {
+                if ds.revision > self.agent.applied_revision {
+                    if let Some(gateways) = &self.wiring.gateways {
+                        gateways.set(&ds.gateways);
+                    }
+                }
+                self.apply(Event::Desired(ds));
+            }
             Input::Core(event) => self.apply(event),
+            Input::Signal {
+                instance,
+                pid,
+                kill,
+            } => {
+                let stopping =
+                    self.agent.instances.get(&instance).is_some_and(
+                        |i| matches!(i.phase, Phase::Stopping { pid: p, .. } if p == pid),
+                    );
+                if stopping {
+                    if !kill {
+                        self.drains.termed(&instance, pid);
+                    }
+                    signal(&instance, pid, kill);
+                }
+            }
             Input::Prepared {
                 instance,
                 generation,
@@ -224,8 +261,59 @@ impl Supervisor {
         self.publish();
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let _ = self.wiring.reports.send(self.agent.reports());
+        let Some(gateways) = &self.wiring.gateways else {
+            return;
+        };
+        gateways.registry().update(self.published());
+        let instances = &self.agent.instances;
+        self.drains.retain(|id, pid| {
+            instances
+                .get(id)
+                .is_some_and(|i| matches!(i.phase, Phase::Stopping { pid: p, .. } if p == pid))
+        });
+    }
+
+    /// What gateway tunnels may reach: each instance's state, its TCP port numbers (from its
+    /// prepared partition at the current generation) and its exposed port names.
+    fn published(&self) -> Vec<Published> {
+        self.agent
+            .instances
+            .iter()
+            .map(|(id, i)| {
+                let plan = self
+                    .plans
+                    .get(id)
+                    .filter(|(g, _)| *g == i.spec.generation)
+                    .or_else(|| {
+                        self.plans
+                            .get(id)
+                            .filter(|_| matches!(i.phase, Phase::Stopping { .. }))
+                    });
+                let state = match (&i.phase, plan) {
+                    (Phase::Running { .. }, Some(_)) => RunState::Running,
+                    (Phase::Stopping { .. }, _) => RunState::Stopping,
+                    _ => RunState::Down,
+                };
+                let ports = plan
+                    .map(|(_, p)| {
+                        p.endpoints
+                            .iter()
+                            .filter(|e| e.protocol == "tcp")
+                            .map(|e| (e.name.clone(), e.port))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Published {
+                    instance: id.clone(),
+                    generation: i.spec.generation,
+                    state,
+                    ports,
+                    exposed: i.spec.exposed.iter().cloned().collect(),
+                }
+            })
+            .collect()
     }
 
     fn tick(&mut self) {
@@ -309,9 +397,33 @@ impl Supervisor {
                 pid,
                 kill,
             } => {
-                tracing::info!(%instance, pid, kill, "signalling instance");
-                if let Err(e) = process::signal(pid, kill) {
-                    tracing::debug!(%instance, error = %e, "signal failed (already gone?)");
+                let deferral = match &self.wiring.gateways {
+                    Some(gateways) => self
+                        .drains
+                        .signal(gateways.registry(), &instance, pid, kill),
+                    None => Deferral::Now,
+                };
+                match deferral {
+                    Deferral::Now => signal(&instance, pid, kill),
+                    Deferral::After(delay) => {
+                        let inputs = self.wiring.inputs.clone();
+                        let registry = self.wiring.gateways.as_ref().map(|g| g.registry().clone());
+                        tokio::spawn(async move {
+                            match (kill, registry) {
+                                (false, Some(registry)) => {
+                                    if !registry.wait_idle(&instance, delay).await {
+                                        tracing::info!(%instance, "tunnels still open after the drain: stopping anyway");
+                                    }
+                                }
+                                _ => tokio::time::sleep(delay).await,
+                            }
+                            let _ = inputs.send(Input::Signal {
+                                instance,
+                                pid,
+                                kill,
+                            });
+                        });
+                    }
                 }
             }
             Action::Report { report, message } => {
@@ -435,6 +547,13 @@ impl Supervisor {
         if let Err(e) = result {
             tracing::error!(error = %e, "cannot persist agent state");
         }
+    }
+}
+
+fn signal(instance: &InstanceId, pid: u32, kill: bool) {
+    tracing::info!(%instance, pid, kill, "signalling instance");
+    if let Err(e) = process::signal(pid, kill) {
+        tracing::debug!(%instance, error = %e, "signal failed (already gone?)");
     }
 }
 
