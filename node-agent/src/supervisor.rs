@@ -162,6 +162,11 @@ impl Supervisor {
             };
             if process::is_alive(pid, ticks) {
                 tracing::info!(instance = %id, pid, "re-adopted running process");
+                if matches!(i.phase, Phase::Stopping { killed: false, .. }) {
+                    // Stopped while draining by the previous agent: its SIGTERM may not have
+                    // been sent. Sending it again is harmless.
+                    let _ = process::signal(pid, false);
+                }
                 self.adopted.insert(id.clone(), (pid, ticks));
                 owned.insert(pid);
                 self.replan(i.spec.clone());
@@ -206,7 +211,9 @@ impl Supervisor {
     fn input(&mut self, input: Input) {
         match input {
             Input::Core(Event::Desired(ds)) => {
-                if ds.revision > self.agent.applied_revision {
+                // Not only newer revisions: after a restart the master sends the revision this
+                // agent already applied, and the links must come up from it all the same.
+                if ds.revision >= self.agent.applied_revision {
                     if let Some(gateways) = &self.wiring.gateways {
                         gateways.set(&ds.gateways);
                     }

@@ -90,3 +90,75 @@ impl Drains {
         self.records.retain(|id, r| stopping(id, r.pid));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::gateway::{Published, RunState};
+
+    fn registry(exposed: &[&str]) -> (Registry, InstanceId) {
+        let registry = Registry::new();
+        let id: InstanceId = "web-1".parse().unwrap();
+        registry.update(vec![Published {
+            instance: id.clone(),
+            generation: 1,
+            state: RunState::Running,
+            ports: BTreeMap::from([("http".parse().unwrap(), 8080)]),
+            exposed: exposed
+                .iter()
+                .map(|n| n.parse().unwrap())
+                .collect::<BTreeSet<_>>(),
+        }]);
+        (registry, id)
+    }
+
+    #[test]
+    fn only_exposed_instances_with_a_link_up_drain() {
+        let mut drains = Drains::default();
+        let (unexposed, id) = registry(&[]);
+        unexposed.link_up();
+        assert_eq!(drains.signal(&unexposed, &id, 7, false), Deferral::Now);
+        let (no_link, id) = registry(&["http"]);
+        assert_eq!(drains.signal(&no_link, &id, 7, false), Deferral::Now);
+        assert!(no_link.draining().is_empty());
+    }
+
+    #[test]
+    fn a_drained_stop_keeps_its_kill_grace() {
+        let mut drains = Drains::default();
+        let (registry, id) = registry(&["http"]);
+        registry.link_up();
+        assert_eq!(
+            drains.signal(&registry, &id, 7, false),
+            Deferral::After(DRAIN_MAX)
+        );
+        assert_eq!(registry.draining(), vec![id.clone()]);
+        // SIGKILL asked before the drained SIGTERM went out: deferred by the drain's bound.
+        assert_eq!(
+            drains.signal(&registry, &id, 7, true),
+            Deferral::After(DRAIN_MAX)
+        );
+        // Another process of the instance, or no drain: at once.
+        assert_eq!(drains.signal(&registry, &id, 8, true), Deferral::Now);
+
+        let mut drains = Drains::default();
+        assert!(matches!(
+            drains.signal(&registry, &id, 9, false),
+            Deferral::After(_)
+        ));
+        std::thread::sleep(Duration::from_millis(20));
+        drains.termed(&id, 9);
+        let Deferral::After(delay) = drains.signal(&registry, &id, 9, true) else {
+            panic!("a drained stop defers its SIGKILL");
+        };
+        assert!(
+            delay >= Duration::from_millis(20) && delay < DRAIN_MAX,
+            "{delay:?}"
+        );
+        // Once the instance runs again it no longer drains.
+        registry.update(vec![]);
+        assert!(registry.draining().is_empty());
+    }
+}
