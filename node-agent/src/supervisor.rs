@@ -256,6 +256,9 @@ impl Supervisor {
                         generation,
                         result,
                     });
+                } else {
+                    // A re-adopted process's plan: its ports can be tunnelled to from now.
+                    self.publish();
                 }
             }
         }
