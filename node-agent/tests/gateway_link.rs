@@ -518,3 +518,57 @@ async fn a_large_transfer_arrives_intact_both_ways() {
         8.0 / elapsed.as_secs_f64()
     );
 }
+
+#[tokio::test]
+async fn the_link_comes_back_after_a_loss_and_closes_when_removed() {
+    let node = node(100);
+    let gw = Gateway::new(node.id);
+    node.gateways.set(&[gw.reference()]);
+    let (conn, _drain) = gw.accept().await;
+
+    // A stream that starts with garbage, or with a message of the wrong kind, is refused
+    // alone; the link stays up.
+    let (mut send, mut recv) = conn.open_bi().await.expect("open");
+    send.write_all(&[0, 0, 0, 3, b'{', b'x', b'}'])
+        .await
+        .expect("write");
+    assert_eq!(code(&read_frame(&mut recv).await), ErrorCode::InvalidJson);
+    let (mut send, mut recv) = conn.open_bi().await.expect("open");
+    let ack = Message::ReceiptAck(hearth_protocol::messages::tunnel::ReceiptAck {
+        receipt: Hex([0; 32]),
+    });
+    send.write_all(&frame::encode(&ack, DEFAULT_MAX_FRAME).expect("encode"))
+        .await
+        .expect("write");
+    assert_eq!(
+        code(&read_frame(&mut recv).await),
+        ErrorCode::UnexpectedMessage
+    );
+    // A frame over the limit: the stream is reset, nothing is buffered for it.
+    let (mut send, mut recv) = conn.open_bi().await.expect("open");
+    send.write_all(&u32::MAX.to_be_bytes())
+        .await
+        .expect("write");
+    assert!(within(10, recv.read_to_end(1024)).await.is_err(), "reset");
+    assert_eq!(node.gateways.registry().links_up(), 1);
+
+    // The gateway drops the connection: the node dials again (first retry within 0.5 s).
+    conn.close(0u32.into(), b"gateway restarting");
+    let (again, _drain) = gw.accept().await;
+    let status = node.gateways.status();
+    let link = status.links.first().expect("link");
+    assert_eq!(link.sessions, 2);
+
+    // Removed from the desired state: the node closes the link.
+    node.gateways.set(&[]);
+    let closed = within(10, again.closed()).await;
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
+        "{closed:?}"
+    );
+    assert!(node.gateways.status().links.is_empty());
+    assert!(
+        GatewaysStatus::read(node.dir.path()).links.is_empty(),
+        "status file follows"
+    );
+}
