@@ -18,14 +18,16 @@ use hearth_recipes::verify_recipe;
 use tokio::sync::{mpsc, watch};
 
 use crate::fetcher::{Cache, FetchError, Fetcher};
-use crate::gateway::drain::{Deferral, Drains};
-use crate::gateway::{Gateways, Published, RunState};
+use crate::gateway::Gateways;
+use crate::gateway::drain::Drains;
 use crate::now_ms;
 use crate::partition::{self, Prepared};
 use crate::process;
 use crate::reconcile::{Action, Agent, Event, Phase, Prepare};
 use crate::trust::QuicTransport;
 use hearth_recipes::repo::trust::{TrustStore, TrustedTargets};
+
+mod gateway;
 
 /// Largest recipe document accepted.
 const MAX_RECIPE: u64 = 1024 * 1024;
@@ -225,18 +227,7 @@ impl Supervisor {
                 instance,
                 pid,
                 kill,
-            } => {
-                let stopping =
-                    self.agent.instances.get(&instance).is_some_and(
-                        |i| matches!(i.phase, Phase::Stopping { pid: p, .. } if p == pid),
-                    );
-                if stopping {
-                    if !kill {
-                        self.drains.termed(&instance, pid);
-                    }
-                    signal(&instance, pid, kill);
-                }
-            }
+            } => self.delayed_signal(&instance, pid, kill),
             Input::Prepared {
                 instance,
                 generation,
@@ -273,57 +264,7 @@ impl Supervisor {
 
     fn publish(&mut self) {
         let _ = self.wiring.reports.send(self.agent.reports());
-        let Some(gateways) = &self.wiring.gateways else {
-            return;
-        };
-        gateways.registry().update(self.published());
-        let instances = &self.agent.instances;
-        self.drains.retain(|id, pid| {
-            instances
-                .get(id)
-                .is_some_and(|i| matches!(i.phase, Phase::Stopping { pid: p, .. } if p == pid))
-        });
-    }
-
-    /// What gateway tunnels may reach: each instance's state, its TCP port numbers (from its
-    /// prepared partition at the current generation) and its exposed port names.
-    fn published(&self) -> Vec<Published> {
-        self.agent
-            .instances
-            .iter()
-            .map(|(id, i)| {
-                let plan = self
-                    .plans
-                    .get(id)
-                    .filter(|(g, _)| *g == i.spec.generation)
-                    .or_else(|| {
-                        self.plans
-                            .get(id)
-                            .filter(|_| matches!(i.phase, Phase::Stopping { .. }))
-                    });
-                let state = match (&i.phase, plan) {
-                    (Phase::Running { .. }, Some(_)) => RunState::Running,
-                    (Phase::Stopping { .. }, _) => RunState::Stopping,
-                    _ => RunState::Down,
-                };
-                let ports = plan
-                    .map(|(_, p)| {
-                        p.endpoints
-                            .iter()
-                            .filter(|e| e.protocol == "tcp")
-                            .map(|e| (e.name.clone(), e.port))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Published {
-                    instance: id.clone(),
-                    generation: i.spec.generation,
-                    state,
-                    ports,
-                    exposed: i.spec.exposed.iter().cloned().collect(),
-                }
-            })
-            .collect()
+        self.publish_to_gateways();
     }
 
     fn tick(&mut self) {
@@ -406,36 +347,7 @@ impl Supervisor {
                 instance,
                 pid,
                 kill,
-            } => {
-                let deferral = match &self.wiring.gateways {
-                    Some(gateways) => self
-                        .drains
-                        .signal(gateways.registry(), &instance, pid, kill),
-                    None => Deferral::Now,
-                };
-                match deferral {
-                    Deferral::Now => signal(&instance, pid, kill),
-                    Deferral::After(delay) => {
-                        let inputs = self.wiring.inputs.clone();
-                        let registry = self.wiring.gateways.as_ref().map(|g| g.registry().clone());
-                        tokio::spawn(async move {
-                            match (kill, registry) {
-                                (false, Some(registry)) => {
-                                    if !registry.wait_idle(&instance, delay).await {
-                                        tracing::info!(%instance, "tunnels still open after the drain: stopping anyway");
-                                    }
-                                }
-                                _ => tokio::time::sleep(delay).await,
-                            }
-                            let _ = inputs.send(Input::Signal {
-                                instance,
-                                pid,
-                                kill,
-                            });
-                        });
-                    }
-                }
-            }
+            } => self.signal_or_drain(instance, pid, kill),
             Action::Report { report, message } => {
                 let plan = self
                     .plans
