@@ -20,6 +20,9 @@ use super::tunnel::{self, StreamContext};
 
 /// Time to finish a handshake with a gateway.
 const CONNECT_WITHIN: Duration = Duration::from_secs(10);
+/// A connection that lasted this long resets the backoff; a gateway that accepts and drops at
+/// once is redialled ever more slowly, never in a hot loop.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// What one link needs.
 pub(crate) struct LinkTask {
@@ -41,8 +44,8 @@ pub(crate) async fn run(task: LinkTask, stop: watch::Receiver<()>) {
 enum Ended {
     /// The link was removed from the desired state.
     Stopped,
-    /// Lost or refused; `connected` when a session had been established.
-    Lost { reason: String, connected: bool },
+    /// Lost or refused; `stable` when the connection had lasted [`STABLE_AFTER`].
+    Lost { reason: String, stable: bool },
 }
 
 impl LinkTask {
@@ -53,8 +56,8 @@ impl LinkTask {
             self.board.connecting(&gateway);
             match self.connect_and_serve(&mut stop).await {
                 Ended::Stopped => return,
-                Ended::Lost { reason, connected } => {
-                    if connected {
+                Ended::Lost { reason, stable } => {
+                    if stable {
                         failures = 0;
                     }
                     failures = failures.saturating_add(1);
@@ -91,7 +94,11 @@ impl LinkTask {
         self.streams.registry.link_up();
         self.board.connected(&self.target.gateway);
         tracing::info!("gateway link open");
-        let ended = self.serve(&conn, stop).await;
+        let opened = tokio::time::Instant::now();
+        let ended = match self.serve(&conn, stop).await {
+            Ended::Lost { reason, .. } => lost(reason, opened.elapsed() >= STABLE_AFTER),
+            stopped => stopped,
+        };
         self.streams.registry.link_down();
         if matches!(ended, Ended::Stopped) {
             conn.close(close::NORMAL, b"gateway no longer in the desired state");
@@ -103,7 +110,7 @@ impl LinkTask {
         let mut draining = self.streams.registry.watch_draining();
         let (send, recv) = match conn.open_bi().await {
             Ok(s) => s,
-            Err(e) => return lost(e.to_string(), true),
+            Err(e) => return lost(e.to_string(), false),
         };
         let mut drain = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
         let mut announce = Some(draining.borrow_and_update().clone());
@@ -111,7 +118,7 @@ impl LinkTask {
             if let Some(instances) = announce.take() {
                 tracing::debug!(draining = instances.len(), "announcing the draining set");
                 if let Err(e) = drain.send(&Message::Drain(Drain { instances })).await {
-                    return lost(format!("drain stream: {e}"), true);
+                    return lost(format!("drain stream: {e}"), false);
                 }
             }
             tokio::select! {
@@ -120,7 +127,7 @@ impl LinkTask {
                         let ctx = self.streams.clone();
                         tokio::spawn(tunnel::serve(ctx, send, recv).in_current_span());
                     }
-                    Err(e) => return lost(e.to_string(), true),
+                    Err(e) => return lost(e.to_string(), false),
                 },
                 changed = draining.changed() => {
                     if changed.is_err() {
@@ -134,6 +141,6 @@ impl LinkTask {
     }
 }
 
-fn lost(reason: String, connected: bool) -> Ended {
-    Ended::Lost { reason, connected }
+fn lost(reason: String, stable: bool) -> Ended {
+    Ended::Lost { reason, stable }
 }

@@ -160,6 +160,7 @@ impl Gateways {
                     registry: self.registry.clone(),
                     receipts: self.receipts.clone(),
                     board: self.board.clone(),
+                    warnings: Default::default(),
                 },
                 board: self.board.clone(),
             };

@@ -7,6 +7,8 @@
 //! (`fatal: false`) and the end of that stream; the link goes on.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hearth_protocol::frame::{self, HEADER_LEN};
@@ -40,6 +42,34 @@ pub(crate) struct StreamContext {
     pub registry: Registry,
     pub receipts: ReceiptStore,
     pub board: StatusBoard,
+    /// Warnings this gateway can trigger, at most one a second.
+    pub warnings: Arc<Warnings>,
+}
+
+/// Lets one warning a second through; counts the rest.
+#[derive(Debug, Default)]
+pub(crate) struct Warnings {
+    last_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Warnings {
+    /// `Some(suppressed since the last one)` when a warning may be logged now.
+    fn allow(&self) -> Option<u64> {
+        let now = crate::now_ms();
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// Serves one stream the gateway opened, to its end.
@@ -181,7 +211,9 @@ async fn receipts(
         let answer = match receipt_answer(ctx, receipt).await {
             Ok(ack) => Message::ReceiptAck(ack),
             Err(Refusal { code, message }) => {
-                tracing::warn!(%code, "receipt refused: {message}");
+                if let Some(suppressed) = ctx.warnings.allow() {
+                    tracing::warn!(%code, suppressed, "receipt refused: {message}");
+                }
                 Message::error(code, message, false)
             }
         };
