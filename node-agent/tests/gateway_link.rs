@@ -352,7 +352,7 @@ async fn receipts_are_verified_stored_once_and_acknowledged() {
     let cases = [
         (forged, Some(ErrorCode::BadSignature)),
         (other_node, Some(ErrorCode::NotYours)),
-        (other_gateway, Some(ErrorCode::BadSignature)),
+        (other_gateway, Some(ErrorCode::NotYours)),
         (good.clone(), None),
         (good.clone(), None),
     ];

@@ -242,7 +242,8 @@ async fn receipts(
     let _ = stream.finish();
 }
 
-/// Checks a receipt (signature, signer = this link's gateway, node = this node) and stores it.
+/// Checks a receipt (SPEC §14.4: the signature under its `gateway`, else `bad_signature`; that
+/// gateway is this link's and the node this node, else `not_yours`) and stores it.
 async fn receipt_answer(
     ctx: &StreamContext,
     receipt: BandwidthReceipt,
@@ -256,7 +257,7 @@ async fn receipt_answer(
     }
     if receipt.gateway != ctx.gateway {
         return refuse(
-            ErrorCode::BadSignature,
+            ErrorCode::NotYours,
             format!(
                 "receipt {} is signed by {}, not by this link's gateway {}",
                 receipt.receipt, receipt.gateway, ctx.gateway
