@@ -4,12 +4,15 @@
 //! identity and enrolment in a data directory ([`state`]), detects what the machine offers
 //! ([`facts`]), and keeps one outbound QUIC session to the master with heartbeats and jittered
 //! reconnects ([`link`]). The reconciliation core ([`reconcile`]) decides what runs; its driver
-//! ([`supervisor`]) fetches, verifies, starts and watches instances in their partitions.
+//! ([`supervisor`]) fetches, verifies, starts and watches instances in their partitions. The
+//! [`gateway`] links carry public traffic from the cooperative's gateways to the instances'
+//! exposed ports, and the bandwidth receipts the gateways sign.
 
 pub mod cgroup;
 pub mod enrol;
 pub mod facts;
 pub mod fetcher;
+pub mod gateway;
 pub mod health;
 pub mod link;
 pub mod partition;

@@ -18,12 +18,16 @@ use hearth_recipes::verify_recipe;
 use tokio::sync::{mpsc, watch};
 
 use crate::fetcher::{Cache, FetchError, Fetcher};
+use crate::gateway::Gateways;
+use crate::gateway::drain::Drains;
 use crate::now_ms;
 use crate::partition::{self, Prepared};
 use crate::process;
 use crate::reconcile::{Action, Agent, Event, Phase, Prepare};
 use crate::trust::QuicTransport;
 use hearth_recipes::repo::trust::{TrustStore, TrustedTargets};
+
+mod gateway;
 
 /// Largest recipe document accepted.
 const MAX_RECIPE: u64 = 1024 * 1024;
@@ -47,6 +51,13 @@ pub enum Input {
         result: Result<Box<Prepared>, Prepare>,
         start: bool,
     },
+    /// A signal the core asked for, sent later (drain before stop, deferred SIGKILL): sent only
+    /// if the instance's process `pid` is still being stopped.
+    Signal {
+        instance: InstanceId,
+        pid: u32,
+        kill: bool,
+    },
 }
 
 /// Channels between the supervisor and the link.
@@ -58,6 +69,8 @@ pub struct Wiring {
     pub outbound: mpsc::UnboundedSender<Message>,
     /// Heartbeat summary.
     pub reports: watch::Sender<Vec<InstanceReport>>,
+    /// The gateway links, when this agent keeps them.
+    pub gateways: Option<Gateways>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -81,6 +94,7 @@ pub struct Supervisor {
     isolate: bool,
     cgroup: Option<PathBuf>,
     wiring: Wiring,
+    drains: Drains,
     ticks: u64,
 }
 
@@ -122,6 +136,7 @@ impl Supervisor {
             isolate,
             cgroup: crate::cgroup::agent_cgroup(),
             wiring,
+            drains: Drains::default(),
             ticks: 0,
         };
         match &s.cgroup {
@@ -149,6 +164,11 @@ impl Supervisor {
             };
             if process::is_alive(pid, ticks) {
                 tracing::info!(instance = %id, pid, "re-adopted running process");
+                if matches!(i.phase, Phase::Stopping { killed: false, .. }) {
+                    // Stopped while draining by the previous agent: its SIGTERM may not have
+                    // been sent. Sending it again is harmless.
+                    let _ = process::signal(pid, false);
+                }
                 self.adopted.insert(id.clone(), (pid, ticks));
                 owned.insert(pid);
                 self.replan(i.spec.clone());
@@ -192,7 +212,22 @@ impl Supervisor {
 
     fn input(&mut self, input: Input) {
         match input {
+            Input::Core(Event::Desired(ds)) => {
+                // Not only newer revisions: after a restart the master sends the revision this
+                // agent already applied, and the links must come up from it all the same.
+                if ds.revision >= self.agent.applied_revision {
+                    if let Some(gateways) = &self.wiring.gateways {
+                        gateways.set(&ds.gateways);
+                    }
+                }
+                self.apply(Event::Desired(ds));
+            }
             Input::Core(event) => self.apply(event),
+            Input::Signal {
+                instance,
+                pid,
+                kill,
+            } => self.delayed_signal(&instance, pid, kill),
             Input::Prepared {
                 instance,
                 generation,
@@ -212,6 +247,9 @@ impl Supervisor {
                         generation,
                         result,
                     });
+                } else {
+                    // A re-adopted process's plan: its ports can be tunnelled to from now.
+                    self.publish();
                 }
             }
         }
@@ -224,8 +262,9 @@ impl Supervisor {
         self.publish();
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let _ = self.wiring.reports.send(self.agent.reports());
+        self.publish_to_gateways();
     }
 
     fn tick(&mut self) {
@@ -308,12 +347,7 @@ impl Supervisor {
                 instance,
                 pid,
                 kill,
-            } => {
-                tracing::info!(%instance, pid, kill, "signalling instance");
-                if let Err(e) = process::signal(pid, kill) {
-                    tracing::debug!(%instance, error = %e, "signal failed (already gone?)");
-                }
-            }
+            } => self.signal_or_drain(instance, pid, kill),
             Action::Report { report, message } => {
                 let plan = self
                     .plans
@@ -435,6 +469,13 @@ impl Supervisor {
         if let Err(e) = result {
             tracing::error!(error = %e, "cannot persist agent state");
         }
+    }
+}
+
+fn signal(instance: &InstanceId, pid: u32, kill: bool) {
+    tracing::info!(%instance, pid, kill, "signalling instance");
+    if let Err(e) = process::signal(pid, kill) {
+        tracing::debug!(%instance, error = %e, "signal failed (already gone?)");
     }
 }
 

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use hearth_node_agent::enrol::{RootSource, enrol_with_root};
 use hearth_node_agent::facts::Declared;
 use hearth_node_agent::fetcher::Fetcher;
+use hearth_node_agent::gateway::{GatewayConfig, Gateways, GatewaysStatus, RECEIPTS_KEPT};
 use hearth_node_agent::link::{self, Hooks, LinkStatus};
 use hearth_node_agent::state::NodeDir;
 use hearth_node_agent::supervisor::{Supervisor, Wiring};
@@ -213,12 +214,20 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             let (outbound_tx, outbound_rx) = tokio::sync::mpsc::unbounded_channel();
             let (reports_tx, reports_rx) = tokio::sync::watch::channel(Vec::new());
             let (conn_tx, conn_rx) = tokio::sync::watch::channel(None);
+            let root = std::fs::canonicalize(dir.path())?;
+            let gateways = Gateways::new(GatewayConfig {
+                key: &key,
+                node: enrolment.node,
+                bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+                dir: &root,
+                receipts_kept: RECEIPTS_KEPT,
+            })?;
             let wiring = Wiring {
                 inputs: inputs_tx.clone(),
                 outbound: outbound_tx,
                 reports: reports_tx,
+                gateways: Some(gateways),
             };
-            let root = std::fs::canonicalize(dir.path())?;
             let supervisor = Supervisor::start(
                 root,
                 Fetcher::new(conn_rx),
@@ -261,8 +270,9 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 })
                 .collect();
             let pinned = tuf.join("anchor.json").exists();
+            let gateways = GatewaysStatus::read(&data_dir);
             if json {
-                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "link": link, "instances": instances,
+                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "link": link, "gateways": gateways, "instances": instances,
                     "trust": { "pinned": pinned, "versions": versions } });
                 outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
@@ -293,6 +303,15 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 if let Some(e) = link.last_error {
                     outln!("last error: {e}")?;
                 }
+                for g in &gateways.links {
+                    let detail = match (g.connected_since_ms, &g.last_error) {
+                        (Some(since), _) => format!("since {}", show_time(since)),
+                        (None, Some(e)) => format!("last error: {e}"),
+                        (None, None) => String::new(),
+                    };
+                    outln!("gateway:  {} at {} {} {detail}", g.gateway, g.addr, g.state)?;
+                }
+                outln!("receipts: {} stored", gateways.receipts)?;
                 let list = instances.as_object().cloned().unwrap_or_default();
                 if list.is_empty() {
                     outln!("instances: none")?;
@@ -318,6 +337,28 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Unix ms as `YYYY-MM-DD HH:MM:SS UTC`.
+fn show_time(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 fn resolve(master: &str) -> anyhow::Result<SocketAddr> {
     let mut addrs = master
         .to_socket_addrs()
@@ -336,5 +377,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::show_time;
+
+    #[test]
+    fn times_are_shown_as_utc_dates() {
+        assert_eq!(show_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(show_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(show_time(1_796_256_061_999), "2026-12-03 00:01:01 UTC");
+        assert_eq!(show_time(4_102_444_799_000), "2099-12-31 23:59:59 UTC");
     }
 }
