@@ -9,5 +9,12 @@
 //! - [`meter`]: byte counters per node, instance and deployment, counted here (never taken
 //!   from a node).
 
+pub mod balance;
+pub mod http;
+pub mod limits;
+pub mod pages;
+pub mod pool;
+pub mod proxy;
 pub mod table;
+pub mod tls;
 pub mod tunnel;
