@@ -9,6 +9,7 @@
 //! - [`meter`]: byte counters per node, instance and deployment, counted here (never taken
 //!   from a node).
 
+pub mod backend;
 pub mod balance;
 pub mod http;
 pub mod limits;

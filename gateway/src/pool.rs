@@ -13,10 +13,10 @@ use hearth_protocol::messages::state::InstanceId;
 use hyper::client::conn::http1::SendRequest;
 use tokio::sync::watch;
 
+use crate::backend::Backend;
 use crate::balance::least_loaded;
 use crate::http::body::RequestBody;
 use crate::table::{Replica, Routing};
-use crate::tunnel::Links;
 
 /// Idle tunnel connections kept per replica.
 pub const MAX_IDLE_PER_REPLICA: usize = 256;
@@ -151,7 +151,7 @@ impl Drop for LoadGuard {
 pub(crate) fn spawn_pruner(
     pool: Weak<Pool>,
     mut routing: watch::Receiver<Arc<Routing>>,
-    links: Links,
+    links: Arc<dyn Backend>,
 ) {
     tokio::spawn(async move {
         let mut changes = links.changes();

@@ -15,6 +15,7 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
+use crate::backend::Backend;
 use crate::http::body::{Active, RequestBody, ResponseBody, is_too_large};
 use crate::http::headers::{is_upgrade, prepare_request, prepare_response, request_host};
 use crate::http::{ConnState, HttpConfig, HttpMetrics};
@@ -32,7 +33,7 @@ const TRIES: usize = 2;
 #[derive(Debug)]
 pub struct Proxy {
     routing: watch::Receiver<Arc<Routing>>,
-    links: Links,
+    links: Arc<dyn Backend>,
     limits: Arc<ClientLimits>,
     config: HttpConfig,
     metrics: HttpMetrics,
@@ -63,8 +64,19 @@ impl Proxy {
         config: HttpConfig,
         metrics: HttpMetrics,
     ) -> Arc<Self> {
+        Self::with_backend(routing, Arc::new(links), limits, config, metrics)
+    }
+
+    /// The proxy over any [`Backend`] (tests use plain TCP connections).
+    pub fn with_backend(
+        routing: watch::Receiver<Arc<Routing>>,
+        links: Arc<dyn Backend>,
+        limits: Arc<ClientLimits>,
+        config: HttpConfig,
+        metrics: HttpMetrics,
+    ) -> Arc<Self> {
         let pool = Arc::new(Pool::default());
-        spawn_pruner(Arc::downgrade(&pool), routing.clone(), links.clone());
+        spawn_pruner(Arc::downgrade(&pool), routing.clone(), Arc::clone(&links));
         Arc::new(Self {
             routing,
             links,
@@ -315,7 +327,7 @@ impl Proxy {
         let tunnel = tokio::time::timeout(self.config.tunnel_timeout, self.links.open(request))
             .await
             .map_err(|_| OpenError::Timeout)??;
-        let io = TokioIo::new(Box::pin(tunnel));
+        let io = TokioIo::new(tunnel);
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
             .await?;

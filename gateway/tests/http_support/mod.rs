@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use hearth_api::{DeploymentRoutes, RouteReplica, RouteTable};
 use hearth_core::ingress::{HostName, HostRoute};
+use hearth_gateway::backend::Backend;
 use hearth_gateway::http::{HttpConfig, HttpMetrics, serve};
 use hearth_gateway::limits::{ClientLimits, LimitsConfig};
 use hearth_gateway::proxy::Proxy;
@@ -29,33 +30,47 @@ use tokio::task::JoinHandle;
 /// Bound on every wait of these tests.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// One deployment `web`, one serving replica (whose node has no link), and `hosts` as
-/// `(name, plain_http)`.
+/// One deployment `web` with `hosts` as `(name, plain_http)` and a serving replica `web-1`
+/// (whose node has no link).
 pub fn routing(hosts: &[(&str, bool)]) -> Routing {
-    let node = NodeId::from_key(SecretKey::from_seed(&[7; 32]).public());
+    #[allow(clippy::expect_used)]
+    table(hosts, &["web-1"]).expect("valid test table")
+}
+
+/// One deployment `web` with `hosts` and serving `replicas` (instance ids), each on its own node.
+pub fn table(hosts: &[(&str, bool)], replicas: &[&str]) -> anyhow::Result<Routing> {
+    let mut replica_routes = Vec::new();
+    let mut nodes = Vec::new();
+    for (i, instance) in replicas.iter().enumerate() {
+        let seed = u8::try_from(i)?.wrapping_add(7);
+        let node = NodeId::from_key(SecretKey::from_seed(&[seed; 32]).public());
+        nodes.push(node);
+        replica_routes.push(RouteReplica {
+            instance: instance.parse()?,
+            node,
+            generation: 1,
+            serving: true,
+        });
+    }
+    let mut host_routes = Vec::new();
+    for (h, plain_http) in hosts {
+        host_routes.push(HostRoute {
+            host: HostName::parse(h)?,
+            port: "http".parse()?,
+            plain_http: *plain_http,
+        });
+    }
     let table = RouteTable {
         version: "v1".into(),
         deployments: vec![DeploymentRoutes {
-            deployment: "web".parse().unwrap(),
-            hosts: hosts
-                .iter()
-                .map(|(h, plain_http)| HostRoute {
-                    host: HostName::parse(h).unwrap(),
-                    port: "http".parse().unwrap(),
-                    plain_http: *plain_http,
-                })
-                .collect(),
+            deployment: "web".parse()?,
+            hosts: host_routes,
             tcp: vec![],
-            replicas: vec![RouteReplica {
-                instance: "web-1".parse().unwrap(),
-                node,
-                generation: 1,
-                serving: true,
-            }],
+            replicas: replica_routes,
         }],
-        nodes: vec![node],
+        nodes,
     };
-    Routing::from_table(&table)
+    Ok(Routing::from_table(&table))
 }
 
 /// A public listener served by a proxy; the serve task ends when this is dropped.
@@ -72,8 +87,20 @@ impl Drop for Gateway {
     }
 }
 
+/// A gateway whose replicas have no link (the `Links` of no node).
 pub async fn start(
     routing: Routing,
+    limits: LimitsConfig,
+    config: HttpConfig,
+    tls: Option<Arc<CertStore>>,
+) -> anyhow::Result<Gateway> {
+    start_backend(routing, None, limits, config, tls).await
+}
+
+/// A gateway over `backend` (or `Links` when `None`).
+pub async fn start_backend(
+    routing: Routing,
+    backend: Option<Arc<dyn Backend>>,
     limits: LimitsConfig,
     config: HttpConfig,
     tls: Option<Arc<CertStore>>,
@@ -81,13 +108,11 @@ pub async fn start(
     let (tx, rx) = watch::channel(Arc::new(routing));
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = HttpMetrics::register(&mut registry);
-    let proxy = Proxy::new(
-        rx,
-        Links::default(),
-        ClientLimits::new(limits),
-        config,
-        metrics,
-    );
+    let limits = ClientLimits::new(limits);
+    let proxy = match backend {
+        None => Proxy::new(rx, Links::default(), limits, config, metrics),
+        Some(backend) => Proxy::with_backend(rx, backend, limits, config, metrics),
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(serve(Arc::clone(&proxy), listener, tls));

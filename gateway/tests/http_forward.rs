@@ -1,0 +1,480 @@
+//! The forwarding path with real replicas: local HTTP servers reached over plain TCP "tunnels"
+//! (a test [`Backend`]): forwarding headers, pooled tunnels, retry rules, 503/502, body limit
+//! while streaming, large bodies both ways, WebSocket upgrade, and pool retirement.
+
+mod http_support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hearth_gateway::backend::{Backend, BoxedTunnel, OpenFuture};
+use hearth_gateway::http::HttpConfig;
+use hearth_gateway::tunnel::{TunnelError, TunnelRequest};
+use hearth_protocol::messages::state::InstanceId;
+use hearth_protocol::{ErrorCode, NodeId};
+use http_body_util::{BodyExt, Full};
+use http_support::{Answer, generous, get, raw, send, start_backend, table};
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HOST};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// How a test replica behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// Answers (see `answer`).
+    Echo,
+    /// Reads the request and closes without answering.
+    Hangs,
+}
+
+/// Starts a replica named `name` on 127.0.0.1.
+async fn replica(name: &'static str, behaviour: Behaviour) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if behaviour == Behaviour::Hangs {
+                    let mut buf = [0u8; 1024];
+                    let _ = stream.read(&mut buf).await;
+                    return;
+                }
+                let service = hyper::service::service_fn(move |req| answer(name, req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// `/ws`: 101 then echo; `/big`: 1 MiB; else a text report of what arrived.
+async fn answer(
+    name: &str,
+    mut req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/ws" {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(io) = upgrade.await {
+                let mut io = TokioIo::new(io);
+                let mut buf = [0u8; 1024];
+                while let Ok(n @ 1..) = io.read(&mut buf).await {
+                    if io
+                        .write_all(buf.get(..n).unwrap_or_default())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+        let resp = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", "websocket")
+            .header(CONNECTION, "upgrade")
+            .body(Full::new(Bytes::new()));
+        return Ok(resp.unwrap_or_default());
+    }
+    if req.uri().path() == "/big" {
+        return Ok(Response::new(Full::new(Bytes::from(vec![b'z'; 1 << 20]))));
+    }
+    let (parts, body) = req.into_parts();
+    let len = match body.collect().await {
+        Ok(b) => b.to_bytes().len().to_string(),
+        Err(e) => format!("error {e}"),
+    };
+    let h = |n: &str| {
+        parts
+            .headers
+            .get_all(n)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?").to_owned())
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let text = format!(
+        "replica={name}\nmethod={}\npath={}\nhost={}\nxff={}\nxfp={}\nxfh={}\nsecret={}\nconnection={}\nlen={len}\n",
+        parts.method,
+        parts.uri,
+        h("host"),
+        h("x-forwarded-for"),
+        h("x-forwarded-proto"),
+        h("x-forwarded-host"),
+        h("x-secret"),
+        h("connection"),
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    resp.headers_mut()
+        .insert("x-replica", hyper::header::HeaderValue::from_static("yes"));
+    resp.headers_mut().insert(
+        "keep-alive",
+        hyper::header::HeaderValue::from_static("timeout=5"),
+    );
+    Ok(resp)
+}
+
+/// Tunnels as TCP connections to local replicas, by instance id.
+#[derive(Debug)]
+struct TcpBackend {
+    replicas: Mutex<HashMap<String, Target>>,
+    opens: AtomicUsize,
+    changes: watch::Sender<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    /// `None`: the node refuses (`draining`).
+    addr: Option<SocketAddr>,
+    available: bool,
+}
+
+impl TcpBackend {
+    fn new(replicas: &[(&str, Option<SocketAddr>)]) -> Arc<Self> {
+        let map = replicas
+            .iter()
+            .map(|(id, addr)| {
+                (
+                    (*id).to_owned(),
+                    Target {
+                        addr: *addr,
+                        available: true,
+                    },
+                )
+            })
+            .collect();
+        Arc::new(Self {
+            replicas: Mutex::new(map),
+            opens: AtomicUsize::new(0),
+            changes: watch::channel(0).0,
+        })
+    }
+
+    fn set_available(&self, instance: &str, available: bool) {
+        if let Some(t) = self
+            .replicas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(instance)
+        {
+            t.available = available;
+        }
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    fn opens(&self) -> usize {
+        self.opens.load(Ordering::SeqCst)
+    }
+}
+
+impl Backend for TcpBackend {
+    fn available(&self, _node: &NodeId, instance: &InstanceId) -> bool {
+        self.replicas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance.as_str())
+            .is_some_and(|t| t.available)
+    }
+
+    fn open<'a>(&'a self, request: TunnelRequest<'a>) -> OpenFuture<'a> {
+        Box::pin(async move {
+            self.opens.fetch_add(1, Ordering::SeqCst);
+            let target = self
+                .replicas
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(request.replica.instance.as_str())
+                .copied();
+            match target.and_then(|t| t.addr) {
+                Some(addr) => {
+                    let stream = TcpStream::connect(addr)
+                        .await
+                        .map_err(|e| TunnelError::Stream(e.to_string()))?;
+                    Ok(Box::pin(stream) as BoxedTunnel)
+                }
+                None => Err(TunnelError::Refused {
+                    code: ErrorCode::Draining,
+                    message: "draining".into(),
+                }),
+            }
+        })
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+const HOST_NAME: &str = "app.example.org";
+
+async fn gateway(
+    replicas: &[(&str, Option<SocketAddr>)],
+    config: HttpConfig,
+) -> anyhow::Result<(http_support::Gateway, Arc<TcpBackend>)> {
+    let ids: Vec<&str> = replicas.iter().map(|(id, _)| *id).collect();
+    let routing = table(&[(HOST_NAME, true)], &ids)?;
+    let backend = TcpBackend::new(replicas);
+    let gw = start_backend(
+        routing,
+        Some(Arc::clone(&backend) as Arc<dyn Backend>),
+        generous(),
+        config,
+        None,
+    )
+    .await?;
+    Ok((gw, backend))
+}
+
+fn text(a: &Answer) -> String {
+    String::from_utf8_lossy(&a.body).into_owned()
+}
+
+async fn client(
+    addr: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+#[tokio::test]
+async fn forwards_with_forwarding_headers_and_without_hop_by_hop() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Echo).await?;
+    let (gw, _) = gateway(&[("web-1", Some(a))], HttpConfig::default()).await?;
+    let mut sender = client(gw.addr).await?;
+    let req = Request::get("/p?q=1")
+        .header(HOST, HOST_NAME)
+        .header(CONNECTION, "x-secret")
+        .header("x-secret", "s")
+        .header("x-forwarded-for", "192.0.2.1")
+        .body(Full::new(Bytes::new()))?;
+    let ans = send(&mut sender, req).await?;
+    assert_eq!(ans.status, StatusCode::OK);
+    let t = text(&ans);
+    for line in [
+        "method=GET",
+        "path=/p?q=1",
+        "host=app.example.org",
+        "xff=192.0.2.1, 127.0.0.1",
+        "xfp=http",
+        "xfh=app.example.org",
+        "secret=\n",
+    ] {
+        assert!(t.contains(line), "{line:?} not in\n{t}");
+    }
+    assert!(
+        !ans.headers.contains_key("keep-alive"),
+        "hop-by-hop answer header kept"
+    );
+    assert_eq!(ans.headers["x-replica"], "yes");
+    assert_eq!(gw.proxy.metrics().requests("2xx", "web"), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tunnels_are_pooled_and_reused() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Echo).await?;
+    let (gw, backend) = gateway(&[("web-1", Some(a))], HttpConfig::default()).await?;
+    for _ in 0..10 {
+        assert_eq!(get(gw.addr, HOST_NAME, "/").await?.status, StatusCode::OK);
+    }
+    let mut sender = client(gw.addr).await?;
+    for _ in 0..10 {
+        let req = Request::post("/")
+            .header(HOST, HOST_NAME)
+            .body(Full::new(Bytes::from_static(b"abc")))?;
+        let ans = send(&mut sender, req).await?;
+        assert!(text(&ans).contains("len=3"), "{}", text(&ans));
+    }
+    assert_eq!(backend.opens(), 1, "one tunnel for sequential requests");
+    assert_eq!(gw.proxy.idle_tunnels(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn refused_tunnel_is_retried_on_another_replica_for_any_method() -> anyhow::Result<()> {
+    let b = replica("b", Behaviour::Echo).await?;
+    let (gw, _) = gateway(
+        &[("web-1", None), ("web-2", Some(b))],
+        HttpConfig::default(),
+    )
+    .await?;
+    for _ in 0..10 {
+        let mut sender = client(gw.addr).await?;
+        let req = Request::post("/")
+            .header(HOST, HOST_NAME)
+            .body(Full::new(Bytes::from_static(b"hello")))?;
+        let ans = send(&mut sender, req).await?;
+        assert_eq!(ans.status, StatusCode::OK);
+        assert!(text(&ans).contains("replica=b") && text(&ans).contains("len=5"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bodiless_idempotent_request_is_retried_after_a_failed_send() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Hangs).await?;
+    let b = replica("b", Behaviour::Echo).await?;
+    let (gw, _) = gateway(
+        &[("web-1", Some(a)), ("web-2", Some(b))],
+        HttpConfig::default(),
+    )
+    .await?;
+    let mut posts = HashMap::new();
+    for _ in 0..12 {
+        let ans = get(gw.addr, HOST_NAME, "/").await?;
+        assert_eq!(ans.status, StatusCode::OK, "{}", text(&ans));
+        let mut sender = client(gw.addr).await?;
+        let req = Request::post("/")
+            .header(HOST, HOST_NAME)
+            .body(Full::new(Bytes::from_static(b"x")))?;
+        *posts
+            .entry(send(&mut sender, req).await?.status)
+            .or_insert(0) += 1;
+    }
+    // A POST that reached a replica is never sent again: it fails when it went to `a`.
+    assert!(
+        posts
+            .keys()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_GATEWAY),
+        "{posts:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_replica_is_503_and_every_try_failed_is_502() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Hangs).await?;
+    let (gw, backend) = gateway(
+        &[("web-1", None), ("web-2", Some(a))],
+        HttpConfig::default(),
+    )
+    .await?;
+    let ans = get(gw.addr, HOST_NAME, "/").await?;
+    assert_eq!(ans.status, StatusCode::BAD_GATEWAY);
+    assert!(text(&ans).contains("502"));
+    backend.set_available("web-1", false);
+    backend.set_available("web-2", false);
+    assert_eq!(
+        get(gw.addr, HOST_NAME, "/").await?.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn streamed_body_over_the_limit_gets_413() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Echo).await?;
+    let config = HttpConfig {
+        max_body_bytes: 1000,
+        ..HttpConfig::default()
+    };
+    let (gw, _) = gateway(&[("web-1", Some(a))], config).await?;
+    let mut req = format!(
+        "POST / HTTP/1.1\r\nHost: {HOST_NAME}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..3 {
+        req.extend_from_slice(b"258\r\n");
+        req.extend(std::iter::repeat_n(b'x', 600));
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let ans = raw(gw.addr, &req).await?;
+    let t = String::from_utf8_lossy(&ans);
+    assert!(t.starts_with("HTTP/1.1 413"), "{t}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Echo).await?;
+    let (gw, _) = gateway(&[("web-1", Some(a))], HttpConfig::default()).await?;
+    let mut sender = client(gw.addr).await?;
+    let req = Request::get("/big")
+        .header(HOST, HOST_NAME)
+        .body(Full::new(Bytes::new()))?;
+    let ans = send(&mut sender, req).await?;
+    assert_eq!(ans.body.len(), 1 << 20);
+    let req = Request::put("/up")
+        .header(HOST, HOST_NAME)
+        .body(Full::new(Bytes::from(vec![b'u'; 3 << 20])))?;
+    let ans = send(&mut sender, req).await?;
+    assert!(
+        text(&ans).contains(&format!("len={}", 3 << 20)),
+        "{}",
+        text(&ans)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn websocket_upgrade_is_spliced() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Echo).await?;
+    let (gw, backend) = gateway(&[("web-1", Some(a))], HttpConfig::default()).await?;
+    let mut stream = TcpStream::connect(gw.addr).await?;
+    let head = format!(
+        "GET /ws HTTP/1.1\r\nHost: {HOST_NAME}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await??;
+        anyhow::ensure!(n > 0, "closed before the 101");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for msg in [&b"hello"[..], b"second message"] {
+        stream.write_all(msg).await?;
+        let mut echoed = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed)).await??;
+        assert_eq!(echoed, msg);
+    }
+    assert_eq!(backend.opens(), 1);
+    assert_eq!(
+        gw.proxy.idle_tunnels(),
+        0,
+        "an upgraded tunnel is never pooled"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn idle_tunnels_of_an_unavailable_replica_are_dropped() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Echo).await?;
+    let (gw, backend) = gateway(&[("web-1", Some(a))], HttpConfig::default()).await?;
+    assert_eq!(get(gw.addr, HOST_NAME, "/").await?.status, StatusCode::OK);
+    assert_eq!(gw.proxy.idle_tunnels(), 1);
+    backend.set_available("web-1", false);
+    let dropped = async {
+        while gw.proxy.idle_tunnels() != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), dropped).await?;
+    assert_eq!(
+        get(gw.addr, HOST_NAME, "/").await?.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    backend.set_available("web-1", true);
+    assert_eq!(get(gw.addr, HOST_NAME, "/").await?.status, StatusCode::OK);
+    assert_eq!(backend.opens(), 2, "the retired tunnel was not reused");
+    Ok(())
+}
