@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -27,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::http::body::Active;
+use crate::http::headers::client_value;
 use crate::limits::ConnectionGuard;
 use crate::proxy::Proxy;
 use crate::tls::CertStore;
@@ -184,6 +187,8 @@ pub async fn serve(
 #[derive(Debug)]
 pub(crate) struct ConnState {
     pub(crate) peer: SocketAddr,
+    /// `peer`'s address as an `X-Forwarded-For` element.
+    pub(crate) forwarded_for: HeaderValue,
     pub(crate) tls: bool,
     requests: AtomicU64,
     in_flight: AtomicUsize,
@@ -196,6 +201,7 @@ impl ConnState {
         metrics.connections.inc();
         Arc::new(Self {
             peer,
+            forwarded_for: client_value(peer.ip()),
             tls,
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
@@ -237,6 +243,8 @@ async fn serve_conn<I>(
         let conn = Arc::clone(&conn);
         async move {
             conn.requests.fetch_add(1, Ordering::Relaxed);
+            // In flight from here until the answer's body ends (its own `Active` takes over).
+            let _active = Active::new(&conn);
             Ok::<_, Infallible>(proxy.handle(req, &conn).await)
         }
     });

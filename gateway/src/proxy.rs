@@ -145,7 +145,7 @@ impl Proxy {
             return Page::TooLarge.response();
         }
         let upgrade = is_upgrade(&parts);
-        prepare_request(&mut parts, host, conn.peer.ip(), conn.tls, upgrade);
+        prepare_request(&mut parts, host, &conn.forwarded_for, conn.tls, upgrade);
         if upgrade {
             self.upgrade(parts, body, &route.target, conn).await
         } else {

@@ -88,6 +88,9 @@ async fn answer(
             .body(Full::new(Bytes::new()));
         return Ok(resp.unwrap_or_default());
     }
+    if req.uri().path() == "/slow" {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
     if req.uri().path() == "/big" {
         return Ok(Response::new(Full::new(Bytes::from(vec![b'z'; 1 << 20]))));
     }
@@ -476,5 +479,47 @@ async fn idle_tunnels_of_an_unavailable_replica_are_dropped() -> anyhow::Result<
     backend.set_available("web-1", true);
     assert_eq!(get(gw.addr, HOST_NAME, "/").await?.status, StatusCode::OK);
     assert_eq!(backend.opens(), 2, "the retired tunnel was not reused");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slow_answer_is_not_cut_by_the_idle_timeout() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Echo).await?;
+    let config = HttpConfig {
+        header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let (gw, _) = gateway(&[("web-1", Some(a))], config).await?;
+    let ans = get(gw.addr, HOST_NAME, "/slow").await?;
+    assert_eq!(ans.status, StatusCode::OK);
+    assert!(text(&ans).contains("path=/slow"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn requests_go_to_the_least_loaded_replica() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Echo).await?;
+    let b = replica("b", Behaviour::Echo).await?;
+    let (gw, _) = gateway(
+        &[("web-1", Some(a)), ("web-2", Some(b))],
+        HttpConfig::default(),
+    )
+    .await?;
+    let addr = gw.addr;
+    let slow = tokio::spawn(async move { get(addr, HOST_NAME, "/slow").await });
+    // Wait until the slow request is outstanding (its replica's tunnel is in use).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut quick = Vec::new();
+    for _ in 0..6 {
+        let t = text(&get(gw.addr, HOST_NAME, "/").await?);
+        quick.push(t.lines().next().unwrap_or_default().to_owned());
+    }
+    let slow = text(&slow.await??);
+    let slow_replica = slow.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        quick.iter().all(|q| *q != slow_replica),
+        "busy {slow_replica} got a quick request: {quick:?}"
+    );
     Ok(())
 }

@@ -34,11 +34,17 @@ pub fn is_upgrade(parts: &Parts) -> bool {
         && connection_has(&parts.headers, "upgrade")
 }
 
-/// Rewrites a client's request head for the replica.
+/// The client's address as an `X-Forwarded-For` element (made once per connection).
+pub fn client_value(client: IpAddr) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(client.to_string()))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Rewrites a client's request head for the replica; `client` is [`client_value`].
 pub fn prepare_request(
     parts: &mut Parts,
     host: HeaderValue,
-    client: IpAddr,
+    client: &HeaderValue,
     tls: bool,
     upgrade: bool,
 ) {
@@ -49,7 +55,7 @@ pub fn prepare_request(
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
     let forwarded_for = match parts.headers.get_all(&X_FORWARDED_FOR).iter().count() {
-        0 => HeaderValue::from_maybe_shared(bytes::Bytes::from(client.to_string())).ok(),
+        0 => Some(client.clone()),
         _ => {
             let mut joined = String::new();
             for v in parts.headers.get_all(&X_FORWARDED_FOR) {
@@ -58,7 +64,7 @@ pub fn prepare_request(
                     joined.push_str(", ");
                 }
             }
-            joined.push_str(&client.to_string());
+            joined.push_str(client.to_str().unwrap_or("unknown"));
             HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).ok()
         }
     };
@@ -154,7 +160,8 @@ mod tests {
             .unwrap();
         let (mut parts, ()) = req.into_parts();
         let host = request_host(&parts).unwrap();
-        prepare_request(&mut parts, host, [192, 0, 2, 7].into(), true, false);
+        let client = client_value([192, 0, 2, 7].into());
+        prepare_request(&mut parts, host, &client, true, false);
         let h = &parts.headers;
         for gone in [
             "connection",
@@ -184,7 +191,8 @@ mod tests {
         assert!(is_upgrade(&parts));
         let host = request_host(&parts).unwrap();
         assert_eq!(host, "app.example.org");
-        prepare_request(&mut parts, host, [127, 0, 0, 1].into(), false, true);
+        let client = client_value([127, 0, 0, 1].into());
+        prepare_request(&mut parts, host, &client, false, true);
         assert_eq!(parts.uri, "/ws");
         assert_eq!(parts.headers["upgrade"], "websocket");
         assert_eq!(parts.headers["connection"], "upgrade");
