@@ -9,10 +9,11 @@
 pub mod body;
 pub mod headers;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper::header::HeaderValue;
@@ -68,8 +69,13 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Default)]
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
+    /// The family's counters by deployment, one per status class: counting a request looks a
+    /// `&str` up instead of building an owned label set.
+    by_deployment: Arc<RwLock<HashMap<String, [Counter; 5]>>>,
     connections: Gauge,
 }
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Labels of `hearth_gateway_http_requests_total`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -100,19 +106,35 @@ impl HttpMetrics {
 
     /// Counts one answer.
     pub(crate) fn request(&self, status: hyper::StatusCode, deployment: &str) {
-        let status = match status.as_u16() {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+        let class = usize::from((status.as_u16() / 100).clamp(1, 5) - 1);
+        let cached = self
+            .read_cache()
+            .get(deployment)
+            .and_then(|c| c.get(class).cloned());
+        let counter = match cached {
+            Some(counter) => counter,
+            None => {
+                let counters = CLASSES.map(|status| {
+                    self.requests
+                        .get_or_create(&RequestLabels {
+                            status,
+                            deployment: deployment.to_owned(),
+                        })
+                        .clone()
+                });
+                let counter = counters.get(class).cloned().unwrap_or_default();
+                self.by_deployment
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(deployment.to_owned(), counters);
+                counter
+            }
         };
-        self.requests
-            .get_or_create(&RequestLabels {
-                status,
-                deployment: deployment.to_owned(),
-            })
-            .inc();
+        counter.inc();
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, [Counter; 5]>> {
+        self.by_deployment.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Requests counted with `status` class (`"2xx"` …) for `deployment`.

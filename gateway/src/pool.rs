@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use hearth_protocol::NodeId;
 use hearth_protocol::messages::state::InstanceId;
@@ -20,6 +21,11 @@ use crate::table::{Replica, Routing};
 
 /// Idle tunnel connections kept per replica.
 pub const MAX_IDLE_PER_REPLICA: usize = 256;
+
+/// How long an idle tunnel connection is reused. Short, to stay under the keep-alive timeout
+/// of common servers (Node.js closes idle connections after 5 s): a connection the service
+/// closes just as a request is sent on it would fail that request.
+pub const MAX_IDLE_AGE: Duration = Duration::from_secs(4);
 
 /// A tunnel connection's sending half.
 pub(crate) type Sender = SendRequest<RequestBody>;
@@ -36,7 +42,8 @@ pub(crate) struct Slot {
     node: NodeId,
     outstanding: AtomicUsize,
     retired: AtomicBool,
-    idle: Mutex<Vec<Sender>>,
+    /// Oldest first.
+    idle: Mutex<Vec<(Sender, Instant)>>,
 }
 
 /// One request outstanding on a replica, until dropped.
@@ -107,10 +114,16 @@ impl Pool {
 }
 
 impl Slot {
-    /// An idle connection that is still open, if any.
+    /// The most recently used idle connection that is still open and young enough, if any.
     pub(crate) fn take_idle(&self) -> Option<Sender> {
         let mut idle = self.idle_lock();
-        while let Some(sender) = idle.pop() {
+        let now = Instant::now();
+        while let Some((sender, since)) = idle.pop() {
+            if now.saturating_duration_since(since) >= MAX_IDLE_AGE {
+                // Everything below is older still.
+                idle.clear();
+                return None;
+            }
             if !sender.is_closed() {
                 return Some(sender);
             }
@@ -125,8 +138,17 @@ impl Slot {
             return;
         }
         let mut idle = self.idle_lock();
+        let now = Instant::now();
+        if idle
+            .first()
+            .is_some_and(|(_, since)| now.saturating_duration_since(*since) >= MAX_IDLE_AGE)
+        {
+            idle.retain(|(s, since)| {
+                now.saturating_duration_since(*since) < MAX_IDLE_AGE && !s.is_closed()
+            });
+        }
         if idle.len() < MAX_IDLE_PER_REPLICA && !self.retired.load(Ordering::Acquire) {
-            idle.push(sender);
+            idle.push((sender, now));
         }
     }
 
@@ -135,7 +157,7 @@ impl Slot {
         self.idle_lock().clear();
     }
 
-    fn idle_lock(&self) -> MutexGuard<'_, Vec<Sender>> {
+    fn idle_lock(&self) -> MutexGuard<'_, Vec<(Sender, Instant)>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

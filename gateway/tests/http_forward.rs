@@ -59,7 +59,9 @@ async fn replica(name: &'static str, behaviour: Behaviour) -> anyhow::Result<Soc
     Ok(addr)
 }
 
-/// `/ws`: 101 then echo; `/big`: 1 MiB; else a text report of what arrived.
+static BIG: [u8; 1 << 20] = [b'z'; 1 << 20];
+
+/// `/ws`: 101 then echo; `/big`: 1 MiB; `/1k`: 1 KiB; `/slow`: answers after 1.2 s; else a text report of what arrived.
 async fn answer(
     name: &str,
     mut req: Request<Incoming>,
@@ -92,7 +94,10 @@ async fn answer(
         tokio::time::sleep(Duration::from_millis(1200)).await;
     }
     if req.uri().path() == "/big" {
-        return Ok(Response::new(Full::new(Bytes::from(vec![b'z'; 1 << 20]))));
+        return Ok(Response::new(Full::new(Bytes::from_static(&BIG))));
+    }
+    if req.uri().path() == "/1k" {
+        return Ok(Response::new(Full::new(Bytes::from_static(&BIG[..1024]))));
     }
     let (parts, body) = req.into_parts();
     let len = match body.collect().await {
@@ -521,5 +526,39 @@ async fn requests_go_to_the_least_loaded_replica() -> anyhow::Result<()> {
         quick.iter().all(|q| *q != slow_replica),
         "busy {slow_replica} got a quick request: {quick:?}"
     );
+    Ok(())
+}
+
+/// `wrk` (64 connections, 2 threads, 5 s) on `url`; requests per second.
+fn wrk(url: &str, host: &str) -> anyhow::Result<f64> {
+    let out = std::process::Command::new("wrk")
+        .args(["-c64", "-t2", "-d5s", "-H", &format!("Host: {host}"), url])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk output"))
+}
+
+/// Throughput through the proxy (plain TCP as the tunnel) against the replica directly, for
+/// a 1 KiB page and a 1 MiB file. Needs `wrk`; run with
+/// `cargo test --release -p hearth-gateway --test http_forward -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: needs wrk and a release build"]
+async fn bench_against_direct() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Echo).await?;
+    let (gw, backend) = gateway(&[("web-1", Some(a))], HttpConfig::default()).await?;
+    for path in ["/1k", "/big"] {
+        let direct = tokio::task::block_in_place(|| wrk(&format!("http://{a}{path}"), HOST_NAME))?;
+        let proxied =
+            tokio::task::block_in_place(|| wrk(&format!("http://{}{path}", gw.addr), HOST_NAME))?;
+        eprintln!(
+            "{path}: direct {direct:.0} req/s, through the gateway {proxied:.0} req/s = {:.0}% of direct",
+            100.0 * proxied / direct
+        );
+    }
+    eprintln!("tunnels opened: {}", backend.opens());
     Ok(())
 }
