@@ -8,19 +8,22 @@ use std::time::Instant;
 
 use hearth_protocol::messages::state::InstanceId;
 use hyper::body::{Body, Incoming};
-use hyper::header::{CONTENT_LENGTH, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::http::request::Parts;
 use hyper::upgrade::OnUpgrade;
-use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use crate::backend::Backend;
 use crate::http::body::{Active, RequestBody, ResponseBody, is_too_large};
-use crate::http::headers::{is_upgrade, prepare_request, prepare_response, request_host};
+use crate::http::headers::{
+    Head, content_length, https_redirect, is_idempotent, is_upgrade, prepare_request,
+    prepare_response, request_host,
+};
 use crate::http::{ConnState, HttpConfig, HttpMetrics};
 use crate::limits::ClientLimits;
-use crate::pages::{Page, redirect};
+use crate::pages::Page;
 use crate::pool::{LoadGuard, Pool, Sender, Slot, spawn_pruner};
 use crate::table::{HttpRoute, Replica, Routing, Target};
 use crate::tunnel::{Links, TunnelError, TunnelRequest};
@@ -392,61 +395,4 @@ async fn splice(client: OnUpgrade, replica: OnUpgrade, load: LoadGuard, conn: Ar
         tracing::debug!(peer = %conn.peer, error = %e, "upgraded connection ended");
     }
     drop(load);
-}
-
-/// The request head kept to retry a bodiless request whose first try consumed it.
-#[derive(Debug)]
-struct Head {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl Head {
-    fn of(parts: &Parts) -> Self {
-        Self {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
-        }
-    }
-
-    fn request(&self) -> Request<RequestBody> {
-        let mut req = Request::new(RequestBody::empty());
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = self.headers.clone();
-        req
-    }
-}
-
-/// Safe to send twice (RFC 9110 §9.2.2).
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// 308 to the same host (without its port) and path over HTTPS.
-fn https_redirect(host: &HeaderValue, uri: &Uri) -> Response<ResponseBody> {
-    let host = host.to_str().unwrap_or_default();
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let location = format!("https://{name}{path}");
-    match HeaderValue::from_str(&location) {
-        Ok(location) => redirect(location),
-        Err(_) => Page::BadRequest.response(),
-    }
 }

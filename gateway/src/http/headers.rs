@@ -1,15 +1,20 @@
 //! Header rewriting between a public client and a replica: hop-by-hop headers removed (both
 //! ways), `Host` set, `X-Forwarded-For` appended, `X-Forwarded-Proto` and `X-Forwarded-Host`
-//! set, and the target made origin-form HTTP/1.1.
+//! set, and the target made origin-form HTTP/1.1; with the small head helpers of the proxy
+//! (idempotence, declared length, the HTTPS redirect, the head kept for a retry).
 
 use std::net::IpAddr;
 
 use hyper::header::{
-    CONNECTION, HOST, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use hyper::http::request::Parts;
-use hyper::http::uri::{PathAndQuery, Uri};
-use hyper::{HeaderMap, Version};
+use hyper::http::uri::PathAndQuery;
+use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
+
+use crate::http::body::{RequestBody, ResponseBody};
+use crate::pages::{Page, redirect};
 
 /// `X-Forwarded-For`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -137,6 +142,63 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The request head kept to retry a bodiless request whose first try consumed it.
+#[derive(Debug)]
+pub(crate) struct Head {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Head {
+    pub(crate) fn of(parts: &Parts) -> Self {
+        Self {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        }
+    }
+
+    pub(crate) fn request(&self) -> Request<RequestBody> {
+        let mut req = Request::new(RequestBody::empty());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// Safe to send twice (RFC 9110 §9.2.2).
+pub(crate) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// 308 to the same host (without its port) and path over HTTPS.
+pub(crate) fn https_redirect(host: &HeaderValue, uri: &Uri) -> Response<ResponseBody> {
+    let host = host.to_str().unwrap_or_default();
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{name}{path}");
+    match HeaderValue::from_str(&location) {
+        Ok(location) => redirect(location),
+        Err(_) => Page::BadRequest.response(),
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! and small HTTP clients (raw bytes, hyper HTTP/1.1).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod replica;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
