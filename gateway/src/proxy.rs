@@ -214,7 +214,11 @@ impl Proxy {
                     if pooled && nothing_sent {
                         continue;
                     }
-                    excluded = Some(replica.instance.clone());
+                    // A kept connection may have been closed by the service just now: the
+                    // retry may go to the same replica (over a new tunnel or another kept one).
+                    if !pooled {
+                        excluded = Some(replica.instance.clone());
+                    }
                     failures += 1;
                     if failures >= TRIES {
                         break;

@@ -358,3 +358,16 @@ async fn bench_against_direct() -> anyhow::Result<()> {
     eprintln!("tunnels opened: {}", backend.opens());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_kept_tunnel_the_service_closed_is_not_a_failure() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::OneShot).await?;
+    let (gw, backend) = gateway(&[("web-1", Some(a))], HttpConfig::default()).await?;
+    for i in 0..10 {
+        let ans = get(gw.addr, HOST_NAME, "/").await?;
+        assert_eq!(ans.status, StatusCode::OK, "request {i}: {}", text(&ans));
+        assert_eq!(&ans.body[..], b"ok");
+    }
+    assert!(backend.opens() >= 10, "a closed tunnel is never reused");
+    Ok(())
+}

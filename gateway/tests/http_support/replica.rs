@@ -30,6 +30,9 @@ pub enum Behaviour {
     Echo,
     /// Reads the request and closes without answering.
     Hangs,
+    /// Answers one request with `200 ok`, then closes without saying so (as a service whose
+    /// keep-alive timeout just passed).
+    OneShot,
 }
 
 /// Starts a replica named `name` on 127.0.0.1.
@@ -39,9 +42,14 @@ pub async fn replica(name: &'static str, behaviour: Behaviour) -> anyhow::Result
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                if behaviour == Behaviour::Hangs {
+                if behaviour != Behaviour::Echo {
                     let mut buf = [0u8; 1024];
                     let _ = stream.read(&mut buf).await;
+                    if behaviour == Behaviour::OneShot {
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        let _ = stream.write_all(answer).await;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                     return;
                 }
                 let service = hyper::service::service_fn(move |req| answer(name, req));
