@@ -98,3 +98,26 @@ async fn declared_body_over_the_limit_gets_413() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_on_plain_http() -> anyhow::Result<()> {
+    let gw = start(table(), generous(), HttpConfig::default(), None).await?;
+    let stream = TcpStream::connect(gw.addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await?;
+    tokio::spawn(conn);
+    let req = Request::get("http://app.example.org/").body(Full::new(bytes::Bytes::new()))?;
+    let resp =
+        tokio::time::timeout(std::time::Duration::from_secs(5), sender.send_request(req)).await??;
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let req = Request::get("http://secure.example.org/p").body(Full::new(bytes::Bytes::new()))?;
+    let resp =
+        tokio::time::timeout(std::time::Duration::from_secs(5), sender.send_request(req)).await??;
+    assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(resp.headers()[LOCATION], "https://secure.example.org/p");
+    Ok(())
+}

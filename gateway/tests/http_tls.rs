@@ -172,3 +172,46 @@ async fn http2_over_tls_reaches_the_proxy() -> anyhow::Result<()> {
     assert_eq!(gw.proxy.metrics().requests("5xx", "web"), 3);
     Ok(())
 }
+
+#[tokio::test]
+async fn http2_over_tls_is_forwarded_as_http1_with_https_headers() -> anyhow::Result<()> {
+    use http_support::replica::{Behaviour, TcpBackend, replica};
+    let dir = tempfile::tempdir()?;
+    let a = write_cert(dir.path(), "a.example.org")?;
+    let store = CertStore::load(dir.path())?;
+    let echo = replica("a", Behaviour::Echo).await?;
+    let backend = TcpBackend::new(&[("web-1", Some(echo))]);
+    let routing = http_support::table(&[("a.example.org", false)], &["web-1"])?;
+    let gw = http_support::start_backend(
+        routing,
+        Some(backend as Arc<dyn hearth_gateway::backend::Backend>),
+        generous(),
+        HttpConfig::default(),
+        Some(store),
+    )
+    .await?;
+    let client = connector(&[a], &[b"h2"])?;
+    let tls = handshake(&client, gw.addr, "a.example.org").await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    let req = Request::post("https://a.example.org/form?x=1")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(Bytes::from_static(b"12345")))?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req)).await??;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    for line in [
+        "method=POST",
+        "path=/form?x=1",
+        "host=a.example.org",
+        "xfp=https",
+        "xfh=a.example.org",
+        "xff=127.0.0.1",
+        "len=5",
+    ] {
+        assert!(text.contains(line), "{line:?} not in\n{text}");
+    }
+    Ok(())
+}
