@@ -5,9 +5,11 @@
 //!
 //! - [`body`]: the request and answer bodies (size limit, return of tunnel connections).
 //! - [`headers`]: hop-by-hop removal and the `X-Forwarded-*` headers.
+//! - `io`: the connection's stream with the request head timer.
 
 pub mod body;
 pub mod headers;
+mod io;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::http::body::Active;
 use crate::http::headers::client_value;
+use crate::http::io::Watched;
 use crate::limits::ConnectionGuard;
 use crate::proxy::Proxy;
 use crate::tls::CertStore;
@@ -38,9 +41,8 @@ use crate::tls::CertStore;
 /// Timeouts and sizes of the public HTTP side (flags of `hearth-gateway run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
-    /// Time for a client to complete its TLS handshake and each request head (default 10 s;
-    /// slow clients are closed). An HTTP/1.1 connection waiting for its next request counts
-    /// as reading a head, so it is closed after this long too.
+    /// Time for a client to complete its TLS handshake, its first request, and each request
+    /// head from its first byte (default 10 s; slow clients are closed).
     pub header_timeout: Duration,
     /// A connection with no request in flight and no traffic for this long is closed
     /// (default 60 s).
@@ -161,7 +163,8 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout)
+        // Our own head timer (`io.rs`): hyper's would also cut idle keep-alive connections.
+        .header_read_timeout(None)
         .max_buf_size(config.max_header_bytes.max(8192))
         .keep_alive(true);
     builder
@@ -270,6 +273,7 @@ async fn serve_conn<I>(
             Ok::<_, Infallible>(proxy.handle(req, &conn).await)
         }
     });
+    let io = Watched::new(io, Arc::clone(&state), config.header_timeout);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut deadline = tokio::time::Instant::now() + config.header_timeout;

@@ -166,3 +166,51 @@ async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> anyhow
     tokio::time::timeout(Duration::from_secs(2), released).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn idle_keep_alive_outlives_the_header_timeout_but_a_slow_second_head_does_not()
+-> anyhow::Result<()> {
+    let config = HttpConfig {
+        header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(5),
+        ..HttpConfig::default()
+    };
+    let gw = start(table(), generous(), config, None).await?;
+    let stream = TcpStream::connect(gw.addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = Request::get("/")
+            .header(HOST, "app.example.org")
+            .body(Empty::<bytes::Bytes>::new())?;
+        assert_eq!(
+            send(&mut sender, req).await?.status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // Idle for more than the header timeout: still open.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // On another connection, a complete first request then a second head that never ends.
+    let mut slow = TcpStream::connect(gw.addr).await?;
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: app.example.org\r\n\r\n")
+        .await?;
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut slow, &mut buf),
+    )
+    .await??;
+    assert!(buf[..n].starts_with(b"HTTP/1.1 503"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    slow.write_all(b"GET / HTTP/1.1\r\nHo").await?;
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(3)).await,
+        "slow second head kept open"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed before the timeout"
+    );
+    Ok(())
+}
