@@ -274,7 +274,7 @@ impl Proxy {
                     let replica_side = hyper::upgrade::on(&mut resp);
                     let (mut head, _) = resp.into_parts();
                     prepare_response(&mut head.headers, true);
-                    tokio::spawn(splice(client_side, replica_side, load, Arc::clone(conn)));
+                    tokio::spawn(splice(client_side, replica_side, load, Active::new(conn)));
                     return Response::from_parts(head, ResponseBody::empty());
                 }
                 Ok(resp) => return self.answer(resp, None, load, conn),
@@ -386,9 +386,9 @@ impl Proxy {
     }
 }
 
-/// Copies bytes between an upgraded client connection and the replica until either ends.
-async fn splice(client: OnUpgrade, replica: OnUpgrade, load: LoadGuard, conn: Arc<ConnState>) {
-    let _active = Active::new(&conn);
+/// Copies bytes between an upgraded client connection and the replica until either ends; the
+/// replica keeps the load and the public connection counts as busy meanwhile.
+async fn splice(client: OnUpgrade, replica: OnUpgrade, load: LoadGuard, active: Active) {
     let (client, replica) = tokio::join!(client, replica);
     let (Ok(client), Ok(replica)) = (client, replica) else {
         return;
@@ -396,7 +396,7 @@ async fn splice(client: OnUpgrade, replica: OnUpgrade, load: LoadGuard, conn: Ar
     let mut client = TokioIo::new(client);
     let mut replica = TokioIo::new(replica);
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut replica).await {
-        tracing::debug!(peer = %conn.peer, error = %e, "upgraded connection ended");
+        tracing::debug!(peer = %active.conn().peer, error = %e, "upgraded connection ended");
     }
-    drop(load);
+    drop((load, active));
 }

@@ -133,6 +133,11 @@ impl Active {
         conn.begin();
         Self(Arc::clone(conn))
     }
+
+    /// The connection.
+    pub(crate) fn conn(&self) -> &ConnState {
+        &self.0
+    }
 }
 
 impl Drop for Active {
