@@ -226,7 +226,7 @@ impl ConnState {
         metrics.connections.inc();
         Arc::new(Self {
             peer,
-            forwarded_for: client_value(peer.ip()),
+            forwarded_for: client_value(peer.ip().to_canonical()),
             tls,
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),

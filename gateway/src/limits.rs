@@ -1,7 +1,7 @@
 //! Per-client limits at the public listeners: concurrent connections per client IP and in
 //! total (over either → the connection is closed at once), and a token bucket per client IP
-//! for requests (empty → 429). The bucket is a plain value updated with the caller's `now`,
-//! so it is tested without clocks.
+//! for requests (empty → 429); an IPv6 client counts by its /64 ([`client_key`]). The bucket
+//! is a plain value updated with the caller's `now`, so it is tested without clocks.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -59,6 +59,7 @@ impl ClientLimits {
     /// Admits a connection from `ip`, or `None` when `ip` holds its share already or the
     /// gateway is at its total cap.
     pub fn connection(&self, ip: IpAddr) -> Option<ConnectionGuard> {
+        let ip = client_key(ip);
         let cfg = &self.inner.cfg;
         let mut state = self.inner.lock();
         if state.total >= cfg.max_connections {
@@ -85,6 +86,7 @@ impl ClientLimits {
 
     /// Takes one request token of `ip` at `now`; false when its bucket is empty (answer 429).
     pub fn request(&self, ip: IpAddr, now: Instant) -> bool {
+        let ip = client_key(ip);
         let cfg = &self.inner.cfg;
         let mut state = self.inner.lock();
         let client = state.clients.entry(ip).or_insert_with(|| Client {
@@ -148,6 +150,18 @@ impl Bucket {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate).min(burst);
         self.last = self.last.max(now);
+    }
+}
+
+/// The client an address counts for: IPv4 as is (also when IPv4-mapped), IPv6 by its /64
+/// (one home or host usually holds a whole /64, so per-address limits would be no limit).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -232,5 +246,16 @@ mod tests {
         assert_eq!(limits.connections(), 2);
         assert!(limits.connection(c).is_some());
         drop((a2, b1));
+    }
+
+    #[test]
+    fn ipv6_counts_by_slash_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(client_key(mapped), IpAddr::from([192, 0, 2, 1]));
     }
 }
