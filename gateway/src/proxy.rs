@@ -4,7 +4,7 @@
 //! carry WebSocket upgrades over a dedicated tunnel.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hearth_protocol::messages::state::InstanceId;
 use hyper::body::{Body, Incoming};
@@ -31,6 +31,9 @@ use crate::tunnel::{Links, TunnelError, TunnelRequest};
 /// Tries of one request (the first and one retry on another replica); an idle pooled
 /// connection found closed when used does not count as a try.
 const TRIES: usize = 2;
+
+/// How long a kept tunnel connection may take to become ready for the next request.
+const READY_WAIT: Duration = Duration::from_millis(100);
 
 /// The public HTTP side's shared state: routing table, links, limits, pool, counters.
 #[derive(Debug)]
@@ -301,7 +304,10 @@ impl Proxy {
         })
     }
 
-    /// An idle pooled connection to the replica that is still usable, or a new one.
+    /// An idle pooled connection to the replica that is still usable, or a new one. A kept
+    /// connection not ready at once gets [`READY_WAIT`] (its last exchange may still be
+    /// finishing, e.g. a request body the service answered before reading it all), then is
+    /// dropped.
     async fn sender(
         &self,
         slot: &Slot,
@@ -310,7 +316,10 @@ impl Proxy {
         conn: &ConnState,
     ) -> Result<(Sender, bool), OpenError> {
         while let Some(mut sender) = slot.take_idle() {
-            if sender.ready().await.is_ok() {
+            if sender.is_ready() {
+                return Ok((sender, true));
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
                 return Ok((sender, true));
             }
         }
