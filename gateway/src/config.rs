@@ -52,6 +52,18 @@ pub struct RunArgs {
     /// A TCP route connection idle this long either way is closed, e.g. `5m`.
     #[arg(long, default_value = "5m", value_parser = positive_duration)]
     pub tcp_idle_timeout: Duration,
+    /// Time for a client's TLS handshake, first request and each request head (slowloris).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub header_timeout: Duration,
+    /// An HTTP connection with nothing in flight for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = positive_duration)]
+    pub idle_timeout: Duration,
+    /// Largest request head in bytes (larger: 431).
+    #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
+    pub max_header_bytes: u32,
+    /// Largest request body in bytes (larger: 413).
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_body_bytes: u64,
 }
 
 /// Why the flags do not make a configuration.
@@ -108,6 +120,8 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// TCP routes' idle timeout.
     pub tcp_idle_timeout: Duration,
+    /// The public HTTP side's timeouts and size limits.
+    pub http_limits: crate::http::HttpConfig,
 }
 
 impl TryFrom<RunArgs> for GatewayConfig {
@@ -140,6 +154,13 @@ impl TryFrom<RunArgs> for GatewayConfig {
                 max_connections: a.max_connections,
             },
             tcp_idle_timeout: a.tcp_idle_timeout,
+            http_limits: crate::http::HttpConfig {
+                header_timeout: a.header_timeout,
+                idle_timeout: a.idle_timeout,
+                max_header_bytes: a.max_header_bytes as usize,
+                max_body_bytes: a.max_body_bytes,
+                ..crate::http::HttpConfig::default()
+            },
         })
     }
 }

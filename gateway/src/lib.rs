@@ -8,24 +8,32 @@
 //!   opening a tunnel stream to an instance's port.
 //! - [`meter`]: byte counters per node, instance and deployment, counted here (never taken
 //!   from a node); [`receipts`] signs them per window for the nodes.
+//! - [`http`]: the public HTTP(S) side — [`limits`] per client, [`tls`] certificates by SNI,
+//!   [`proxy`] forwarding with [`balance`] (least outstanding) over [`pool`]ed tunnels,
+//!   [`backend`] (what the proxy needs of [`tunnel::Links`]), [`pages`] (404/502/503).
 //! - [`tcp`]: public TCP routes ([`proxy_v2`]: the PROXY protocol header).
 //! - [`metrics`]: `/metrics`; [`data_dir`], [`config`]: the directory and the flags; [`run`]
 //!   wires everything.
 
+pub mod backend;
+pub mod balance;
 pub mod config;
 pub mod data_dir;
+pub mod http;
+pub mod limits;
 pub mod meter;
 pub mod metrics;
+pub mod pages;
+pub mod pool;
+pub mod proxy;
 pub mod proxy_v2;
 pub mod receipts;
 pub mod routes;
 pub mod table;
 pub mod tcp;
+pub mod tls;
 pub mod tunnel;
 
-// TEMPORARY until the public HTTP side is merged: delete these two lines and g1_stub.rs.
-mod g1_stub;
-use g1_stub::{http, limits, tls};
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -172,8 +180,8 @@ fn public_side(
     let l = config.limits;
     let limits = limits::ClientLimits::new(limits::LimitsConfig {
         per_ip_connections: l.per_ip_connections as usize,
-        per_ip_rate: l.per_ip_rate,
-        per_ip_burst: l.per_ip_burst,
+        per_ip_rate: f64::from(l.per_ip_rate),
+        per_ip_burst: f64::from(l.per_ip_burst),
         max_connections: l.max_connections as usize,
     });
     let admit: Admit = {
@@ -203,11 +211,11 @@ fn public_side(
     })?;
     tls::CertStore::spawn_reload(&certs, CERT_RELOAD);
     let http_metrics = http::HttpMetrics::register(registry.registry_mut());
-    let proxy = http::Proxy::new(
+    let proxy = proxy::Proxy::new(
         routing.clone(),
         links.clone(),
         limits,
-        http::HttpConfig::default(),
+        config.http_limits.clone(),
         http_metrics,
     );
     tokio::spawn(serve_logged(
