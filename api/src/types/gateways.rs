@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use hearth_core::ingress::{HostRoute, TcpRoute};
 use hearth_protocol::messages::state::{InstanceId, Name};
 use hearth_protocol::{NodeId, SignerId};
 use schemars::JsonSchema;
@@ -84,3 +83,6 @@ pub struct RouteTable {
     #[schemars(with = "Vec<NodeIdText>")]
     pub nodes: Vec<NodeId>,
 }
+
+/// A deployment's public routes (`DeploymentSpec.hosts`, `.tcp`): `hearth-core`'s types.
+pub use hearth_core::ingress::{HostName, HostRoute, IngressError, TcpRoute, default_http_port};
