@@ -92,8 +92,6 @@ impl SqliteStore {
     ) -> Result<R, StoreError> {
         let result = self.db.write(f);
         self.deployments.invalidate();
-        // A deployment's published ports are part of its nodes' desired state.
-        self.assignments.invalidate();
         self.changed();
         result
     }
