@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hearth_api::{GatewaySpec, GatewayView};
+use hearth_api::{GatewaySpec, GatewayView, RouteTable};
 
 use crate::api::{ApiError, HttpError, blocking};
 use crate::clock::now_ms;
@@ -21,6 +21,9 @@ use crate::context::Context;
 use crate::json_body::JsonBody;
 use crate::store::{GatewayRecord, PutGateway};
 use crate::workload_api::push_desired;
+
+/// The change counters (the store's, the fleet's epoch) a routing table was read at.
+pub(crate) type TableKey = (u64, u64);
 
 /// Routing-table requests allowed to wait for a change at once.
 pub const MAX_WAITERS: usize = 256;
@@ -34,6 +37,8 @@ pub struct GatewayState {
     last: Mutex<BTreeMap<String, u64>>,
     /// Permits of the long polls waiting now.
     pub(crate) waiters: tokio::sync::Semaphore,
+    /// The routing table last computed, under the (store, fleet) change counters it was read at.
+    table: Mutex<Option<(TableKey, Arc<RouteTable>)>>,
 }
 
 impl Default for GatewayState {
@@ -42,6 +47,7 @@ impl Default for GatewayState {
             seen: Mutex::default(),
             last: Mutex::default(),
             waiters: tokio::sync::Semaphore::new(MAX_WAITERS),
+            table: Mutex::default(),
         }
     }
 }
@@ -61,6 +67,21 @@ impl GatewayState {
         std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()))
             .into_iter()
             .collect()
+    }
+
+    /// The table kept under `key`, if that is the one kept.
+    pub(crate) fn table(&self, key: TableKey) -> Option<Arc<RouteTable>> {
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, t)| t.clone())
+    }
+
+    /// Keeps `table`, read at `key`.
+    pub(crate) fn keep_table(&self, key: TableKey, table: Arc<RouteTable>) {
+        *self.table.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, table));
     }
 
     fn last_seen(&self, name: &str) -> Option<u64> {

@@ -9,7 +9,7 @@
 //! gateways written) and the fleet's (liveness, admin states, instance reports) — and recomputes
 //! the table only when one fires, so no loop polls; at most [`MAX_WAITERS`] requests wait at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,12 +88,20 @@ pub async fn routes(
     Ok(not_modified(&table.version))
 }
 
-/// The table as it is now.
-async fn current(ctx: &Arc<Context>) -> Result<RouteTable, HttpError> {
+/// The table as it is now: computed once per change of the store or the fleet, however many
+/// gateways wait (the key is read before the data, so a table kept under a key is never older
+/// than that key).
+async fn current(ctx: &Arc<Context>) -> Result<Arc<RouteTable>, HttpError> {
+    let key = (*ctx.store.changes().borrow(), ctx.fleet.epoch());
+    if let Some(kept) = ctx.gateways.table(key) {
+        return Ok(kept);
+    }
     let store = ctx.store.clone();
     let (deployments, assignments) =
         blocking(move || Ok((store.deployments()?, store.assignments()?))).await?;
-    Ok(table(ctx, &deployments, &assignments, now_ms()))
+    let fresh = Arc::new(table(ctx, &deployments, &assignments, now_ms()));
+    ctx.gateways.keep_table(key, fresh.clone());
+    Ok(fresh)
 }
 
 /// The routing table of these deployments and assignments.
@@ -105,16 +113,30 @@ pub fn table(
 ) -> RouteTable {
     let mut out = Vec::new();
     let mut nodes = BTreeSet::new();
-    for d in deployments {
+    // Stored specs skip empty routes: most deployments are passed over without parsing.
+    let routed =
+        |d: &&StoredDeployment| d.spec.get("hosts").is_some() || d.spec.get("tcp").is_some();
+    let mut by_deployment: HashMap<&str, Vec<&(NodeId, Assignment)>> = deployments
+        .iter()
+        .filter(routed)
+        .map(|d| (d.name.as_str(), Vec::new()))
+        .collect();
+    for entry in assignments {
+        if let Some(list) = by_deployment.get_mut(entry.1.deployment.as_str()) {
+            list.push(entry);
+        }
+    }
+    for d in deployments.iter().filter(routed) {
         let Ok(spec) = serde_json::from_value::<DeploymentSpec>(d.spec.clone()) else {
             continue;
         };
         if spec.hosts.is_empty() && spec.tcp.is_empty() {
             continue;
         }
-        let replicas: Vec<RouteReplica> = assignments
-            .iter()
-            .filter(|(_, a)| a.deployment == spec.name)
+        let replicas: Vec<RouteReplica> = by_deployment
+            .get(d.name.as_str())
+            .into_iter()
+            .flatten()
             .map(|(node, a)| {
                 nodes.insert(*node);
                 RouteReplica {
@@ -141,9 +163,9 @@ pub fn table(
     }
 }
 
-fn answer(table: RouteTable) -> Response {
+fn answer(table: Arc<RouteTable>) -> Response {
     let tag = HeaderValue::from_str(&format!("\"{}\"", table.version)).ok();
-    let mut resp = Json(table).into_response();
+    let mut resp = Json(&*table).into_response();
     if let Some(tag) = tag {
         resp.headers_mut().insert(header::ETAG, tag);
     }
