@@ -159,6 +159,45 @@ async fn gateways_register_and_read_a_signed_routing_table_that_long_polls() {
         (404, Some("unknown_gateway")),
         "{v}"
     );
+    let err = cli_err(
+        &m,
+        &[
+            "gateway",
+            "add",
+            "edge-3",
+            "--key",
+            "hn-nope",
+            "--tunnel-addr",
+            "127.0.0.1:1",
+        ],
+    );
+    assert!(err.contains("is not a gateway id"), "{err}");
+    let err = cli_err(
+        &m,
+        &[
+            "gateway",
+            "add",
+            "edge-3",
+            "--key",
+            &id,
+            "--tunnel-addr",
+            "localhost:1",
+        ],
+    );
+    assert!(err.contains("is not IP:PORT"), "{err}");
+    let err = cli_err(
+        &m,
+        &[
+            "gateway",
+            "add",
+            "edge-1",
+            "--key",
+            &id,
+            "--tunnel-addr",
+            "127.0.0.1:1",
+        ],
+    );
+    assert!(err.contains("remove it first"), "{err}");
     let listed = cli_ok(&m, &["gateway", "list"]);
     assert!(
         listed.contains("edge-1") && listed.contains(&id),
@@ -555,4 +594,45 @@ async fn a_node_holding_a_routed_replica_learns_the_gateways_and_its_exposed_por
     })
     .await;
     assert_eq!(ds.instances.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_256_routing_table_requests_wait_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), &[]);
+    let key = SecretKey::generate();
+    let (s, v) = post(
+        &m,
+        "/v1/gateways",
+        &gateway_spec("edge-1", &key, "127.0.0.1:7443"),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, version, _) = signed(&m, &key, ROUTES, None).await;
+    let version = version.unwrap();
+    let client = reqwest::Client::new();
+    let id = SignerId::from_key(key.public());
+    let request = |wait_s: u64| {
+        let path = format!("{ROUTES}?wait_s={wait_s}");
+        client
+            .get(format!("http://{}{path}", m.http))
+            .header("authorization", authorization(&id, &key, now_ms(), &path))
+            .header("if-none-match", format!("\"{version}\""))
+            .send()
+    };
+    let waiting: Vec<_> = (0..256).map(|_| tokio::spawn(request(8))).collect();
+    // Once all 256 wait, one more is refused at once (a probe that got a permit meanwhile
+    // waits 1 s and answers 304).
+    let refused = hearth_tests::eventually(Duration::from_secs(15), async || {
+        let resp = request(1).await.unwrap();
+        (resp.status() == 503).then_some(resp)
+    })
+    .await
+    .expect("a 257th waiting request is refused");
+    let v: Value = refused.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "routes_busy", "{v}");
+    // The waiting ones answer 304 when their wait ends (nothing changed).
+    for w in waiting {
+        assert_eq!(w.await.unwrap().unwrap().status(), 304);
+    }
 }
