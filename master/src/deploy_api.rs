@@ -107,6 +107,13 @@ pub async fn put_deployment(
     let asked = spec.clone();
     let routes_info = info.clone();
     let store = ctx.store.clone();
+    // Writes claiming routes go one at a time, so two deployments cannot both take a host
+    // between one's check and its write (nothing else adds routes).
+    let _claim = if spec.hosts.is_empty() && spec.tcp.is_empty() {
+        None
+    } else {
+        Some(ctx.gateways.claims.lock().await)
+    };
     let stored = write(
         &ctx,
         spec.name.to_string(),

@@ -39,6 +39,8 @@ pub struct GatewayState {
     pub(crate) waiters: tokio::sync::Semaphore,
     /// The routing table last computed, under the (store, fleet) change counters it was read at.
     table: Mutex<Option<(TableKey, Arc<RouteTable>)>>,
+    /// Held by a deployment write that claims routes, from its check to its write.
+    pub(crate) claims: tokio::sync::Mutex<()>,
 }
 
 impl Default for GatewayState {
@@ -48,6 +50,7 @@ impl Default for GatewayState {
             last: Mutex::default(),
             waiters: tokio::sync::Semaphore::new(MAX_WAITERS),
             table: Mutex::default(),
+            claims: tokio::sync::Mutex::new(()),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! a port the recipe does not declare (400 `bad_request`, naming it), a host name or public TCP
 //! port given twice in one spec (400), and one already routed to another deployment (409
 //! `host_taken`, `port_taken`). A gateway therefore never sees two deployments for one name or
-//! port, and a node is never asked to publish a port its instance does not have.
+//! port, and a node is never asked to publish a port its instance does not have. The deployments
+//! API holds `GatewayState::claims` from this check to its write, so two requests cannot both
+//! take one host.
 
 use std::collections::BTreeSet;
 

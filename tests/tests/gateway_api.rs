@@ -474,6 +474,34 @@ async fn routes_are_checked_against_the_recipe_and_other_deployments() {
     assert!(err.contains("`nope`"), "{err}");
     let (s, v) = post(&m, "/v1/deployments", &spec).await;
     assert_eq!(s, 200, "{v}");
+
+    // Eight deployments racing for one host: exactly one gets it.
+    let racers: Vec<_> = (0..8)
+        .map(|k| {
+            let body = with(
+                &format!("race-{k}"),
+                json!([{"host": "race.example.coop"}]),
+                json!([]),
+            );
+            let (http, token) = (m.http, m.token.clone());
+            tokio::spawn(async move {
+                let resp = reqwest::Client::new()
+                    .post(format!("http://{http}/v1/deployments"))
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                resp.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for r in racers {
+        statuses.push(r.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409, 409, 409, 409, 409, 409, 409]);
 }
 
 /// The next desired state on `session` that `accept` accepts, heartbeating meanwhile (30 s limit).
