@@ -39,6 +39,18 @@ pub enum ApiError {
     /// 404: no such recipe version in the published signed targets.
     #[error("{0}")]
     UnknownRecipe(String),
+    /// 404: no gateway with that name is registered.
+    #[error("{0}")]
+    UnknownGateway(String),
+    /// 409: a gateway with that name is registered with another key or tunnel address.
+    #[error("{0}")]
+    GatewayExists(String),
+    /// 409: a host name is routed to another deployment.
+    #[error("{0}")]
+    HostTaken(String),
+    /// 409: a public TCP port is routed to another deployment.
+    #[error("{0}")]
+    PortTaken(String),
     /// 409: the token was already used to enrol a node.
     #[error("{0}")]
     TokenSpent(String),
@@ -66,6 +78,9 @@ pub enum ApiError {
     /// 503: too many probes are waiting for answers.
     #[error("{0}")]
     ProbesBusy(String),
+    /// 503: too many routing-table requests are waiting for a change.
+    #[error("{0}")]
+    RoutesBusy(String),
     /// 503: every random token id drawn was taken.
     #[error("{0}")]
     TokenIdsExhausted(String),
@@ -98,6 +113,10 @@ impl ApiError {
             Self::UnknownInstance(_) => "unknown_instance",
             Self::UnknownDeployment(_) => "unknown_deployment",
             Self::UnknownRecipe(_) => "unknown_recipe",
+            Self::UnknownGateway(_) => "unknown_gateway",
+            Self::GatewayExists(_) => "gateway_exists",
+            Self::HostTaken(_) => "host_taken",
+            Self::PortTaken(_) => "port_taken",
             Self::TokenSpent(_) => "token_spent",
             Self::NodeRevoked(_) => "node_revoked",
             Self::RecipeMissing(_) => "recipe_missing",
@@ -107,6 +126,7 @@ impl ApiError {
             Self::Internal(_) => "internal",
             Self::StoreUnavailable(_) | Self::InsufficientStorage(_) => "store_unavailable",
             Self::ProbesBusy(_) => "probes_busy",
+            Self::RoutesBusy(_) => "routes_busy",
             Self::TokenIdsExhausted(_) => "token_ids_exhausted",
             Self::Other { code, .. } => code,
         }
@@ -122,14 +142,22 @@ impl ApiError {
             | Self::UnknownNode(_)
             | Self::UnknownInstance(_)
             | Self::UnknownDeployment(_)
-            | Self::UnknownRecipe(_) => 404,
-            Self::TokenSpent(_) | Self::NodeRevoked(_) | Self::RecipeMissing(_) | Self::Busy(_) => {
-                409
-            }
+            | Self::UnknownRecipe(_)
+            | Self::UnknownGateway(_) => 404,
+            Self::TokenSpent(_)
+            | Self::NodeRevoked(_)
+            | Self::RecipeMissing(_)
+            | Self::Busy(_)
+            | Self::GatewayExists(_)
+            | Self::HostTaken(_)
+            | Self::PortTaken(_) => 409,
             Self::VersionMismatch(_) => 412,
             Self::PayloadTooLarge(_) => 413,
             Self::Internal(_) => 500,
-            Self::StoreUnavailable(_) | Self::ProbesBusy(_) | Self::TokenIdsExhausted(_) => 503,
+            Self::StoreUnavailable(_)
+            | Self::ProbesBusy(_)
+            | Self::RoutesBusy(_)
+            | Self::TokenIdsExhausted(_) => 503,
             Self::InsufficientStorage(_) => 507,
             Self::Other { status, .. } => *status,
         }
@@ -149,6 +177,10 @@ impl ApiError {
             | Self::UnknownInstance(m)
             | Self::UnknownDeployment(m)
             | Self::UnknownRecipe(m)
+            | Self::UnknownGateway(m)
+            | Self::GatewayExists(m)
+            | Self::HostTaken(m)
+            | Self::PortTaken(m)
             | Self::TokenSpent(m)
             | Self::NodeRevoked(m)
             | Self::RecipeMissing(m)
@@ -158,6 +190,7 @@ impl ApiError {
             | Self::Internal(m)
             | Self::StoreUnavailable(m)
             | Self::ProbesBusy(m)
+            | Self::RoutesBusy(m)
             | Self::TokenIdsExhausted(m)
             | Self::InsufficientStorage(m) => m,
         }
@@ -177,6 +210,10 @@ impl ApiError {
             "unknown_instance" => Self::UnknownInstance(message),
             "unknown_deployment" => Self::UnknownDeployment(message),
             "unknown_recipe" => Self::UnknownRecipe(message),
+            "unknown_gateway" => Self::UnknownGateway(message),
+            "gateway_exists" => Self::GatewayExists(message),
+            "host_taken" => Self::HostTaken(message),
+            "port_taken" => Self::PortTaken(message),
             "token_spent" => Self::TokenSpent(message),
             "node_revoked" => Self::NodeRevoked(message),
             "recipe_missing" => Self::RecipeMissing(message),
@@ -187,6 +224,7 @@ impl ApiError {
             "store_unavailable" if status == 507 => Self::InsufficientStorage(message),
             "store_unavailable" => Self::StoreUnavailable(message),
             "probes_busy" => Self::ProbesBusy(message),
+            "routes_busy" => Self::RoutesBusy(message),
             "token_ids_exhausted" => Self::TokenIdsExhausted(message),
             _ => {
                 return Self::Other {
@@ -232,7 +270,8 @@ pub struct ErrorDetail {
     /// Stable machine-readable code: `unauthorized`, `bad_request`, `bad_metadata`,
     /// `payload_too_large`, `not_found`, `unknown_token`, `token_spent`, `unknown_node`,
     /// `node_revoked`, `hash_mismatch`, `unknown_instance`, `recipe_missing`,
-    /// `unknown_deployment`, `unknown_recipe`, `busy`, `version_mismatch`, `probes_busy`,
+    /// `unknown_deployment`, `unknown_recipe`, `unknown_gateway`, `gateway_exists`,
+    /// `host_taken`, `port_taken`, `busy`, `version_mismatch`, `probes_busy`, `routes_busy`,
     /// `token_ids_exhausted`, `store_unavailable` or `internal`.
     #[schemars(extend("examples" = ["unauthorized", "unknown_node"]))]
     pub code: String,
@@ -251,6 +290,8 @@ mod tests {
             ApiError::InsufficientStorage("disk full".into()),
             ApiError::StoreUnavailable("db".into()),
             ApiError::VersionMismatch("stale".into()),
+            ApiError::HostTaken("www.example.coop".into()),
+            ApiError::UnknownGateway("edge".into()),
         ] {
             assert_eq!(ApiError::from_answer(e.status(), e.body()), e);
         }

@@ -24,6 +24,42 @@ impl JsonSchema for NodeIdText {
     }
 }
 
+/// Schema of a gateway id (`hk-` + 52 base32hex characters, 256 bits then 4 zero bits).
+#[derive(Debug)]
+pub(crate) struct SignerIdText;
+
+impl JsonSchema for SignerIdText {
+    fn schema_name() -> Cow<'static, str> {
+        "GatewayId".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^hk-[0-9a-v]{51}[0g]$",
+            "description": "A gateway's identity (`hearth-gateway init` prints it): `hk-` followed by its Ed25519 public key in RFC 4648 base32hex, lowercase, without padding. The 32 bytes must also be a point of the Ed25519 curve, which no pattern can say: an id that matches the pattern but is no valid key gets 400 `bad_request`.",
+            "examples": ["hk-k9p346n3d25rq4f5r37e3p3e28iq97jb6cn643dvrkttnjfbf5jg"]
+        })
+    }
+}
+
+/// Schema of an IP socket address as text.
+#[derive(Debug)]
+pub(crate) struct SocketAddrText;
+
+impl JsonSchema for SocketAddrText {
+    fn schema_name() -> Cow<'static, str> {
+        "SocketAddr".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]{1,3}(\\.[0-9]{1,3}){3}|\\[[0-9a-fA-F:.]{2,45}\\]):[0-9]{1,5}$",
+            "description": "An IP socket address: `192.0.2.1:7443` or `[2001:db8::1]:7443`. Numbers out of range (an octet over 255, a port over 65535), which the pattern cannot rule out, get 400 `bad_request`.",
+            "examples": ["192.0.2.1:7443"]
+        })
+    }
+}
+
 /// Schema of an enrolment token id (4 random bytes as lowercase hex).
 #[derive(Debug)]
 pub struct TokenIdText;

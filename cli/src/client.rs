@@ -141,7 +141,7 @@ impl Client {
     pub(crate) async fn change_deployment(
         &self,
         name: &str,
-        change: impl Fn(&mut DeploymentSpec),
+        change: impl Fn(&mut DeploymentSpec) -> anyhow::Result<()>,
     ) -> anyhow::Result<Value> {
         let mut attempt = 0;
         loop {
@@ -151,7 +151,7 @@ impl Client {
                 .await?;
             let version = etag.unwrap_or(view.version);
             let mut spec = view.spec;
-            change(&mut spec);
+            change(&mut spec)?;
             match self
                 .send(
                     reqwest::Method::POST,

@@ -22,6 +22,7 @@ macro_rules! outln {
 
 mod client;
 mod deploy;
+pub mod ingress;
 pub mod master_dir;
 mod recipe;
 mod show;
@@ -82,6 +83,9 @@ pub enum Command {
         /// Labels nodes must carry, KEY=VALUE (repeatable).
         #[arg(long = "label")]
         labels: Vec<String>,
+        /// Public routes through the cooperative's gateways.
+        #[command(flatten)]
+        routes: ingress::RouteFlags,
         /// Wait until every replica runs and is healthy, for at most this long (e.g. 2m); exit
         /// status 1 if it does not.
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -90,6 +94,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Publish a deployment through the gateways: `--host NAME [--port NAME] [--plain-http]`
+    /// and/or `--tcp PORTNAME=PUBLICPORT [--proxy-protocol]` (a route for the same host or
+    /// public port is replaced).
+    Expose {
+        /// Deployment name.
+        name: String,
+        /// The routes to add.
+        #[command(flatten)]
+        routes: ingress::RouteFlags,
+    },
+    /// Stop publishing routes of a deployment: `--host NAME` and/or `--tcp PUBLICPORT`.
+    Unexpose {
+        /// Deployment name.
+        name: String,
+        /// The routes to remove.
+        #[command(flatten)]
+        routes: ingress::UnexposeFlags,
+    },
+    /// The cooperative's gateways: add, list, remove.
+    #[command(subcommand)]
+    Gateway(ingress::GatewayCmd),
     /// List deployments.
     Deployments {
         /// Print JSON.
@@ -280,9 +305,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             countries,
             params,
             labels,
+            routes,
             wait,
             json,
         } => {
+            let (hosts, tcp) = routes.routes()?;
             let body = DeploymentSpec {
                 name: name
                     .parse()
@@ -299,14 +326,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect::<anyhow::Result<_>>()?,
                 params: key_values(&params, "--param")?,
                 labels: key_values(&labels, "--label")?,
-                hosts: Vec::new(),
-                tcp: Vec::new(),
+                hosts,
+                tcp,
             };
             let (v, _) = client
                 .send(reqwest::Method::POST, "/v1/deployments", Some(&body), None)
                 .await?;
             deploy::requested(&client, &name, &v, json, wait).await?;
         }
+        Command::Expose { name, routes } => ingress::expose(&client, &name, &routes).await?,
+        Command::Unexpose { name, routes } => ingress::unexpose(&client, &name, &routes).await?,
+        Command::Gateway(cmd) => ingress::gateway(&client, cmd).await?,
         Command::Deployments { json } => {
             let v = client.get("/v1/deployments").await?;
             output(&v, json, show::deployments)?;
@@ -317,7 +347,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Scale { name, replicas } => {
             client
-                .change_deployment(&name, |spec| spec.replicas = replicas)
+                .change_deployment(&name, |spec| {
+                    spec.replicas = replicas;
+                    Ok(())
+                })
                 .await?;
             outln!("deployment {name} scaled to {replicas}")?;
         }

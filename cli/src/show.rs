@@ -95,6 +95,9 @@ pub(super) fn deployment(name: &str, v: &Value) -> anyhow::Result<()> {
     if !asked.is_empty() {
         outln!("countries: {}", asked.join(", "))?;
     }
+    for route in super::ingress::route_lines(v.get("spec").unwrap_or(&Value::Null)) {
+        outln!("public:    {route}")?;
+    }
     let conditions: Vec<&Value> = v
         .get("conditions")
         .and_then(Value::as_array)

@@ -1,7 +1,8 @@
 //! The operator HTTP/JSON API (its types and errors are the `hearth-api` crate; documented in
 //! `api/openapi.json`, generated from them).
 //!
-//! Every `/v1` route needs `Authorization: Bearer <admin token>`. Errors are
+//! Every `/v1` route needs `Authorization: Bearer <admin token>`, except
+//! `/v1/gateway/routes`, which a registered gateway signs with its key (`routes.rs`). Errors are
 //! `{"error": {"code": "...", "message": "..."}}` with a fitting status.
 
 use std::sync::Arc;
@@ -117,9 +118,20 @@ pub fn router(ctx: Arc<Context>) -> Router {
             "/v1/deployments/{name}/update",
             post(crate::deploy_api::update_deployment),
         )
+        .route(
+            "/v1/gateways",
+            post(crate::gateway_api::add_gateway).get(crate::gateway_api::list_gateways),
+        )
+        .route(
+            "/v1/gateways/{name}",
+            delete(crate::gateway_api::remove_gateway),
+        )
         .route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
+    // Signed by the gateway's key, not the admin token (`routes.rs`).
+    let gateway = Router::new().route("/v1/gateway/routes", get(crate::routes::routes));
     Router::new()
         .merge(v1)
+        .merge(gateway)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback(|| async { HttpError(ApiError::NotFound("no such endpoint".into())) })

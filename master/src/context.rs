@@ -32,6 +32,8 @@ pub struct Context {
     pub probes: crate::audit::Probes,
     /// SHA-256 of the admin API token.
     pub admin_token_hash: hearth_protocol::Sha256,
+    /// Gateways' soft state (last reads) and the long-poll cap.
+    pub gateways: crate::gateway_api::GatewayState,
     /// Refused enrolments a peer can make us log: rate-limited like refused handshakes.
     pub enrol_log: std::sync::Mutex<crate::ratelimit::LogLimiter>,
 }

@@ -15,10 +15,10 @@ use crate::api::{ApiError, HttpError, bad_request, blocking};
 use crate::context::Context;
 use crate::deploy_view::{EVENTS_SHOWN, forecast, view};
 use crate::json_body::JsonBody;
-use crate::request_check;
 use crate::rollout::{DEFAULT_DEADLINE_MS, Rollout};
 use crate::scheduler::{DeploymentSpec, recipe_info, recipe_params};
-use crate::store::{NodeRecord, Store, StoreError, StoredDeployment};
+use crate::store::{NodeRecord, Store, StoreError, StoredDeployment, exposed_ports};
+use crate::{ingress_check, request_check};
 
 pub use hearth_api::{MAX_DEPLOYMENT_NAME, UpdateRequest};
 
@@ -105,11 +105,24 @@ pub async fn put_deployment(
     request_check::params(declared.as_ref(), &spec.params).map_err(bad_request)?;
     request_check::labels(&spec.labels).map_err(bad_request)?;
     let asked = spec.clone();
+    let routes_info = info.clone();
+    let store = ctx.store.clone();
+    // Writes claiming routes go one at a time, so two deployments cannot both take a host
+    // between one's check and its write (nothing else adds routes).
+    let _claim = if spec.hosts.is_empty() && spec.tcp.is_empty() {
+        None
+    } else {
+        Some(ctx.gateways.claims.lock().await)
+    };
     let stored = write(
         &ctx,
         spec.name.to_string(),
         expected,
-        move |_| Ok(spec.clone()),
+        move |_| {
+            // Read at each attempt: a host taken meanwhile by another deployment is seen.
+            ingress_check::check(&spec, &routes_info, &store.deployments()?)?;
+            Ok(spec.clone())
+        },
         None,
     )
     .await?;
@@ -139,7 +152,7 @@ pub async fn update_deployment(
         Some(s @ 1..=86_400) => s * 1000,
         Some(_) => return Err(bad_request("deadline_s must be between 1 and 86400")),
     };
-    recipe_info(&ctx, &req.recipe).map_err(ApiError::RecipeMissing)?;
+    let info = recipe_info(&ctx, &req.recipe).map_err(ApiError::RecipeMissing)?;
     let declared = recipe_params(&ctx, &req.recipe).ok();
     let recipe = req.recipe;
     let missing = name.clone();
@@ -152,6 +165,8 @@ pub async fn update_deployment(
             // The new recipe must take the parameters the deployment gives.
             request_check::params(declared.as_ref(), &spec.params).map_err(bad_request)?;
             spec.recipe = recipe.clone();
+            // The routes stay; the new recipe must have the ports they go to.
+            ingress_check::ports_declared(&spec, &info)?;
             Ok(spec)
         },
         Some(deadline_ms),
@@ -222,14 +237,30 @@ async fn write(
                 }
             };
             if done {
-                return Ok::<_, HttpError>(new);
+                let was = old
+                    .as_ref()
+                    .map_or_else(Vec::new, |o| exposed_ports(&o.spec));
+                return Ok::<_, HttpError>((new.clone(), was != exposed_ports(&new.spec)));
             }
         }
         Err(ApiError::Busy("the deployment kept changing; try again".into()).into())
     })
     .await
     .map_err(|e| HttpError(ApiError::Internal(e.to_string())))??;
+    let (stored, republish) = stored;
     ctx.scheduler.changed();
+    if republish {
+        // Its published ports changed: its nodes link to the gateways (or stop) and may open
+        // (or refuse) other ports. The store bumped their revisions with the write.
+        let store = ctx.store.clone();
+        let assignments = blocking(move || store.assignments()).await?;
+        let nodes: std::collections::BTreeSet<NodeId> = assignments
+            .iter()
+            .filter(|(_, a)| a.deployment.as_str() == stored.name)
+            .map(|(n, _)| *n)
+            .collect();
+        crate::workload_api::push_desired(ctx, nodes).await?;
+    }
     tracing::info!(deployment = %stored.name, "deployment requested");
     Ok(stored)
 }

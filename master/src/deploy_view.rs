@@ -98,6 +98,12 @@ fn shown(ctx: &Context, node: &NodeId, a: &Assignment, now: u64) -> (Shown, Valu
     (s, endpoints)
 }
 
+/// Whether a replica serves: the rule of the view's `serving` (node up, running at its current
+/// generation, healthy when the recipe has a check), shared with the gateways' routing table.
+pub fn serving(ctx: &Context, node: &NodeId, a: &Assignment, now: u64) -> bool {
+    shown(ctx, node, a, now).0.serving
+}
+
 fn text(v: &impl serde::Serialize) -> String {
     serde_json::to_value(v)
         .ok()

@@ -67,6 +67,8 @@ pub struct Fleet {
     /// Bumped by every change the scheduler looks at: membership, liveness transitions, admin
     /// states, instance reports. A heartbeat that changes nothing leaves it alone.
     epoch: std::sync::atomic::AtomicU64,
+    /// Tells watchers (routing-table long polls) that [`Self::epoch`] moved.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Fleet {
@@ -109,6 +111,7 @@ impl Fleet {
             next_session: 1.into(),
             instances: RwLock::new(BTreeMap::new()),
             epoch: 0.into(),
+            changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -118,7 +121,13 @@ impl Fleet {
     }
 
     fn changed(&self) {
-        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let epoch = self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.changes.send_replace(epoch.wrapping_add(1));
+    }
+
+    /// Wakes at every change of [`Self::epoch`] (liveness, admin states, instance reports).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The liveness configuration.

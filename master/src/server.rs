@@ -108,6 +108,7 @@ pub async fn serve(
         )?,
         scheduler: crate::scheduler::SchedulerState::default(),
         probes: crate::audit::Probes::new(),
+        gateways: crate::gateway_api::GatewayState::default(),
         admin_token_hash,
         enrol_log: std::sync::Mutex::new(crate::ratelimit::LogLimiter::new(10, 60)),
     });
@@ -235,6 +236,14 @@ async fn liveness_loop(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver
 }
 
 async fn flush(ctx: &Arc<Context>) {
+    let seen = ctx.gateways.take_seen();
+    if !seen.is_empty() {
+        let store = ctx.store.clone();
+        let result = tokio::task::spawn_blocking(move || store.record_gateway_seen(&seen)).await;
+        if let Ok(Err(e)) = result {
+            tracing::error!(error = %e, "could not persist gateways' last reads");
+        }
+    }
     let updates = ctx.fleet.take_dirty();
     if updates.is_empty() {
         return;

@@ -139,7 +139,10 @@ pub async fn list_instances(State(ctx): State<Arc<Context>>) -> Result<Json<Valu
 }
 
 /// Sends each node its new whole desired state (if it is connected; otherwise at its next hello).
-async fn push_desired(ctx: &Arc<Context>, nodes: Vec<NodeId>) -> Result<(), HttpError> {
+pub(crate) async fn push_desired(
+    ctx: &Arc<Context>,
+    nodes: impl IntoIterator<Item = NodeId>,
+) -> Result<(), HttpError> {
     for node in nodes {
         if !ctx.fleet.has_session(&node) {
             continue; // it reads its desired state at its next hello

@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 
 use crate::schema::{NodeIdText, Sha256Text, TokenIdText};
 use crate::{
-    CreateToken, CreatedToken, DeploymentSpec, DeploymentView, ErrorBody, InstanceView,
-    ListedRecipe, NodeView, PlaceInstance, PlacedInstance, ProbeOutcome, RemovedInstance,
-    RevokedToken, StoredBlob, TokenView, UpdateRequest,
+    CreateToken, CreatedToken, DeploymentSpec, DeploymentView, ErrorBody, GatewaySpec, GatewayView,
+    InstanceView, ListedRecipe, NodeView, PlaceInstance, PlacedInstance, ProbeOutcome,
+    RemovedInstance, RevokedToken, RouteTable, StoredBlob, TokenView, UpdateRequest,
 };
 
 /// The hand-written part: routes and everything but the schemas.
@@ -86,6 +86,9 @@ fn schemas() -> Map<String, Value> {
     add::<UpdateRequest>(&mut generator);
     add::<DeploymentView>(&mut generator);
     add::<ListedRecipe>(&mut generator);
+    add::<GatewaySpec>(&mut generator);
+    add::<GatewayView>(&mut generator);
+    add::<RouteTable>(&mut generator);
     let mut defs = generator.take_definitions(true);
     defs.sort_keys();
     for schema in defs.values_mut() {

@@ -3,13 +3,12 @@
 
 use std::net::SocketAddr;
 
-use hearth_core::ingress::{HostRoute, TcpRoute};
 use hearth_protocol::messages::state::{InstanceId, Name};
 use hearth_protocol::{NodeId, SignerId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{NodeIdText, UnixMs};
+use crate::schema::{NodeIdText, SignerIdText, SocketAddrText, UnixMs};
 
 /// Body of `POST /v1/gateways`: register a gateway (idempotent by name with the same key and
 /// address; another key or address under a taken name gets 409 `gateway_exists`).
@@ -20,10 +19,10 @@ pub struct GatewaySpec {
     pub name: Name,
     /// Its Ed25519 identity (`hearth-gateway init` prints it): nodes pin it, receipts are
     /// signed with it, and it signs its requests for the routing table.
-    #[schemars(with = "String")]
+    #[schemars(with = "SignerIdText")]
     pub key: SignerId,
     /// The UDP address nodes dial for their gateway link.
-    #[schemars(with = "String")]
+    #[schemars(with = "SocketAddrText")]
     pub tunnel_addr: SocketAddr,
 }
 
@@ -84,3 +83,6 @@ pub struct RouteTable {
     #[schemars(with = "Vec<NodeIdText>")]
     pub nodes: Vec<NodeId>,
 }
+
+/// A deployment's public routes (`DeploymentSpec.hosts`, `.tcp`): `hearth-core`'s types.
+pub use hearth_core::ingress::{HostName, HostRoute, IngressError, TcpRoute, default_http_port};

@@ -74,10 +74,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
         generation     BIGINT NOT NULL
     );",
     ),
+    (
+        6,
+        "CREATE TABLE gateways (
+        name           TEXT PRIMARY KEY,
+        key            TEXT NOT NULL UNIQUE,
+        tunnel_addr    TEXT NOT NULL,
+        created_ms     BIGINT NOT NULL,
+        last_seen_ms   BIGINT
+    );",
+    ),
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 5;
+pub(crate) const LATEST: i64 = 6;
 
 /// Brings the database to [`LATEST`], refusing one written by a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

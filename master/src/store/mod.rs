@@ -4,6 +4,7 @@
 //! SQL in the engines stays portable (standard types, `ON CONFLICT`, no engine-only functions).
 
 mod cached;
+mod gateways;
 mod history;
 mod migrations;
 mod sqlite;
@@ -15,6 +16,8 @@ use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId};
 use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 use serde::Serialize;
 
+pub(crate) use gateways::exposed_ports;
+pub use gateways::{GatewayRecord, PutGateway};
 pub use sqlite::SqliteStore;
 
 /// Version of the JSON encoding of a deployment's status in `deployment_status.status`.
@@ -218,6 +221,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn record_deployment_status(&self, updates: &[StatusUpdate]) -> Result<(), StoreError>;
     /// A deployment's last `limit` events, oldest first.
     fn deployment_events(&self, name: &str, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
+    /// Registers a gateway, idempotent by name: the same name, key and address again changes
+    /// nothing; a name or key registered with something else is a conflict. A new gateway bumps
+    /// the desired state of every node holding a routed replica (they link to every gateway).
+    fn put_gateway(&self, gateway: &GatewayRecord) -> Result<PutGateway, StoreError>;
+    /// Every gateway, by name.
+    fn gateways(&self) -> Result<Vec<GatewayRecord>, StoreError>;
+    /// Removes a gateway: the nodes whose desired state changed, or `None` if unknown.
+    fn remove_gateway(
+        &self,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeSet<NodeId>>, StoreError>;
+    /// Persists gateways' last-seen times (soft state, flushed in batches like liveness).
+    fn record_gateway_seen(&self, seen: &[(String, u64)]) -> Result<(), StoreError>;
+    /// A counter bumped after every write of assignments, deployments or gateways: what a
+    /// routing-table long poll waits on (the fleet's [`crate::fleet::Fleet::changes`] is the
+    /// other half).
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
 /// One change of [`Store::apply_assignments`].

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::cached::Cached;
 use super::writer::Db;
 
+use super::gateways::{self, GatewayRecord, PutGateway, exposed_ports};
 use super::migrations;
 use super::{
     AdminChange, AdminState, AssignmentOp, EventRecord, LivenessUpdate, NodeRecord, RedeemError,
@@ -23,7 +24,7 @@ const FACTS_VERSION: i64 = 1;
 /// Version of the JSON encoding of [`Assignment`] in the `assignments.spec` column.
 const SPEC_VERSION: i64 = 1;
 
-fn bump_revision(tx: &Connection, node: &NodeId) -> rusqlite::Result<()> {
+pub(super) fn bump_revision(tx: &Connection, node: &NodeId) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO node_revisions (node, revision) VALUES (?1, 1)
          ON CONFLICT (node) DO UPDATE SET revision = node_revisions.revision + 1",
@@ -53,6 +54,8 @@ pub struct SqliteStore {
     assignments: Cached<Vec<(NodeId, Assignment)>>,
     /// Every deployment, as last read; invalidated by every write of deployments.
     deployments: Cached<Vec<StoredDeployment>>,
+    /// Bumped after every write of assignments, deployments or gateways (see [`Store::changes`]).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl SqliteStore {
@@ -62,7 +65,24 @@ impl SqliteStore {
             db: Db::open(path, migrations::migrate)?,
             assignments: Cached::default(),
             deployments: Cached::default(),
+            changes: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Tells the watchers of [`Store::changes`] that something they read was written.
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A write of assignments: the cached list is stale once it returns (whatever it returns).
+    fn write_assignments<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let result = self.db.write(f);
+        self.assignments.invalidate();
+        self.changed();
+        result
     }
 
     /// A write of deployments: the cached list is stale once it returns (whatever it returns).
@@ -72,6 +92,7 @@ impl SqliteStore {
     ) -> Result<R, StoreError> {
         let result = self.db.write(f);
         self.deployments.invalidate();
+        self.changed();
         result
     }
 }
@@ -401,16 +422,12 @@ impl Store for SqliteStore {
         spec: &Assignment,
     ) -> Result<Option<(Assignment, Vec<NodeId>)>, StoreError> {
         let (node, spec) = (*node, spec.clone());
-        let result = self.db.write(move |tx| put_assignment_in(tx, &node, &spec));
-        self.assignments.invalidate();
-        result
+        self.write_assignments(move |tx| put_assignment_in(tx, &node, &spec))
     }
 
     fn remove_assignment(&self, instance: &InstanceId) -> Result<Option<NodeId>, StoreError> {
         let instance = instance.clone();
-        let result = self.db.write(move |tx| remove_assignment_in(tx, &instance));
-        self.assignments.invalidate();
-        result
+        self.write_assignments(move |tx| remove_assignment_in(tx, &instance))
     }
 
     fn apply_assignments(&self, ops: &[AssignmentOp]) -> Result<BTreeSet<NodeId>, StoreError> {
@@ -418,7 +435,7 @@ impl Store for SqliteStore {
             return Ok(BTreeSet::new());
         }
         let ops = ops.to_vec();
-        let result = self.db.write(move |tx| {
+        self.write_assignments(move |tx| {
             let mut touched = BTreeSet::new();
             for op in &ops {
                 match op {
@@ -431,9 +448,7 @@ impl Store for SqliteStore {
                 }
             }
             Ok(touched)
-        });
-        self.assignments.invalidate();
-        result
+        })
     }
 
     fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError> {
@@ -447,12 +462,13 @@ impl Store for SqliteStore {
                 .optional()?;
             let mut stmt =
                 conn.prepare_cached("SELECT * FROM assignments WHERE node = ?1 ORDER BY instance")?;
-            let instances = stmt
+            let mut instances: Vec<Assignment> = stmt
                 .query_map([node.to_string()], spec_from_row)?
                 .map(|r| r.map(|(_, spec)| spec))
                 .collect::<Result<_, _>>()?;
+            let gateways = gateways::publish(conn, &mut instances)?;
             Ok(DesiredState {
-                gateways: Vec::new(),
+                gateways,
                 revision: opt_ms(revision).unwrap_or(0),
                 instances,
             })
@@ -473,7 +489,21 @@ impl Store for SqliteStore {
     fn put_deployment(&self, d: &StoredDeployment) -> Result<(), StoreError> {
         let rollout = d.rollout.as_ref().map(|r| r.to_string());
         let (name, spec) = (d.name.clone(), d.spec.to_string());
+        let exposed = exposed_ports(&d.spec);
         self.write_deployments(move |tx| {
+            let old: Option<String> = tx
+                .query_row(
+                    "SELECT spec FROM deployments WHERE name = ?1",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let was = old
+                .and_then(|o| serde_json::from_str(&o).ok())
+                .map_or_else(Vec::new, |o| exposed_ports(&o));
+            if was != exposed {
+                gateways::bump_routed(tx, Some(&name))?;
+            }
             tx.execute(
                 "INSERT INTO deployments (name, spec, spec_version, rollout) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO UPDATE SET spec = ?2, spec_version = ?3, rollout = ?4",
@@ -499,8 +529,9 @@ impl Store for SqliteStore {
             expected.spec.to_string(),
             text(&expected.rollout),
         );
+        let republish = exposed_ports(&expected.spec) != exposed_ports(&new.spec);
         self.write_deployments(move |tx| {
-            Ok(tx.execute(
+            let replaced = tx.execute(
                 "UPDATE deployments SET spec = ?1, spec_version = ?2, rollout = ?3
                  WHERE name = ?4 AND spec = ?5 AND COALESCE(rollout, '') = ?6",
                 params![
@@ -511,7 +542,11 @@ impl Store for SqliteStore {
                     old_spec,
                     old_rollout
                 ],
-            )? == 1)
+            )? == 1;
+            if replaced && republish {
+                gateways::bump_routed(tx, Some(&name))?;
+            }
+            Ok(replaced)
         })
     }
 
@@ -538,6 +573,36 @@ impl Store for SqliteStore {
 
     fn deployment_events(&self, name: &str, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
         self.db.read(|conn| history::events(conn, name, limit))
+    }
+
+    fn put_gateway(&self, g: &GatewayRecord) -> Result<PutGateway, StoreError> {
+        let g = g.clone();
+        let result = self.db.write(move |tx| gateways::put(tx, &g));
+        self.changed();
+        result
+    }
+
+    fn gateways(&self) -> Result<Vec<GatewayRecord>, StoreError> {
+        self.db.read(gateways::list)
+    }
+
+    fn remove_gateway(&self, name: &str) -> Result<Option<BTreeSet<NodeId>>, StoreError> {
+        let name = name.to_owned();
+        let result = self.db.write(move |tx| gateways::remove(tx, &name));
+        self.changed();
+        result
+    }
+
+    fn record_gateway_seen(&self, seen: &[(String, u64)]) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let seen = seen.to_vec();
+        self.db.write(move |tx| gateways::record_seen(tx, &seen))
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn deployments(&self) -> Result<Arc<Vec<StoredDeployment>>, StoreError> {
