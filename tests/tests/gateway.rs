@@ -117,14 +117,23 @@ async fn the_public_reaches_three_replicas_through_the_gateway_and_survives_a_da
     .unwrap_or_else(|| panic!("no 200 through the gateway; gateway log:\n{}", gw.log()));
     let body = first.text().await.unwrap();
     assert!(body.contains("Hello co-op"), "{body}");
-    let unknown = client
-        .get(format!("https://{HOST}/"))
-        .header("host", "nobody.example.coop")
-        .send()
-        .await;
-    if let Ok(r) = unknown {
-        assert_ne!(r.status(), 200, "another host name is not routed to web");
-    }
+    // Plain HTTP: an unknown host name gets 404, a host without plain HTTP a redirect.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let plain_get = async |host: &str| {
+        plain
+            .get(format!("http://{}/", gw.http))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(plain_get("nobody.example.coop").await.status(), 404);
+    let redirect = plain_get(HOST).await;
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(redirect.headers()["location"], format!("https://{HOST}/").as_str());
 
     // Load from 8 clients; one replica's home goes dark (agent and instance killed) after 2 s.
     let ok = Arc::new(AtomicU64::new(0));
