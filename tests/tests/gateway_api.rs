@@ -275,7 +275,7 @@ async fn gateways_register_and_read_a_signed_routing_table_that_long_polls() {
     let waited = started.elapsed();
     assert_eq!((s, etag.as_deref()), (304, Some(version.as_str())));
     assert!(
-        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(6),
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(10),
         "{waited:?}"
     );
 
@@ -314,7 +314,7 @@ async fn gateways_register_and_read_a_signed_routing_table_that_long_polls() {
         .unwrap();
     assert_eq!(s, 200, "{table}");
     assert!(
-        waited < Duration::from_secs(5),
+        waited < Duration::from_secs(15),
         "the change took {waited:?} to reach the gateway"
     );
     assert_eq!(
