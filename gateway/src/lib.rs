@@ -34,7 +34,6 @@ pub mod tcp;
 pub mod tls;
 pub mod tunnel;
 
-
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;

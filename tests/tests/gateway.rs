@@ -79,7 +79,19 @@ async fn raw_exchange(addr: SocketAddr) -> (u64, u64, String) {
 async fn the_public_reaches_three_replicas_through_the_gateway_and_survives_a_dark_home() {
     let dir = tempfile::tempdir().unwrap();
     let m = MasterProc::start(dir.path(), FAST);
-    let gw = GatewayProc::start(dir.path(), "gw1", &m, &["--receipt-window", "2s"]);
+    let gw = GatewayProc::start(
+        dir.path(),
+        "gw1",
+        &m,
+        &[
+            "--receipt-window",
+            "2s",
+            "--per-ip-rate",
+            "100000",
+            "--per-ip-burst",
+            "100000",
+        ],
+    );
     let cert = gw.add_certificate(HOST);
     let (mut nodes, ids) = homes(&m, dir.path(), &THREE_HOMES, WAIT).await;
     let recipe = upload_static_site(&m, dir.path(), |t| t);
@@ -133,7 +145,10 @@ async fn the_public_reaches_three_replicas_through_the_gateway_and_survives_a_da
     assert_eq!(plain_get("nobody.example.coop").await.status(), 404);
     let redirect = plain_get(HOST).await;
     assert_eq!(redirect.status(), 308);
-    assert_eq!(redirect.headers()["location"], format!("https://{HOST}/").as_str());
+    assert_eq!(
+        redirect.headers()["location"],
+        format!("https://{HOST}/").as_str()
+    );
 
     // Load from 8 clients; one replica's home goes dark (agent and instance killed) after 2 s.
     let ok = Arc::new(AtomicU64::new(0));
@@ -149,7 +164,18 @@ async fn the_public_reaches_three_replicas_through_the_gateway_and_survives_a_da
             while start.elapsed() < run_for {
                 let good = match client.get(&url).send().await {
                     Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
-                    _ => false,
+                    Ok(r) => {
+                        if failed.load(Ordering::Relaxed) < 5 {
+                            eprintln!("at {:?}: status {}", start.elapsed(), r.status());
+                        }
+                        false
+                    }
+                    Err(e) => {
+                        if failed.load(Ordering::Relaxed) < 5 {
+                            eprintln!("at {:?}: {e:?}", start.elapsed());
+                        }
+                        false
+                    }
                 };
                 if good {
                     ok.fetch_add(1, Ordering::Relaxed);
