@@ -275,3 +275,96 @@ async fn the_public_reaches_three_replicas_through_the_gateway_and_survives_a_da
         );
     }
 }
+
+/// A rolling update under load: each replica is drained (no new tunnels, open ones finish)
+/// before it stops, so no request fails while every replica is replaced in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_update_under_load_drains_each_replica_and_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(dir.path(), FAST);
+    let gw = GatewayProc::start(
+        dir.path(),
+        "gw1",
+        &m,
+        &["--per-ip-rate", "100000", "--per-ip-burst", "100000"],
+    );
+    let (nodes, _ids) = homes(&m, dir.path(), &THREE_HOMES, WAIT).await;
+    let v1 = upload_static_site(&m, dir.path(), |t| t);
+    let v2 = upload_static_site(&m, dir.path(), |r| {
+        r.replace("version = \"1.0.0\"", "version = \"1.1.0\"")
+    });
+    cli_ok(
+        &m,
+        &[
+            "deploy",
+            "web",
+            "--recipe",
+            &v1,
+            "--replicas",
+            "2",
+            "--host",
+            HOST,
+            "--plain-http",
+        ],
+    );
+    eventually(WAIT, async || {
+        (serving(&m, "web").await.len() == 2).then_some(())
+    })
+    .await
+    .expect("2 replicas serving");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("http://{}/", gw.http);
+    eventually(WAIT, async || {
+        let r = client.get(&url).header("host", HOST).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await
+    .expect("served through the gateway");
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (client, url) = (client.clone(), url.clone());
+        let (done, ok, failed) = (done.clone(), ok.clone(), failed.clone());
+        workers.push(tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let answer = client.get(&url).header("host", HOST).send().await;
+                let status = answer.as_ref().map(|r| r.status()).ok();
+                let good = match answer {
+                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                    _ => false,
+                };
+                if good {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    eprintln!("failed: {status:?}");
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let out = m.cli(&["update", "web", "--recipe", &v2, "--wait", "90s"]);
+    done.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert!(
+        out.status.success(),
+        "update failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("rolling update under load: {ok} ok, {failed} failed");
+    assert!(ok > 100, "too few requests: {ok}");
+    assert_eq!(failed, 0, "requests failed during the rolling update");
+    let drained = nodes
+        .iter()
+        .filter(|n| n.log().contains("draining before stop"))
+        .count();
+    assert_eq!(drained, 2, "each updated replica's node drained it first");
+}
