@@ -41,6 +41,11 @@ pub struct TransportTuning {
     pub max_bidi_streams: u32,
     /// Per-stream receive window.
     pub stream_window: u32,
+    /// Connection-wide receive window, and the send buffer of each side.
+    pub connection_window: u32,
+    /// Clients ask the server to acknowledge every ack-eliciting packet at once (sessions:
+    /// one ACK per heartbeat, sent while it is processed). Bulk links leave delayed ACKs on.
+    pub immediate_acks: bool,
     /// UDP receive and send buffer sizes asked of the kernel for the master's socket (the
     /// kernel caps them at `net.core.rmem_max` / `wmem_max`). After a master restart every node
     /// reconnects within one heartbeat interval; the default buffer of about 200 KiB holds only
@@ -56,6 +61,8 @@ impl Default for TransportTuning {
             keep_alive: Duration::from_secs(10),
             max_bidi_streams: 16,
             stream_window: (2 * DEFAULT_MAX_FRAME) as u32,
+            connection_window: (4 * DEFAULT_MAX_FRAME) as u32,
+            immediate_acks: true,
             server_socket_buffer: 4 << 20,
         }
     }
@@ -71,10 +78,10 @@ impl TransportTuning {
         t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_bidi_streams));
         t.max_concurrent_uni_streams(VarInt::from_u32(0));
         t.stream_receive_window(VarInt::from_u32(self.stream_window));
-        t.receive_window(VarInt::from_u32(self.stream_window.saturating_mul(2)));
-        t.send_window(u64::from(self.stream_window) * 2);
+        t.receive_window(VarInt::from_u32(self.connection_window));
+        t.send_window(u64::from(self.connection_window));
         t.datagram_receive_buffer_size(None);
-        if client {
+        if client && self.immediate_acks {
             // Clients (nodes) ask the master, with an ACK_FREQUENCY frame, to acknowledge every
             // ack-eliciting packet at once. A heartbeat is then answered by one ACK-only packet
             // sent while its packet is processed, rather than by a delayed-ACK timer per
