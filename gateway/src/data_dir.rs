@@ -97,14 +97,10 @@ impl DataDir {
             return Err(DataDirError::NotInitialised(self.0.clone()));
         }
         let text = fs::read_to_string(&path).map_err(io(&path))?;
-        let seed: Hex<32> = text
-            .trim()
-            .parse()
-            .map_err(|e: hearth_protocol::ValueError| DataDirError::Damaged {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(SecretKey::from_seed(&seed.0))
+        SecretKey::from_seed_hex(&text).map_err(|e| DataDirError::Damaged {
+            path: path.clone(),
+            reason: e.to_string(),
+        })
     }
 
     /// Writes `addr` (`HOST:PORT` and a newline) to `D/<name>.addr` durably.

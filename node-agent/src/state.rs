@@ -110,14 +110,12 @@ impl NodeDir {
         let path = self.key_path();
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let seed: Hex<32> =
-                    text.trim()
-                        .parse()
-                        .map_err(|e: hearth_protocol::ValueError| StateError::Damaged {
-                            path: path.clone(),
-                            reason: e.to_string(),
-                        })?;
-                Ok(Some(SecretKey::from_seed(&seed.0)))
+                SecretKey::from_seed_hex(&text)
+                    .map(Some)
+                    .map_err(|e| StateError::Damaged {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(&path)(e)),

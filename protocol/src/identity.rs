@@ -228,6 +228,13 @@ impl SecretKey {
         Self(SigningKey::from_bytes(seed))
     }
 
+    /// The key of a key file's text: its 32-byte seed in hex (64 characters), surrounding
+    /// whitespace ignored. Master, node and gateway store their keys this way.
+    pub fn from_seed_hex(text: &str) -> Result<Self, crate::ValueError> {
+        let seed: Hex<32> = text.trim().parse()?;
+        Ok(Self::from_seed(&seed.0))
+    }
+
     /// The 32-byte seed, for storing the key.
     pub fn seed(&self) -> [u8; 32] {
         self.0.to_bytes()
