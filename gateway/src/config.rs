@@ -61,6 +61,9 @@ pub struct RunArgs {
     /// Largest request head in bytes (larger: 431).
     #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
     pub max_header_bytes: u32,
+    /// Time for a replica to begin its answer (then 504).
+    #[arg(long, default_value = "60s", value_parser = positive_duration)]
+    pub response_timeout: Duration,
     /// Largest request body in bytes (larger: 413).
     #[arg(long, default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_body_bytes: u64,
@@ -159,6 +162,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
                 idle_timeout: a.idle_timeout,
                 max_header_bytes: a.max_header_bytes as usize,
                 max_body_bytes: a.max_body_bytes,
+                response_timeout: a.response_timeout,
                 ..crate::http::HttpConfig::default()
             },
         })

@@ -53,6 +53,9 @@ pub struct HttpConfig {
     pub max_body_bytes: u64,
     /// Time to open a tunnel to a replica (default 5 s).
     pub tunnel_timeout: Duration,
+    /// Time for a replica to begin its answer once the request is sent (default 60 s; then
+    /// 504, never retried: the service may be working on it).
+    pub response_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -63,6 +66,7 @@ impl Default for HttpConfig {
             max_header_bytes: 32 * 1024,
             max_body_bytes: 64 * 1024 * 1024,
             tunnel_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -39,6 +39,8 @@ pub enum Page {
     BadGateway,
     /// 503: the route has no available replica.
     Unavailable,
+    /// 504: the replica did not begin its answer within the response timeout.
+    GatewayTimeout,
 }
 
 /// Seconds a client is asked to wait after a 503 or a 429.
@@ -54,6 +56,7 @@ impl Page {
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -77,6 +80,10 @@ impl Page {
             Self::Unavailable => page!(
                 "503 Service Unavailable",
                 "The service has no running replica at the moment. Please try again shortly."
+            ),
+            Self::GatewayTimeout => page!(
+                "504 Gateway Timeout",
+                "The service did not answer in time. Please try again."
             ),
         }
     }

@@ -199,7 +199,14 @@ impl Proxy {
             else {
                 break;
             };
-            match sender.try_send_request(req).await {
+            let sent =
+                tokio::time::timeout(self.config.response_timeout, sender.try_send_request(req))
+                    .await;
+            let Ok(sent) = sent else {
+                tracing::debug!(instance = %replica.instance, "no answer within the response timeout");
+                return Page::GatewayTimeout.response();
+            };
+            match sent {
                 Ok(resp) => return self.answer(resp, Some((sender, slot)), load, conn),
                 Err(mut e) => {
                     let returned = e.take_message();
@@ -272,7 +279,13 @@ impl Proxy {
                 }
             };
             let Some(req) = request.take() else { break };
-            match sender.try_send_request(req).await {
+            let sent =
+                tokio::time::timeout(self.config.response_timeout, sender.try_send_request(req))
+                    .await;
+            let Ok(sent) = sent else {
+                return Page::GatewayTimeout.response();
+            };
+            match sent {
                 Ok(mut resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     let replica_side = hyper::upgrade::on(&mut resp);
                     let (mut head, _) = resp.into_parts();

@@ -284,6 +284,27 @@ async fn idle_tunnels_of_an_unavailable_replica_are_dropped() -> anyhow::Result<
 }
 
 #[tokio::test]
+async fn an_answer_later_than_the_response_timeout_is_504() -> anyhow::Result<()> {
+    let a = replica("a", Behaviour::Echo).await?;
+    let config = HttpConfig {
+        response_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let (gw, backend) = gateway(&[("web-1", Some(a))], config).await?;
+    let started = std::time::Instant::now();
+    let ans = get(gw.addr, HOST_NAME, "/slow").await?;
+    assert_eq!(ans.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_millis(1100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(backend.opens(), 1, "a timed-out request is not retried");
+    assert_eq!(get(gw.addr, HOST_NAME, "/").await?.status, StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_slow_answer_is_not_cut_by_the_idle_timeout() -> anyhow::Result<()> {
     let a = replica("a", Behaviour::Echo).await?;
     let config = HttpConfig {
