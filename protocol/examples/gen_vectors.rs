@@ -46,20 +46,7 @@ fn main() -> anyhow::Result<()> {
         write_vector(&dir, n, name, value)
     };
     for (name, message) in sample_messages(&keys) {
-        let bytes = frame::encode(&message, DEFAULT_MAX_FRAME)?;
-        let envelope = Envelope {
-            v: PROTOCOL_VERSION,
-            message,
-        };
-        write(
-            &name,
-            frame_vector(
-                &name,
-                "A valid message.",
-                &bytes,
-                json!({ "message": envelope }),
-            ),
-        )?;
+        write(&name, valid_frame(&name, message)?)?;
     }
     for (name, description, bytes, code) in invalid_frames(&keys) {
         write(
@@ -89,20 +76,7 @@ fn main() -> anyhow::Result<()> {
     }
     // Gateway-link vectors come last, so that adding them renumbered no earlier vector.
     for (name, message) in gateway_messages(&keys) {
-        let bytes = frame::encode(&message, DEFAULT_MAX_FRAME)?;
-        let envelope = Envelope {
-            v: PROTOCOL_VERSION,
-            message,
-        };
-        write(
-            &name,
-            frame_vector(
-                &name,
-                "A valid message.",
-                &bytes,
-                json!({ "message": envelope }),
-            ),
-        )?;
+        write(&name, valid_frame(&name, message)?)?;
     }
     for (name, description, vector) in gateway_request_vectors(&keys) {
         let mut v = vector;
@@ -112,6 +86,21 @@ fn main() -> anyhow::Result<()> {
     }
     println!("wrote {n} vectors to {}", dir.display());
     Ok(())
+}
+
+/// The vector of one valid message: its frame and the envelope it decodes to.
+fn valid_frame(name: &str, message: Message) -> anyhow::Result<Value> {
+    let bytes = frame::encode(&message, DEFAULT_MAX_FRAME)?;
+    let envelope = Envelope {
+        v: PROTOCOL_VERSION,
+        message,
+    };
+    Ok(frame_vector(
+        name,
+        "A valid message.",
+        &bytes,
+        json!({ "message": envelope }),
+    ))
 }
 
 struct Keys {

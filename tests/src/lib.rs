@@ -7,6 +7,7 @@
 pub mod deploy;
 pub mod gateway;
 pub mod load;
+pub mod load_http;
 pub mod master;
 pub mod node;
 pub mod procstat;

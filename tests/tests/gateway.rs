@@ -6,14 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hearth_protocol::messages::usage::BandwidthReceipt;
 use hearth_tests::deploy::{THREE_HOMES, cli_ok, homes, upload_static_site};
 use hearth_tests::eventually;
 use hearth_tests::gateway::GatewayProc;
+use hearth_tests::load_http::{Load, LoadReport};
 use hearth_tests::master::{FAST, MasterProc};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -151,66 +150,32 @@ async fn the_public_reaches_three_replicas_through_the_gateway_and_survives_a_da
     );
 
     // Load from 8 clients; one replica's home goes dark (agent and instance killed) after 2 s.
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let last_failure_ms = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let run_for = Duration::from_secs(10);
-    let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (client, url) = (client.clone(), url.clone());
-        let (ok, failed, last) = (ok.clone(), failed.clone(), last_failure_ms.clone());
-        workers.push(tokio::spawn(async move {
-            while start.elapsed() < run_for {
-                let good = match client.get(&url).send().await {
-                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
-                    Ok(r) => {
-                        if failed.load(Ordering::Relaxed) < 5 {
-                            eprintln!("at {:?}: status {}", start.elapsed(), r.status());
-                        }
-                        false
-                    }
-                    Err(e) => {
-                        if failed.load(Ordering::Relaxed) < 5 {
-                            eprintln!("at {:?}: {e:?}", start.elapsed());
-                        }
-                        false
-                    }
-                };
-                if good {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    last.fetch_max(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
+    let load = Load::start(&client, &url, None, 8, Duration::from_secs(10));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let victim = &all[0].1;
     let at = ids.iter().position(|id| id == victim).unwrap();
-    let killed_ms = start.elapsed().as_millis() as u64;
+    let killed = load.elapsed();
     nodes[at].kill9();
     nodes[at].kill_instances();
-    for w in workers {
-        w.await.unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    let last = last_failure_ms.load(Ordering::Relaxed);
-    eprintln!(
-        "load: {ok} ok, {failed} failed, last failure at {last} ms (home killed at {killed_ms} ms)"
-    );
+    let LoadReport {
+        ok,
+        failed,
+        last_failure,
+    } = load.finish(false).await;
+    eprintln!("load: {ok} ok, {failed} failed, last at {last_failure:?} (home dark at {killed:?})");
     assert!(ok > 100, "too few requests succeeded: {ok}");
     assert!(
         failed * 100 <= ok + failed,
         "more than 1% failed: {failed} of {}",
         ok + failed
     );
-    assert!(
-        failed == 0 || last <= killed_ms + 3000,
-        "a request failed {} ms after the home went dark",
-        last - killed_ms
-    );
+    if let Some(last) = last_failure {
+        assert!(
+            last <= killed + Duration::from_secs(3),
+            "a request failed {:?} after the home went dark",
+            last.saturating_sub(killed)
+        );
+    }
 
     // Raw TCP through the public port: the gateway counts exactly the bytes of the exchange.
     let before_to = gw
@@ -324,41 +289,14 @@ async fn a_rolling_update_under_load_drains_each_replica_and_fails_no_request() 
     .await
     .expect("served through the gateway");
 
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (client, url) = (client.clone(), url.clone());
-        let (done, ok, failed) = (done.clone(), ok.clone(), failed.clone());
-        workers.push(tokio::spawn(async move {
-            while !done.load(Ordering::Relaxed) {
-                let answer = client.get(&url).header("host", HOST).send().await;
-                let status = answer.as_ref().map(|r| r.status()).ok();
-                let good = match answer {
-                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
-                    _ => false,
-                };
-                if good {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    eprintln!("failed: {status:?}");
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
+    let load = Load::start(&client, &url, Some(HOST), 8, Duration::from_secs(300));
     let out = m.cli(&["update", "web", "--recipe", &v2, "--wait", "90s"]);
-    done.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
+    let LoadReport { ok, failed, .. } = load.finish(true).await;
     assert!(
         out.status.success(),
         "update failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!("rolling update under load: {ok} ok, {failed} failed");
     assert!(ok > 100, "too few requests: {ok}");
     assert_eq!(failed, 0, "requests failed during the rolling update");

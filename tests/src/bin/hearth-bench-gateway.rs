@@ -14,14 +14,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use hearth_tests::deploy::{cli_ok, homes, upload_static_site};
 use hearth_tests::eventually;
 use hearth_tests::gateway::GatewayProc;
+use hearth_tests::load_http::Load;
 use hearth_tests::master::MasterProc;
 use hearth_tests::procstat::rss_kib;
 use serde_json::Value;
@@ -335,58 +334,34 @@ async fn main() -> anyhow::Result<()> {
             .timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(args.connections as usize)
             .build()?;
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let last = Arc::new(AtomicU64::new(0));
-        let start = Instant::now();
         let run = Duration::from_secs(args.seconds.max(10));
-        let mut workers = Vec::new();
-        for _ in 0..args.connections {
-            let (client, url) = (client.clone(), url.clone());
-            let (ok, failed, last) = (ok.clone(), failed.clone(), last.clone());
-            workers.push(tokio::spawn(async move {
-                while start.elapsed() < run {
-                    let good = match client
-                        .get(&url)
-                        .header("host", "three.example.coop")
-                        .send()
-                        .await
-                    {
-                        Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
-                        _ => false,
-                    };
-                    if good {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        last.fetch_max(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
+        let load = Load::start(
+            &client,
+            &url,
+            Some("three.example.coop"),
+            args.connections as usize,
+            run,
+        );
         tokio::time::sleep(Duration::from_secs(3)).await;
         let victim = three[0]["node"].as_str().unwrap();
         let at = ids.iter().position(|id| id == victim).unwrap();
-        let killed = start.elapsed().as_millis() as u64;
+        let killed = load.elapsed();
         nodes[at].kill9();
-        for w in workers {
-            w.await?;
-        }
-        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-        let last = last.load(Ordering::Relaxed);
+        let report = load.finish(false).await;
         println!(
-            "failover: {} clients for {} s on 3 replicas, agent of one killed (kill -9) at {:.1} s: {ok} ok, {failed} failed ({:.3}%), last failure {}",
+            "failover: {} clients for {} s on 3 replicas, agent of one killed (kill -9) at {:.1} s: {} ok, {} failed ({:.3}%), last failure {}",
             args.connections,
             run.as_secs(),
-            killed as f64 / 1000.0,
-            failed as f64 * 100.0 / (ok + failed).max(1) as f64,
-            if failed == 0 {
-                "none".to_owned()
-            } else {
-                format!(
+            killed.as_secs_f64(),
+            report.ok,
+            report.failed,
+            report.failed as f64 * 100.0 / (report.ok + report.failed).max(1) as f64,
+            match report.last_failure {
+                None => "none".to_owned(),
+                Some(last) => format!(
                     "{:.2} s after the kill",
-                    last.saturating_sub(killed) as f64 / 1000.0
-                )
+                    last.saturating_sub(killed).as_secs_f64()
+                ),
             }
         );
         nodes[at].kill_instances();
