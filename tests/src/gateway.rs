@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use crate::bin;
 use crate::deploy::cli_ok;
@@ -63,28 +62,10 @@ impl GatewayProc {
             .stderr(log)
             .spawn()
             .expect("spawn gateway");
-        let read = |f: &str| -> Option<SocketAddr> {
-            std::fs::read_to_string(dir.join(f))
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        };
-        let mut addrs = None;
-        for _ in 0..400 {
-            if let (Some(t), Some(h), Some(s), Some(m)) = (
-                read("tunnel.addr"),
-                read("http.addr"),
-                read("https.addr"),
-                read("metrics.addr"),
-            ) {
-                addrs = Some((t, h, s, m));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let (tunnel, http, https, metrics) =
-            addrs.expect("gateway published its addresses within 10 s");
+        let [tunnel, http, https, metrics] = crate::published_addrs(
+            &dir,
+            ["tunnel.addr", "http.addr", "https.addr", "metrics.addr"],
+        );
         cli_ok(
             master,
             &[

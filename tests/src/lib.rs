@@ -74,3 +74,26 @@ pub async fn eventually<T>(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Waits (at most 10 s, polling every 25 ms) until each file `names` in `dir` holds a
+/// `HOST:PORT` address, as the daemons publish the ports they bound; returns them in order.
+pub fn published_addrs<const N: usize>(
+    dir: &std::path::Path,
+    names: [&str; N],
+) -> [std::net::SocketAddr; N] {
+    let read = |name: &str| -> Option<std::net::SocketAddr> {
+        std::fs::read_to_string(dir.join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    for _ in 0..400 {
+        let addrs: Vec<_> = names.iter().map_while(|n| read(n)).collect();
+        if let Ok(addrs) = <[std::net::SocketAddr; N]>::try_from(addrs) {
+            return addrs;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{} did not publish {names:?} within 10 s", dir.display());
+}

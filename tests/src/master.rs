@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 use hearth_protocol::MasterId;
 use serde_json::Value;
@@ -82,22 +81,7 @@ impl MasterProc {
             .stderr(log)
             .spawn()
             .expect("spawn master");
-        let read = |name: &str| -> Option<SocketAddr> {
-            std::fs::read_to_string(dir.join(name))
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        };
-        let mut addrs = None;
-        for _ in 0..400 {
-            if let (Some(q), Some(h)) = (read("quic.addr"), read("http.addr")) {
-                addrs = Some((q, h));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let (quic, http) = addrs.expect("master published its addresses within 10 s");
+        let [quic, http] = crate::published_addrs(&dir, ["quic.addr", "http.addr"]);
         let token = std::fs::read_to_string(dir.join("admin.token"))
             .expect("admin token")
             .trim()
