@@ -42,6 +42,24 @@ pub enum ApiError {
     /// 404: no gateway with that name is registered.
     #[error("{0}")]
     UnknownGateway(String),
+    /// 403: a co-signature by no registered witness.
+    #[error("{0}")]
+    UnknownWitness(String),
+    /// 400: a co-signature that is malformed, over another text, or does not verify.
+    #[error("{0}")]
+    BadCosignature(String),
+    /// 404: no checkpoint of that size was signed (or none yet).
+    #[error("{0}")]
+    UnknownCheckpoint(String),
+    /// 404: a size or index beyond the ledger.
+    #[error("{0}")]
+    BeyondLog(String),
+    /// 409: a witness with that name is registered with another key.
+    #[error("{0}")]
+    WitnessExists(String),
+    /// 503: the ledger could not write (disk full or I/O error); nothing was appended.
+    #[error("{0}")]
+    LedgerUnavailable(String),
     /// 409: a gateway with that name is registered with another key or tunnel address.
     #[error("{0}")]
     GatewayExists(String),
@@ -115,6 +133,12 @@ impl ApiError {
             Self::UnknownRecipe(_) => "unknown_recipe",
             Self::UnknownGateway(_) => "unknown_gateway",
             Self::GatewayExists(_) => "gateway_exists",
+            Self::UnknownWitness(_) => "unknown_witness",
+            Self::BadCosignature(_) => "bad_cosignature",
+            Self::UnknownCheckpoint(_) => "unknown_checkpoint",
+            Self::BeyondLog(_) => "beyond_log",
+            Self::WitnessExists(_) => "witness_exists",
+            Self::LedgerUnavailable(_) => "ledger_unavailable",
             Self::HostTaken(_) => "host_taken",
             Self::PortTaken(_) => "port_taken",
             Self::TokenSpent(_) => "token_spent",
@@ -135,20 +159,27 @@ impl ApiError {
     /// The HTTP status code.
     pub fn status(&self) -> u16 {
         match self {
-            Self::BadRequest(_) | Self::BadMetadata(_) | Self::HashMismatch(_) => 400,
+            Self::BadRequest(_)
+            | Self::BadMetadata(_)
+            | Self::HashMismatch(_)
+            | Self::BadCosignature(_) => 400,
             Self::Unauthorized(_) => 401,
+            Self::UnknownWitness(_) => 403,
             Self::NotFound(_)
             | Self::UnknownToken(_)
             | Self::UnknownNode(_)
             | Self::UnknownInstance(_)
             | Self::UnknownDeployment(_)
             | Self::UnknownRecipe(_)
-            | Self::UnknownGateway(_) => 404,
+            | Self::UnknownGateway(_)
+            | Self::UnknownCheckpoint(_)
+            | Self::BeyondLog(_) => 404,
             Self::TokenSpent(_)
             | Self::NodeRevoked(_)
             | Self::RecipeMissing(_)
             | Self::Busy(_)
             | Self::GatewayExists(_)
+            | Self::WitnessExists(_)
             | Self::HostTaken(_)
             | Self::PortTaken(_) => 409,
             Self::VersionMismatch(_) => 412,
@@ -157,7 +188,8 @@ impl ApiError {
             Self::StoreUnavailable(_)
             | Self::ProbesBusy(_)
             | Self::RoutesBusy(_)
-            | Self::TokenIdsExhausted(_) => 503,
+            | Self::TokenIdsExhausted(_)
+            | Self::LedgerUnavailable(_) => 503,
             Self::InsufficientStorage(_) => 507,
             Self::Other { status, .. } => *status,
         }
@@ -192,7 +224,13 @@ impl ApiError {
             | Self::ProbesBusy(m)
             | Self::RoutesBusy(m)
             | Self::TokenIdsExhausted(m)
-            | Self::InsufficientStorage(m) => m,
+            | Self::InsufficientStorage(m)
+            | Self::UnknownWitness(m)
+            | Self::BadCosignature(m)
+            | Self::UnknownCheckpoint(m)
+            | Self::BeyondLog(m)
+            | Self::WitnessExists(m)
+            | Self::LedgerUnavailable(m) => m,
         }
     }
 
@@ -212,6 +250,12 @@ impl ApiError {
             "unknown_recipe" => Self::UnknownRecipe(message),
             "unknown_gateway" => Self::UnknownGateway(message),
             "gateway_exists" => Self::GatewayExists(message),
+            "unknown_witness" => Self::UnknownWitness(message),
+            "bad_cosignature" => Self::BadCosignature(message),
+            "unknown_checkpoint" => Self::UnknownCheckpoint(message),
+            "beyond_log" => Self::BeyondLog(message),
+            "witness_exists" => Self::WitnessExists(message),
+            "ledger_unavailable" => Self::LedgerUnavailable(message),
             "host_taken" => Self::HostTaken(message),
             "port_taken" => Self::PortTaken(message),
             "token_spent" => Self::TokenSpent(message),
@@ -272,7 +316,8 @@ pub struct ErrorDetail {
     /// `node_revoked`, `hash_mismatch`, `unknown_instance`, `recipe_missing`,
     /// `unknown_deployment`, `unknown_recipe`, `unknown_gateway`, `gateway_exists`,
     /// `host_taken`, `port_taken`, `busy`, `version_mismatch`, `probes_busy`, `routes_busy`,
-    /// `token_ids_exhausted`, `store_unavailable` or `internal`.
+    /// `token_ids_exhausted`, `unknown_witness`, `bad_cosignature`, `unknown_checkpoint`,
+    /// `beyond_log`, `witness_exists`, `ledger_unavailable`, `store_unavailable` or `internal`.
     #[schemars(extend("examples" = ["unauthorized", "unknown_node"]))]
     pub code: String,
     /// A sentence for humans saying what was wrong; its wording may change.

@@ -21,11 +21,14 @@ macro_rules! outln {
 }
 
 mod client;
+mod credits;
 mod deploy;
 pub mod ingress;
+pub mod ledger;
 pub mod master_dir;
 mod recipe;
 mod show;
+pub mod witnesses;
 
 /// Operate a Hearth cooperative cloud.
 #[derive(Debug, Parser)]
@@ -147,6 +150,24 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         wait: Option<Duration>,
     },
+    /// A month's credit statements: logged ones once the month closed, else provisional.
+    Credits {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Only this node (`hn-…`).
+        #[arg(long)]
+        node: Option<String>,
+        /// Print JSON (the bytes `hearth ledger verify --statements M --json` prints).
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// The credits ledger: export it, verify an export, prove an entry, run a witness.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCmd),
     /// Remove a deployment and its instances.
     Undeploy {
         /// Deployment name.
@@ -249,6 +270,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         if recipe::local(cmd).await? {
             return Ok(());
         }
+    }
+    if let Command::Ledger(cmd) = &cli.command {
+        return ledger::run(&cli, cmd).await;
     }
     let client = Client::new(&cli)?;
     match cli.command {
@@ -382,6 +406,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             outln!("{sha}")?;
         }
         Command::Recipe(cmd) => recipe::remote(&client, cmd).await?,
+        // handled above, before an admin token is needed
+        Command::Ledger(_) => {}
+        Command::Credits {
+            month,
+            node,
+            json,
+            csv,
+        } => credits::credits(&client, &month, node.as_deref(), json, csv).await?,
         Command::Node(NodeCmd::Show { id, json }) => {
             let v = client.get(&format!("/v1/nodes/{id}")).await?;
             output(&v, json, show::node)?;
@@ -501,6 +533,22 @@ fn print_node(n: &NodeView) -> anyhow::Result<()> {
         n.last_heartbeat_ms.map_or("never".into(), relative)
     )?;
     outln!("enrolled at:    {}", n.enrolled_at_ms)?;
+    match &n.standing {
+        Some(s) => outln!(
+            "standing:       {} (online score {}, {} probes passed, {} failed{}): {}",
+            s.standing.as_str(),
+            show::percent(s.score_ppm),
+            s.probes_passed,
+            s.probes_failed,
+            if s.since_ms == 0 {
+                String::new()
+            } else {
+                format!(", since {}", relative(s.since_ms))
+            },
+            s.reason
+        )?,
+        None => outln!("standing:       not probed yet")?,
+    }
     outln!(
         "facts:          {}",
         serde_json::to_string_pretty(&n.facts).unwrap_or_default()

@@ -21,21 +21,27 @@ pub(super) fn tokens(v: &Value) -> anyhow::Result<()> {
 pub(super) fn nodes(v: &Value) -> anyhow::Result<()> {
     let nodes: Vec<NodeView> = serde_json::from_value(v.clone())?;
     outln!(
-        "{:<56} {:<9} {:<3} {:<12} {:<16} HOME",
+        "{:<56} {:<9} {:<3} {:<12} {:<16} {:<18} HOME",
         "ID",
         "STATE",
         "CC",
         "ISP",
-        "LAST HEARTBEAT"
+        "LAST HEARTBEAT",
+        "STANDING"
     )?;
     for n in nodes {
         outln!(
-            "{:<56} {:<9} {:<3} {:<12} {:<16} {}",
+            "{:<56} {:<9} {:<3} {:<12} {:<16} {:<18} {}",
             n.id,
             n.state,
             n.facts.country.to_string(),
             n.facts.isp,
             n.last_heartbeat_ms.map_or("never".into(), relative),
+            n.standing.as_ref().map_or("-".into(), |s| format!(
+                "{} {}",
+                s.standing.as_str(),
+                percent(s.score_ppm)
+            )),
             n.facts.home.as_str(),
         )?;
     }
@@ -60,6 +66,11 @@ pub(super) fn deployments(v: &Value) -> anyhow::Result<()> {
 }
 
 /// The strings of the array at `pointer` (none if absent).
+/// Parts per million as a percentage with two decimals (`91.25%`).
+pub(super) fn percent(ppm: u32) -> String {
+    format!("{}.{:02}%", ppm / 10_000, ppm % 10_000 / 100)
+}
+
 pub(super) fn strings(v: &Value, pointer: &str) -> Vec<String> {
     v.pointer(pointer)
         .and_then(Value::as_array)

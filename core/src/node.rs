@@ -78,8 +78,9 @@ pub fn display_state(admin: AdminState, liveness: &Liveness) -> &'static str {
     }
 }
 
-/// What the scheduler reads of one node: identity and declared facts (from its record), and the
-/// admin state and liveness it has now (the master's fleet, or the simulator's model).
+/// What the scheduler reads of one node: identity and declared facts (from its record), the
+/// admin state and liveness it has now (the master's fleet, or the simulator's model), and its
+/// uptime standing (the master's ledger books; the simulator passes 1.0 and not suspended).
 #[derive(Debug, Clone, Copy)]
 pub struct NodeView<'a> {
     /// Identity.
@@ -90,4 +91,9 @@ pub struct NodeView<'a> {
     pub admin: AdminState,
     /// Liveness (`Pending` for a node never seen).
     pub liveness: Liveness,
+    /// Placement reliability in `[0, 1]`: its online score from uptime probes (1.0 while
+    /// unknown). Ranks candidates; does not exclude any.
+    pub reliability: f64,
+    /// Suspended for a low online score: takes no new replicas (its current ones stay).
+    pub suspended: bool,
 }

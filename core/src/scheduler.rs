@@ -89,13 +89,16 @@ pub(crate) fn add(total: &mut Resources, r: &Resources) {
     total.bandwidth_mbps = total.bandwidth_mbps.saturating_add(r.bandwidth_mbps);
 }
 
-/// A node's snapshot from its facts, admin state and liveness.
+/// A node's snapshot from its facts, admin state, liveness and standing: a suspended node keeps
+/// its replicas but takes no new ones; reliability weighs the placement score.
 pub fn node_state(node: NodeView<'_>) -> NodeState {
     let NodeView {
         id,
         facts: f,
         admin,
         liveness,
+        reliability,
+        suspended,
     } = node;
     let up = matches!(liveness, Liveness::Up { .. });
     NodeState {
@@ -107,8 +110,12 @@ pub fn node_state(node: NodeView<'_>) -> NodeState {
             labels: f.labels.clone(),
             capacity: f.capacity,
             allocated: Resources::default(),
-            schedulable: up && admin == AdminState::Active,
-            reliability: 1.0,
+            schedulable: up && admin == AdminState::Active && !suspended,
+            reliability: if reliability.is_finite() {
+                reliability.clamp(0.0, 1.0)
+            } else {
+                1.0
+            },
         },
         keeps: matches!(
             admin,

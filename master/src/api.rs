@@ -2,7 +2,8 @@
 //! `api/openapi.json`, generated from them).
 //!
 //! Every `/v1` route needs `Authorization: Bearer <admin token>`, except
-//! `/v1/gateway/routes`, which a registered gateway signs with its key (`routes.rs`). Errors are
+//! `/v1/gateway/routes`, which a registered gateway signs with its key (`routes.rs`), and the
+//! ledger's public routes (`ledger_api.rs`). Errors are
 //! `{"error": {"code": "...", "message": "..."}}` with a fitting status.
 
 use std::sync::Arc;
@@ -126,12 +127,24 @@ pub fn router(ctx: Arc<Context>) -> Router {
             "/v1/gateways/{name}",
             delete(crate::gateway_api::remove_gateway),
         )
+        .route("/v1/ledger/witnesses", post(crate::ledger_api::add_witness))
+        .route(
+            "/v1/ledger/witnesses/{name}",
+            delete(crate::ledger_api::remove_witness),
+        )
+        .route("/v1/credits", get(crate::ledger_api::credits))
         .route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
+    // The cooperative's public record: no token (`ledger_api.rs`).
+    let ledger = crate::ledger_api::public().route(
+        "/v1/ledger/witnesses",
+        get(crate::ledger_api::list_witnesses),
+    );
     // Signed by the gateway's key, not the admin token (`routes.rs`).
     let gateway = Router::new().route("/v1/gateway/routes", get(crate::routes::routes));
     Router::new()
         .merge(v1)
         .merge(gateway)
+        .merge(ledger)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback(|| async { HttpError(ApiError::NotFound("no such endpoint".into())) })
@@ -305,6 +318,9 @@ fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
         last_heartbeat_ms: last,
         enrolled_at_ms: r.enrolled_at_ms,
         facts: r.facts.clone(),
+        standing: crate::uptime::standing::score_of(ctx, &r.id)
+            .as_ref()
+            .map(crate::uptime::standing::api_view),
     }
 }
 
@@ -384,5 +400,9 @@ async fn node_action(
         conn.close(code, format!("node {}", target.as_str()).as_bytes());
     }
     tracing::info!(node = %id, from = %current, to = %target, "node state set by operator");
+    if let Err(e) = crate::ledger::tasks::record_node(&ctx.ledger, &record).await {
+        // The change stands; the next start appends the missing node entry.
+        tracing::error!(node = %id, error = %e, "could not append the node's ledger entry");
+    }
     Ok(Json(view(&ctx, &record)))
 }

@@ -3,8 +3,10 @@
 //! them. A passed probe is evidence the node cannot forge that it was up and holding its key at
 //! that moment; a late, unsigned, mis-echoed or missing answer fails.
 //!
-//! `POST /v1/nodes/{id}/probe` probes one node now and reports the outcome. Probing at
-//! unpredictable times, and the ledger that records outcomes, come with the credits ledger.
+//! `POST /v1/nodes/{id}/probe` probes one node now, once, and reports the outcome: a diagnostic
+//! for operators. Its outcome is not recorded in the credits ledger, since an operator chooses
+//! its moment; uptime comes only from the random-time probes of [`crate::uptime`], which share
+//! this numbering (probe numbers are unique per master).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -87,9 +89,14 @@ impl Probes {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A fresh probe number.
+    pub fn number(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Probes `node` through `fleet` and waits for the answer or the deadline.
     pub async fn probe(&self, fleet: &Fleet, node: NodeId) -> Result<Outcome, ProbeError> {
-        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        let number = self.number();
         let probe = AuditProbe {
             probe: number,
             nonce: Hex(rand::random()),
@@ -123,12 +130,16 @@ impl Probes {
         Ok(outcome)
     }
 
-    /// Hands an answer received on `node`'s session to its waiting probe. Answers to unknown
-    /// or finished probes, or to another node's probe, are dropped (false).
-    pub fn answered(&self, node: &NodeId, answer: AuditAnswer) -> bool {
+    /// Hands an answer received on `node`'s session to its waiting probe. An answer to no
+    /// probe of this node's that is waiting here is given back (`Some`).
+    pub fn answered(&self, node: &NodeId, answer: AuditAnswer) -> Option<AuditAnswer> {
         match self.lock().entry(answer.probe) {
-            Entry::Occupied(p) if p.get().node == *node => p.remove().answer.send(answer).is_ok(),
-            _ => false,
+            Entry::Occupied(p) if p.get().node == *node => {
+                // A receiver gone means the caller gave up just now: the answer was still ours.
+                let _ = p.remove().answer.send(answer);
+                None
+            }
+            _ => Some(answer),
         }
     }
 }
@@ -153,14 +164,8 @@ fn failed(reason: &str) -> Outcome {
 
 /// Checks an answer against its probe.
 fn judge(probe: &AuditProbe, node: &NodeId, answer: &AuditAnswer, rtt: Duration) -> Outcome {
-    if answer.node != *node {
-        return failed("the answer names another node");
-    }
-    if answer.nonce != probe.nonce || answer.issued_at_ms != probe.issued_at_ms {
-        return failed("the answer does not echo the probe's nonce and time");
-    }
-    if answer.verify().is_err() {
-        return failed("the answer's signature does not verify under the node's key");
+    if let Err(reason) = crate::uptime::check_answer(probe, node, answer) {
+        return failed(reason);
     }
     if rtt > ANSWER_DEADLINE {
         return failed("the answer came after 10 s");
@@ -225,14 +230,17 @@ mod tests {
         probes.lock().insert(5, Pending { node, answer: tx });
         let answer = AuditAnswer::signed(&probe, &key);
         assert!(
-            !probes.answered(&stranger, answer.clone()),
+            probes.answered(&stranger, answer.clone()).is_some(),
             "another session's answer"
         );
         let mut unknown = answer.clone();
         unknown.probe = 6;
-        assert!(!probes.answered(&node, unknown));
-        assert!(probes.answered(&node, answer.clone()));
+        assert_eq!(probes.answered(&node, unknown.clone()), Some(unknown));
+        assert!(probes.answered(&node, answer.clone()).is_none());
         assert_eq!(rx.try_recv().ok(), Some(answer.clone()));
-        assert!(!probes.answered(&node, answer), "a probe is answered once");
+        assert!(
+            probes.answered(&node, answer).is_some(),
+            "a probe is answered once"
+        );
     }
 }

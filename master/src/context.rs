@@ -30,10 +30,16 @@ pub struct Context {
     pub scheduler: crate::scheduler::SchedulerState,
     /// Audit probes awaiting answers.
     pub probes: crate::audit::Probes,
+    /// Random-time uptime probing: answers for the prober, standings sent.
+    pub uptime: crate::uptime::Uptime,
     /// SHA-256 of the admin API token.
     pub admin_token_hash: hearth_protocol::Sha256,
     /// Gateways' soft state (last reads) and the long-poll cap.
     pub gateways: crate::gateway_api::GatewayState,
+    /// The credits ledger (SPEC.md §15): append entries, read the books.
+    pub ledger: Arc<crate::ledger::Ledger>,
+    /// Settles nodes' usage reports against the ledger, one at a time.
+    pub settlement: crate::settlement::Settler,
     /// Refused enrolments a peer can make us log: rate-limited like refused handshakes.
     pub enrol_log: std::sync::Mutex<crate::ratelimit::LogLimiter>,
 }

@@ -182,7 +182,10 @@ pub fn forecast(
 ) -> Vec<String> {
     let nodes: Vec<NodeState> = records
         .iter()
-        .map(|r| node_state(r, ctx.fleet.live(&r.id).as_ref()))
+        .map(|r| {
+            let standing = crate::uptime::standing::placement_of(ctx, &r.id);
+            node_state(r, ctx.fleet.live(&r.id).as_ref(), standing)
+        })
         .collect();
     // Its own replicas count as placed: a re-sent deploy forecasts what is, not a second copy.
     let deployments = [Deployment {

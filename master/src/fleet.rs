@@ -334,6 +334,15 @@ impl Fleet {
             .cloned()
     }
 
+    /// Nodes to probe for uptime: enrolled, neither retired nor revoked (SPEC §9.10).
+    pub fn probe_targets(&self) -> Vec<NodeId> {
+        self.read()
+            .iter()
+            .filter(|(_, e)| e.admin.admits_sessions())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Live facts of one node.
     pub fn live(&self, node: &NodeId) -> Option<NodeLive> {
         self.read().get(node).map(|e| NodeLive {

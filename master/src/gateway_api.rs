@@ -127,6 +127,7 @@ pub async fn add_gateway(
     match blocking(move || store.put_gateway(&asked)).await? {
         PutGateway::Created(nodes) => {
             tracing::info!(gateway = %record.name, key = %record.key, addr = %record.tunnel_addr, "gateway registered");
+            ledger_gateway(&ctx, record.key, &record.name.to_string(), true).await;
             push_desired(&ctx, nodes).await?;
             Ok((StatusCode::CREATED, Json(view(&ctx, record))))
         }
@@ -158,11 +159,33 @@ pub async fn remove_gateway(
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, HttpError> {
     let store = ctx.store.clone();
+    let registered = blocking(move || store.gateways()).await?;
+    let signer = registered
+        .iter()
+        .find(|g| g.name.to_string() == name)
+        .map(|g| g.key);
+    let store = ctx.store.clone();
     let key = name.clone();
     let Some(nodes) = blocking(move || store.remove_gateway(&key)).await? else {
         return Err(ApiError::UnknownGateway(format!("no gateway {name} is registered")).into());
     };
     tracing::info!(gateway = %name, "gateway removed");
+    if let Some(signer) = signer {
+        ledger_gateway(&ctx, signer, &name, false).await;
+    }
     push_desired(&ctx, nodes).await?;
     Ok(Json(serde_json::json!({ "removed": name })))
+}
+
+/// Records a gateway (de)registration in the ledger: receipts are credited only for gateways
+/// registered at the receipt's window end. A failure is logged; the next start reconciles.
+async fn ledger_gateway(
+    ctx: &Context,
+    key: hearth_protocol::SignerId,
+    name: &str,
+    registered: bool,
+) {
+    if let Err(e) = crate::ledger::tasks::record_gateway(&ctx.ledger, key, name, registered).await {
+        tracing::error!(gateway = %name, error = %e, "could not append the gateway's ledger entry");
+    }
 }

@@ -22,6 +22,8 @@ pub mod gateway_api;
 pub mod http;
 pub mod ingress_check;
 pub mod json_body;
+pub mod ledger;
+pub mod ledger_api;
 pub mod metrics;
 pub mod ratelimit;
 pub mod recipe_api;
@@ -31,7 +33,9 @@ pub mod routes;
 pub mod scheduler;
 pub mod server;
 pub mod session;
+pub mod settlement;
 pub mod store;
+pub mod uptime;
 pub mod workload_api;
 
 pub use hearth_core::{liveness, placement, rollout};

@@ -31,14 +31,20 @@ pub use hearth_core::scheduler::{
 };
 pub use recipes::{health_checked, recipe_info, recipe_params};
 
-/// A node's snapshot from its record and live state (the fleet's admin state and liveness win
-/// over the record's; a node the fleet does not hold is `pending`).
-pub fn node_state(record: &NodeRecord, live: Option<&NodeLive>) -> NodeState {
+/// A node's snapshot from its record, live state and uptime standing (the fleet's admin state
+/// and liveness win over the record's; a node the fleet does not hold is `pending`).
+pub fn node_state(
+    record: &NodeRecord,
+    live: Option<&NodeLive>,
+    standing: crate::uptime::standing::Placement,
+) -> NodeState {
     hearth_core::scheduler::node_state(NodeView {
         id: record.id,
         facts: &record.facts,
         admin: live.map_or(record.admin, |l| l.admin),
         liveness: live.map_or(Liveness::Pending, |l| l.liveness),
+        reliability: standing.reliability,
+        suspended: standing.suspended,
     })
 }
 
@@ -184,7 +190,10 @@ async fn one_pass(
     }
     let nodes: Vec<NodeState> = records
         .iter()
-        .map(|r| node_state(r, ctx.fleet.live(&r.id).as_ref()))
+        .map(|r| {
+            let standing = crate::uptime::standing::placement_of(ctx, &r.id);
+            node_state(r, ctx.fleet.live(&r.id).as_ref(), standing)
+        })
         .collect();
     let snap = Snapshot {
         deployments: &inputs,

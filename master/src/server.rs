@@ -31,6 +31,12 @@ pub enum ServeError {
     /// The QUIC runtime could not start.
     #[error("cannot start the QUIC runtime: {0}")]
     Runtime(std::io::Error),
+    /// The ledger could not be opened, or is not what this master wrote.
+    #[error("ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// The ledger's start-up entries could not be appended.
+    #[error("ledger: {0}")]
+    LedgerStart(String),
     /// HTTP listener problem.
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Http {
@@ -59,6 +65,12 @@ pub struct ServeOptions {
     pub quic_threads: usize,
     /// Limits of the HTTP listener (timeouts, connection cap).
     pub http_limits: crate::http::HttpLimits,
+    /// Random-time uptime probing.
+    pub uptime: crate::uptime::UptimeConfig,
+    /// The credits policy (`--credit-policy FILE`; the default otherwise).
+    pub credit_policy: hearth_ledger::Policy,
+    /// How often a ledger checkpoint is signed when the log grew.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for ServeOptions {
@@ -71,6 +83,9 @@ impl Default for ServeOptions {
             tuning: TransportTuning::default(),
             quic_threads: 1,
             http_limits: crate::http::HttpLimits::default(),
+            uptime: crate::uptime::UptimeConfig::default(),
+            credit_policy: hearth_ledger::Policy::default(),
+            checkpoint_interval: Duration::from_secs(10),
         }
     }
 }
@@ -88,6 +103,19 @@ pub async fn serve(
         Arc::new(SqliteStore::open(&dir.db_path()).map_err(DataDirError::from)?);
     let records = store.nodes().map_err(DataDirError::from)?;
     let fleet = Arc::new(Fleet::load(opts.liveness, &records, now_ms()));
+    let ledger = Arc::new(crate::ledger::Ledger::open(
+        &dir.path().join("ledger"),
+        &key,
+    )?);
+    let appended = crate::ledger::tasks::reconcile(&ledger, &opts.credit_policy, &store)
+        .await
+        .map_err(ServeError::LedgerStart)?;
+    if appended > 0 {
+        tracing::info!(
+            entries = appended,
+            "ledger: policy, node and gateway entries appended at start"
+        );
+    }
     let ctx = Arc::new(Context {
         id,
         store,
@@ -108,9 +136,12 @@ pub async fn serve(
         )?,
         scheduler: crate::scheduler::SchedulerState::default(),
         probes: crate::audit::Probes::new(),
+        uptime: crate::uptime::Uptime::new(opts.uptime),
         gateways: crate::gateway_api::GatewayState::default(),
         admin_token_hash,
         enrol_log: std::sync::Mutex::new(crate::ratelimit::LogLimiter::new(10, 60)),
+        ledger: ledger.clone(),
+        settlement: crate::settlement::Settler::default(),
     });
 
     let identity = Identity::new(&key, "hearth-master")?;
@@ -154,6 +185,16 @@ pub async fn serve(
         .spawn(crate::session::serve(endpoint.clone(), ctx.clone()));
     let ticker = tokio::spawn(liveness_loop(ctx.clone(), stop_rx.clone()));
     let scheduler = tokio::spawn(crate::scheduler::run(ctx.clone(), stop_rx.clone()));
+    let prober = tokio::spawn(crate::uptime::run(ctx.clone(), stop_rx.clone()));
+    let checkpoints = tokio::spawn(crate::ledger::tasks::checkpoint_loop(
+        ledger.clone(),
+        opts.checkpoint_interval,
+        stop_rx.clone(),
+    ));
+    let months = tokio::spawn(crate::ledger::tasks::month_loop(
+        ledger.clone(),
+        stop_rx.clone(),
+    ));
     let mut http_stop = stop_rx.clone();
     let app = crate::api::router(ctx.clone());
     let limits = opts.http_limits;
@@ -171,9 +212,14 @@ pub async fn serve(
     endpoint.close(close::SHUTDOWN, b"master shutting down");
     let _ = ticker.await;
     let _ = scheduler.await;
+    let _ = prober.await;
     let _ = http.await;
     let _ = quic.await;
+    let _ = checkpoints.await;
+    let _ = months.await;
     flush(&ctx).await;
+    let closing = ledger.clone();
+    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
     endpoint.wait_idle().await;
     Ok(())
 }

@@ -254,6 +254,7 @@ async fn session(conn: quinn::Connection, node: NodeId, ctx: &Arc<Context>) {
     if control.send(&Message::Welcome(welcome)).await.is_ok()
         && send_desired_state(ctx, &mut control, node).await
     {
+        crate::uptime::standing::session_opened(ctx, &node);
         run_session(&conn, &mut control, &mut inbox, node, session, ctx).await;
     }
     ctx.fleet.close_session(&node, session);
@@ -342,10 +343,24 @@ async fn run_session(
                 ctx.fleet.record_status(&node, status);
                 None
             }
+            Ok(Some(Message::UsageReport(report))) => {
+                Some(ctx.settlement.settle(&ctx.ledger, node, report).await)
+            }
             Ok(Some(Message::AuditAnswer(answer))) => {
                 let probe = answer.probe;
-                if !ctx.probes.answered(&node, answer) && log.allow(now_ms()).is_some() {
+                let unclaimed = ctx.probes.answered(&node, answer);
+                if unclaimed.is_some_and(|a| !ctx.uptime.answered(node, a))
+                    && log.allow(now_ms()).is_some()
+                {
                     tracing::warn!(probe, "answer to no probe of this node's that is waiting");
+                }
+                None
+            }
+            // Informative (SPEC §8.4): e.g. `unknown_message_type` from a node that predates a
+            // message such as `standing`. Never answered, so two peers cannot loop on errors.
+            Ok(Some(Message::Error(e))) => {
+                if log.allow(now_ms()).is_some() {
+                    tracing::debug!(code = %e.code, "node reported: {}", e.message);
                 }
                 None
             }

@@ -22,6 +22,8 @@ pub struct Declared {
     pub downlink_mbps: u32,
     /// Placement labels.
     pub labels: BTreeMap<String, String>,
+    /// Watts the home server draws (`--power-watts`), for the credit statement's energy.
+    pub power_w: Option<u32>,
 }
 
 /// Measures the machine and combines it with what the volunteer declared.
@@ -50,6 +52,7 @@ pub fn detect(declared: Declared, data_dir: &Path) -> NodeFacts {
         downlink_mbps: declared.downlink_mbps,
         cgroups_v2: cgroups_v2(),
         labels: declared.labels,
+        power_w: declared.power_w,
     }
 }
 

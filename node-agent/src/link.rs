@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use hearth_core::backoff::Backoff;
 use hearth_core::link::{Action, Event as LinkEvent, Link, Phase};
 use hearth_protocol::messages::audit::AuditAnswer;
+use hearth_protocol::messages::standing::Standing;
 use hearth_protocol::{DEFAULT_MAX_FRAME, Message, SecretKey};
 use hearth_transport::{
     Identity, MessageStream, Purpose, SERVER_NAME, TransportTuning, client_config, client_endpoint,
@@ -19,6 +20,7 @@ use hearth_transport::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::gateway::settle::Answer;
 use crate::now_ms;
 use crate::reconcile::Event;
 use crate::state::{Enrolment, NodeDir};
@@ -36,6 +38,8 @@ pub struct Hooks {
         tokio::sync::watch::Receiver<Vec<hearth_protocol::messages::state::InstanceReport>>,
     /// The current connection, for fetches.
     pub conn: tokio::sync::watch::Sender<Option<quinn::Connection>>,
+    /// The usage reporter's answers (`settlement`, or the master's refusal of a report).
+    pub usage: Option<tokio::sync::mpsc::UnboundedSender<crate::gateway::settle::Answer>>,
 }
 
 /// Why the link stopped for good.
@@ -67,6 +71,9 @@ pub struct LinkStatus {
     pub last_error: Option<String>,
     /// Latest desired-state revision received.
     pub revision: u64,
+    /// The latest uptime standing the master sent (SPEC §9.19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<Standing>,
 }
 
 /// How one session ended.
@@ -308,8 +315,30 @@ impl Session<'_> {
                     }
                 }
                 Action::Acked => self.status.last_ack_ms = Some(now_ms()),
+                Action::Ignored(Message::Settlement(s)) => {
+                    if let Some(usage) = &self.hooks.usage {
+                        let _ = usage.send(Answer::Settled(s));
+                    }
+                }
+                Action::Ignored(Message::Standing(s)) => {
+                    tracing::info!(
+                        standing = s.standing.as_str(),
+                        score_ppm = s.score_ppm,
+                        "standing: {}",
+                        s.reason
+                    );
+                    self.status.standing = Some(s);
+                    write_status(self.dir, self.status);
+                }
                 Action::Ignored(Message::Error(e)) => {
                     tracing::warn!(code = %e.code, fatal = e.fatal, "master reported: {}", e.message);
+                    // Errors name no request: one about `usage_report` answers the open report.
+                    if e.message.contains("usage_report") {
+                        if let Some(usage) = &self.hooks.usage {
+                            let _ =
+                                usage.send(Answer::Refused(format!("{}: {}", e.code, e.message)));
+                        }
+                    }
                 }
                 Action::Ignored(other) => {
                     tracing::debug!(kind = other.type_tag(), "ignored message")

@@ -67,6 +67,7 @@ async fn status_lists_gateway_links_and_receipts() {
         uplink_mbps: 100,
         downlink_mbps: 100,
         labels: BTreeMap::new(),
+        power_w: None,
     };
     let master = MasterId::from_key(SecretKey::generate().public());
     let facts = detect(declared, tmp.path());

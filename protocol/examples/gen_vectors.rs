@@ -14,6 +14,7 @@ use hearth_protocol::messages::enrol::{EnrolAccepted, EnrolRequest};
 use hearth_protocol::messages::error::ErrorCode;
 use hearth_protocol::messages::fetch::{BlobChunk, FetchBlob, FetchMetadata, Metadata};
 use hearth_protocol::messages::session::{Counters, Heartbeat, HeartbeatAck, Hello, Welcome};
+use hearth_protocol::messages::standing::{Standing, StandingLevel};
 use hearth_protocol::messages::state::{
     Assignment, DesiredState, DesiredStateAck, Endpoint, Health, InstanceReport, InstanceState,
     InstanceStatus, RecipeRef,
@@ -84,8 +85,30 @@ fn main() -> anyhow::Result<()> {
         v["description"] = description.into();
         write(name, v)?;
     }
+    // Uptime-standing vectors (issue 16) after those, for the same reason.
+    for (name, message) in standing_messages() {
+        write(&name, valid_frame(&name, message)?)?;
+    }
+    // Credit vectors (issue 16) after them, for the same reason.
+    for (name, message) in credit_messages(&keys) {
+        write(&name, valid_frame(&name, message)?)?;
+    }
     println!("wrote {n} vectors to {}", dir.display());
     Ok(())
+}
+
+/// The `standing` message (§9.19).
+fn standing_messages() -> Vec<(String, Message)> {
+    vec![(
+        "valid-standing".into(),
+        Message::Standing(Standing {
+            standing: StandingLevel::Warned,
+            score_ppm: 912_500,
+            probes: 288,
+            since_ms: 1_790_000_000_000,
+            reason: "online score 91.25% is below the warning threshold 95%".into(),
+        }),
+    )]
 }
 
 /// The vector of one valid message: its frame and the envelope it decodes to.
@@ -154,6 +177,7 @@ fn facts() -> NodeFacts {
         downlink_mbps: 1000,
         cgroups_v2: true,
         labels: BTreeMap::from([("storage".into(), "ssd".into())]),
+        power_w: None,
     }
 }
 
@@ -693,4 +717,40 @@ fn write_vector(dir: &Path, n: usize, name: &str, value: Value) -> anyhow::Resul
     let mut text = serde_json::to_string_pretty(&value)?;
     text.push('\n');
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Messages of the credits work: a settlement refusing a receipt with each code, and an
+/// enrolment request declaring the home server's power draw.
+fn credit_messages(keys: &Keys) -> Vec<(String, Message)> {
+    let codes = [
+        ErrorCode::BadSignature,
+        ErrorCode::UnknownSigner,
+        ErrorCode::NotYours,
+        ErrorCode::Duplicate,
+        ErrorCode::Overlapping,
+        ErrorCode::BadWindow,
+    ];
+    let rejected = (1u8..)
+        .zip(codes)
+        .map(|(i, code)| RejectedReceipt {
+            receipt: Hex([i; 32]),
+            code,
+        })
+        .collect();
+    let mut enrol = enrol_request(keys);
+    enrol.facts.power_w = Some(35);
+    vec![
+        (
+            "frame-settlement-every-code".into(),
+            Message::Settlement(Settlement {
+                report: 6,
+                credited_bytes: 0,
+                rejected,
+            }),
+        ),
+        (
+            "frame-enrol-request-power".into(),
+            Message::EnrolRequest(Box::new(enrol)),
+        ),
+    ]
 }

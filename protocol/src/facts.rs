@@ -151,4 +151,8 @@ pub struct NodeFacts {
     /// Free-form labels for placement constraints (`gpu=yes`, `storage=ssd`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Watts the home server draws, as the volunteer declares it (for the energy figure of
+    /// its credit statement; none: the cooperative's default is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_w: Option<u32>,
 }

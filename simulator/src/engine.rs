@@ -257,6 +257,8 @@ impl Sim {
             facts: &home.facts,
             admin: AdminState::Active,
             liveness: Liveness::Pending,
+            reliability: 1.0,
+            suspended: false,
         }));
         self.homes.push(home);
         self.active_pos.push(Some(self.active.len()));

@@ -267,6 +267,7 @@ impl Sim {
         if let Some(home) = self.homes.get_mut(h) {
             home.left = true;
             home.left_ms = Some(now);
+            home.meter.leave(now, &hearth_ledger::Policy::default());
             home.power_epoch += 1;
         }
         self.counts.left += 1;

@@ -103,6 +103,8 @@ pub struct Home {
     pub up_ms: u64,
     /// Reachable since, ms.
     pub up_since: Option<u64>,
+    /// Reachable time per scoring window, for the credits formula.
+    pub meter: crate::credits::Meter,
 }
 
 impl Home {
@@ -138,6 +140,7 @@ impl Home {
             downlink_mbps: model.down_mbps,
             cgroups_v2: true,
             labels: Default::default(),
+            power_w: None,
         };
         Ok(Self {
             id,
@@ -161,6 +164,7 @@ impl Home {
             left_ms: None,
             up_ms: 0,
             up_since: None,
+            meter: crate::credits::Meter::new(now, &hearth_ledger::Policy::default()),
         })
     }
 

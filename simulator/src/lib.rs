@@ -20,6 +20,7 @@
 //! real master process, for the master's load benchmarks.
 
 pub mod agents;
+pub mod credits;
 pub mod distr;
 pub mod engine;
 pub mod failures;

@@ -38,6 +38,8 @@ impl Sim {
             return;
         }
         home.reachable = reach;
+        home.meter
+            .set_up(now, reach, &hearth_ledger::Policy::default());
         if reach {
             home.up_since = Some(now);
             self.gauges.reachable.add(now, 1);

@@ -82,6 +82,8 @@ impl Sim {
             facts: &home.facts,
             admin: AdminState::Active,
             liveness: home.liveness,
+            reliability: 1.0,
+            suspended: false,
         });
         let Some(slot) = self.nodes.get_mut(h) else {
             return;

@@ -126,6 +126,8 @@ pub struct Credits {
     pub uptime_p50: f64,
     /// 10th percentile of uptime share.
     pub uptime_p10: f64,
+    /// Each home's credits from the cooperative's formula (SPEC.md §15.4).
+    pub formula: crate::credits::FormulaCredits,
 }
 
 /// Everything a run found.
@@ -271,7 +273,22 @@ impl Sim {
         }
         credits.sort_by(f64::total_cmp);
         uptime.sort_by(f64::total_cmp);
+        let policy = hearth_ledger::Policy::default();
+        let formula = crate::credits::statements(
+            &policy,
+            end,
+            self.homes.iter_mut().map(|h| {
+                h.meter.finish(end, &policy);
+                (
+                    h.id,
+                    h.facts.home.to_string(),
+                    h.facts.country,
+                    h.meter.clone(),
+                )
+            }),
+        );
         Credits {
+            formula,
             homes: credits.len(),
             gini: round6(gini(&credits)),
             p10: round3(percentile(&credits, 0.10)),

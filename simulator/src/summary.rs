@@ -110,6 +110,19 @@ fn write_summary(s: &mut String, r: &Report) -> std::fmt::Result {
         pct(c.uptime_p10),
         pct(c.uptime_p50)
     )?;
+    let f = &c.formula;
+    writeln!(
+        s,
+        "credits (the cooperative's formula, {} monthly statements): {:.2} EUR in all; a home's month p10 {:.2}, p50 {:.2}, p90 {:.2} EUR; {} of {} homes earned the whole fibre credit every month; {:.1} kWh used while up",
+        f.statements,
+        f.total_eur,
+        f.month_eur[0],
+        f.month_eur[1],
+        f.month_eur[2],
+        f.homes_full_credit,
+        f.homes.len(),
+        f.energy_kwh
+    )?;
     writeln!(s, "engine: {} events", r.events)
 }
 

@@ -60,6 +60,8 @@ async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_rest
             suspect_after: Duration::from_secs(5),
             down_after: Duration::from_secs(20),
             quic_threads: 1,
+            // Only the on-demand probes it counts below.
+            probe_mean: "off".into(),
         },
         agents: AgentsConfig {
             endpoints: 2,

@@ -97,3 +97,12 @@ pub fn published_addrs<const N: usize>(
     }
     panic!("{} did not publish {names:?} within 10 s", dir.display());
 }
+
+/// A finished command's stdout then stderr, as text (for assertion messages and `contains`).
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

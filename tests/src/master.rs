@@ -24,6 +24,7 @@ pub struct MasterProc {
     pub token: String,
     child: Child,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// Fast liveness timeouts for tests: heartbeat 200 ms, suspect 600 ms, down 1200 ms.
@@ -39,6 +40,12 @@ pub const FAST: &[&str] = &[
 impl MasterProc {
     /// `init` a data dir under `root` and `run` it.
     pub fn start(root: &Path, extra: &[&str]) -> Self {
+        Self::start_env(root, extra, &[])
+    }
+
+    /// Like [`MasterProc::start`], with environment variables for the master (kept on
+    /// restarts, e.g. `HEARTH_TEST_CLOCK_OFFSET_MS`).
+    pub fn start_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = root.join("master");
         let out = Command::new(bin("hearth-master"))
             .arg("init")
@@ -55,10 +62,19 @@ impl MasterProc {
             .trim()
             .parse()
             .expect("master id printed by init");
-        Self::run(dir, id, extra.iter().map(|s| (*s).to_owned()).collect())
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::run(
+            dir,
+            id,
+            extra.iter().map(|s| (*s).to_owned()).collect(),
+            env,
+        )
     }
 
-    fn run(dir: PathBuf, id: MasterId, extra: Vec<String>) -> Self {
+    fn run(dir: PathBuf, id: MasterId, extra: Vec<String>, env: Vec<(String, String)>) -> Self {
         let _ = std::fs::remove_file(dir.join("quic.addr"));
         let _ = std::fs::remove_file(dir.join("http.addr"));
         let log = std::fs::OpenOptions::new()
@@ -76,7 +92,15 @@ impl MasterProc {
                 vec!["--quic", "127.0.0.1:0"]
             })
             .args(["--http", "127.0.0.1:0"])
+            // Random uptime probes only where a test asks for them: elsewhere an unexpected
+            // `audit_probe` would surprise a test session reading its next message.
+            .args(if extra.iter().any(|a| a == "--probe-mean") {
+                vec![]
+            } else {
+                vec!["--probe-mean", "off"]
+            })
             .args(&extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -94,7 +118,22 @@ impl MasterProc {
             token,
             child,
             extra,
+            env,
         }
+    }
+
+    /// `kill -9`, then start again on the same data dir with this environment instead.
+    pub fn kill9_and_restart_env(mut self, env: &[(&str, &str)]) -> Self {
+        self.kill9();
+        let dir = self.dir.clone();
+        let extra = std::mem::take(&mut self.extra);
+        let id = self.id;
+        drop(self);
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::run(dir, id, extra, env)
     }
 
     /// `kill -9`, then start again on the same data dir (new ports).
@@ -102,9 +141,10 @@ impl MasterProc {
         self.kill9();
         let dir = self.dir.clone();
         let extra = std::mem::take(&mut self.extra);
+        let env = std::mem::take(&mut self.env);
         let id = self.id;
         drop(self);
-        Self::run(dir, id, extra)
+        Self::run(dir, id, extra, env)
     }
 
     /// `kill -9`, then start again on the same data dir and the same QUIC port (nodes know it).
@@ -113,9 +153,10 @@ impl MasterProc {
         let dir = self.dir.clone();
         let mut extra = std::mem::take(&mut self.extra);
         extra.extend(["--quic".to_owned(), self.quic.to_string()]);
+        let env = std::mem::take(&mut self.env);
         let id = self.id;
         drop(self);
-        Self::run(dir, id, extra)
+        Self::run(dir, id, extra, env)
     }
 
     /// Uploads a blob through the API; returns its SHA-256.

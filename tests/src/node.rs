@@ -26,6 +26,7 @@ pub fn declared(country: &str, isp: &str, home: &str) -> Declared {
         uplink_mbps: 100,
         downlink_mbps: 500,
         labels: Default::default(),
+        power_w: None,
     }
 }
 

@@ -12,13 +12,7 @@ use hearth_tests::node::{NodeProc, TestSession, enrol_node};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use hearth_tests::output_text as text;
 
 #[tokio::test]
 async fn a_running_agent_passes_and_a_forged_silent_or_unknown_node_fails() {

@@ -2,7 +2,8 @@
 //! fetched by the public through a real `hearth-gateway` by host name over TLS; one replica's
 //! home goes dark mid-load and requests keep succeeding (failures counted and bounded); the
 //! gateway's byte counters equal what a TCP client sent and received; every node that served
-//! holds a receipt signed by the gateway.
+//! holds a receipt signed by the gateway, and is credited by the master exactly what the
+//! gateway counted for it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
 use std::net::SocketAddr;
@@ -236,6 +237,25 @@ async fn the_public_reaches_three_replicas_through_the_gateway_and_survives_a_da
         assert!(
             stored.is_some(),
             "node {id} stored no receipt: {}",
+            nodes[i].status()
+        );
+        // The agent settles them with the master: what it was credited is what the gateway
+        // counted for it (SPEC §9.16).
+        let settled = eventually(Duration::from_secs(30), async || {
+            let issued: u64 = gw
+                .issued_receipts()
+                .into_iter()
+                .filter_map(|v: Value| serde_json::from_value::<BandwidthReceipt>(v).ok())
+                .filter(|r| r.node.to_string() == *id)
+                .map(|r| r.bytes_from_node + r.bytes_to_node)
+                .sum();
+            let s = nodes[i].status()["settlement"].clone();
+            (s["pending"] == 0 && s["credited_bytes"] == issued && issued > 0).then_some(())
+        })
+        .await;
+        assert!(
+            settled.is_some(),
+            "node {id} was not credited what the gateway counted: {}",
             nodes[i].status()
         );
     }

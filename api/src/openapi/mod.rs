@@ -12,9 +12,10 @@ use serde_json::{Map, Value};
 
 use crate::schema::{NodeIdText, Sha256Text, TokenIdText};
 use crate::{
-    CreateToken, CreatedToken, DeploymentSpec, DeploymentView, ErrorBody, GatewaySpec, GatewayView,
-    InstanceView, ListedRecipe, NodeView, PlaceInstance, PlacedInstance, ProbeOutcome,
-    RemovedInstance, RevokedToken, RouteTable, StoredBlob, TokenView, UpdateRequest,
+    CheckpointView, ConsistencyProofView, CreateToken, CreatedToken, CreditsView, DeploymentSpec,
+    DeploymentView, ErrorBody, GatewaySpec, GatewayView, InclusionProofView, InstanceView,
+    ListedRecipe, NodeLedger, NodeView, PlaceInstance, PlacedInstance, ProbeOutcome,
+    RemovedInstance, RevokedToken, RouteTable, StoredBlob, TokenView, UpdateRequest, WitnessSpec,
 };
 
 /// The hand-written part: routes and everything but the schemas.
@@ -89,6 +90,12 @@ fn schemas() -> Map<String, Value> {
     add::<GatewaySpec>(&mut generator);
     add::<GatewayView>(&mut generator);
     add::<RouteTable>(&mut generator);
+    add::<CheckpointView>(&mut generator);
+    add::<InclusionProofView>(&mut generator);
+    add::<ConsistencyProofView>(&mut generator);
+    add::<WitnessSpec>(&mut generator);
+    add::<NodeLedger>(&mut generator);
+    add::<CreditsView>(&mut generator);
     let mut defs = generator.take_definitions(true);
     defs.sort_keys();
     for schema in defs.values_mut() {

@@ -2,12 +2,14 @@
 
 mod deployments;
 mod gateways;
+mod ledger;
 mod nodes;
 mod tokens;
 mod workloads;
 
 pub use deployments::*;
 pub use gateways::*;
+pub use ledger::*;
 pub use nodes::*;
 pub use tokens::*;
 pub use workloads::*;

@@ -34,7 +34,33 @@ pub struct NodeView {
     pub enrolled_at_ms: u64,
     /// Facts the node declared at enrolment (hearth-protocol `NodeFacts`).
     pub facts: NodeFacts,
+    /// Its uptime standing and online score from the credits ledger's probe entries; `null`
+    /// (or absent, from masters before issue 16) while it has never been probed.
+    #[serde(default)]
+    #[schemars(with = "Nullable<NodeStanding>")]
+    pub standing: Option<NodeStanding>,
 }
+
+/// A node's uptime standing (SPEC.md §15.4), as the master's ledger books compute it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeStanding {
+    /// `good`, `warned` or `suspended` (suspended: no new placements).
+    pub standing: StandingLevel,
+    /// Online score: mean share of probes passed per scoring window, parts per million.
+    pub score_ppm: u32,
+    /// Probes passed in the scored windows.
+    pub probes_passed: u64,
+    /// Probes failed in the scored windows.
+    pub probes_failed: u64,
+    /// Since when it has had this standing, Unix ms.
+    #[schemars(with = "UnixMs")]
+    pub since_ms: u64,
+    /// Why, as a sentence.
+    pub reason: String,
+}
+
+/// Standing levels (hearth-protocol's, as in the `standing` message).
+pub use hearth_protocol::messages::standing::StandingLevel;
 
 /// Display state: `retired` and `revoked` whatever the liveness; otherwise the liveness when it
 /// is not `up` (`pending`, `suspect`, `returning`, `down`); otherwise the administrative state

@@ -405,3 +405,62 @@ fn a_replica_failed_for_good_is_re_placed_on_another_node_at_a_bounded_rate() {
     });
     assert!(again.changes.is_empty(), "{:?}", again.changes);
 }
+
+/// The scheduler's view of a node from its facts and standing, through `node_state`.
+fn viewed(seed: u8, reliability: f64, suspended: bool) -> NodeState {
+    let key = SecretKey::from_seed(&[seed; 32]);
+    // From JSON, so that optional facts added later need no change here.
+    let facts: hearth_protocol::NodeFacts = serde_json::from_value(serde_json::json!({
+        "agent": "hearth-node/0.1.0", "arch": "x86_64",
+        "capacity": {"cpu_millis": 4000, "memory_mib": 8192, "disk_mib": 100_000, "bandwidth_mbps": 100},
+        "country": "BE", "isp": format!("isp-{seed}"), "home": format!("home-{seed}"),
+        "uplink_mbps": 100, "downlink_mbps": 100, "cgroups_v2": true
+    }))
+    .unwrap();
+    node_state(NodeView {
+        id: NodeId::from_key(key.public()),
+        facts: &facts,
+        admin: AdminState::Active,
+        liveness: Liveness::Up {
+            last_heartbeat: 1_000,
+        },
+        reliability,
+        suspended,
+    })
+}
+
+#[test]
+fn a_suspended_node_keeps_its_replicas_but_gets_no_new_ones() {
+    let good = viewed(1, 1.0, false);
+    let suspended = viewed(2, 1.0, true);
+    assert!(good.candidate.schedulable && good.keeps);
+    assert!(!suspended.candidate.schedulable, "no new placements");
+    assert!(suspended.keeps, "its current replicas stay");
+    let nodes = vec![good.clone(), suspended.clone()];
+    let placed = assigned(&pass(&[deployment("web", 2)], &nodes, &[], 0).changes);
+    assert_eq!(placed.len(), 1, "{placed:?}");
+    assert_eq!(placed[0].0, good.candidate.id);
+    // A replica already on the suspended node is neither removed nor moved.
+    let mut on_suspended = placed[0].clone();
+    on_suspended.0 = suspended.candidate.id;
+    let second = pass(&[deployment("web", 1)], &nodes, &[on_suspended], 1).changes;
+    assert!(second.is_empty(), "{second:?}");
+}
+
+#[test]
+fn the_more_reliable_of_two_equal_nodes_is_chosen_and_bad_scores_are_clamped() {
+    let shaky = viewed(3, 0.4, false);
+    let steady = viewed(4, 0.9, false);
+    assert_eq!(shaky.candidate.reliability, 0.4);
+    assert_eq!(viewed(5, f64::NAN, false).candidate.reliability, 1.0);
+    assert_eq!(viewed(6, 7.0, false).candidate.reliability, 1.0);
+    assert_eq!(viewed(7, -1.0, false).candidate.reliability, 0.0);
+    for order in [
+        vec![shaky.clone(), steady.clone()],
+        vec![steady.clone(), shaky.clone()],
+    ] {
+        let placed = assigned(&pass(&[deployment("web", 1)], &order, &[], 0).changes);
+        assert_eq!(placed.len(), 1);
+        assert_eq!(placed[0].0, steady.candidate.id);
+    }
+}

@@ -62,6 +62,23 @@ enum Command {
         /// Longest pause in an HTTP request body, in ms.
         #[arg(long, default_value_t = 30000, value_parser = clap::value_parser!(u64).range(100..))]
         http_body_timeout_ms: u64,
+        /// Mean time between two uptime probes of a node (exponential random intervals), e.g.
+        /// `5m`, `30s`, `800ms`; `0` or `off`: no random probes.
+        #[arg(long, default_value = "5m", value_parser = parse_probe_mean)]
+        probe_mean: ProbeMean,
+        /// Sends of one unanswered probe in all, the first included (each gets 10 s).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+        probe_attempts: u32,
+        /// How often due score entries are appended to the ledger and standings re-checked.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        score_every: Duration,
+        /// The credits policy: a TOML file with any of the policy's keys (the others keep their
+        /// defaults; unknown keys are refused). A policy entry is logged when it changes.
+        #[arg(long)]
+        credit_policy: Option<PathBuf>,
+        /// How often a ledger checkpoint is signed when the log grew (10s, 500ms, or seconds).
+        #[arg(long, default_value = "10s", value_parser = parse_interval)]
+        checkpoint_interval: Duration,
     },
 }
 
@@ -100,7 +117,16 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             http_max_connections,
             http_header_timeout_ms,
             http_body_timeout_ms,
+            probe_mean,
+            probe_attempts,
+            score_every,
+            credit_policy,
+            checkpoint_interval,
         } => {
+            let credit_policy = match credit_policy {
+                Some(path) => hearth_master::ledger::config::read_policy(&path)?,
+                None => hearth_ledger::Policy::default(),
+            };
             if !(heartbeat_ms < suspect_after_ms && suspect_after_ms < down_after_ms) {
                 anyhow::bail!("timeouts must grow: heartbeat < suspect-after < down-after");
             }
@@ -119,12 +145,53 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     header_timeout: Duration::from_millis(http_header_timeout_ms),
                     body_timeout: Duration::from_millis(http_body_timeout_ms),
                 },
+                uptime: hearth_master::uptime::UptimeConfig {
+                    mean: probe_mean.0,
+                    attempts: probe_attempts,
+                    score_every,
+                },
+                credit_policy,
+                checkpoint_interval,
                 ..ServeOptions::default()
             };
             serve(&DataDir::new(data_dir), opts, shutdown_signal()).await?;
         }
     }
     Ok(())
+}
+
+/// `--probe-mean`: a duration, or none.
+#[derive(Debug, Clone, Copy)]
+struct ProbeMean(Option<Duration>);
+
+fn parse_probe_mean(s: &str) -> Result<ProbeMean, String> {
+    if s == "off" || s == "0" {
+        return Ok(ProbeMean(None));
+    }
+    parse_duration(s).map(|d| ProbeMean(Some(d)))
+}
+
+/// `250ms`, `10s`, `5m`, `1h`: a positive whole number and a unit.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 800ms, 30s, 5m or 1h"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }
+    .filter(|ms| *ms > 0)
+    .ok_or_else(|| format!("`{s}` is not a positive duration such as 800ms, 30s, 5m or 1h"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    hearth_master::ledger::config::parse_interval(text).map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use hearth_node_agent::credits;
 use hearth_node_agent::enrol::{RootSource, enrol_with_root};
 use hearth_node_agent::facts::Declared;
 use hearth_node_agent::fetcher::Fetcher;
+use hearth_node_agent::gateway::settle::{self, ReporterConfig};
 use hearth_node_agent::gateway::{GatewayConfig, Gateways, GatewaysStatus, RECEIPTS_KEPT};
 use hearth_node_agent::link::{self, Hooks, LinkStatus};
 use hearth_node_agent::state::NodeDir;
@@ -61,6 +63,10 @@ enum Command {
         /// Placement labels, KEY=VALUE (repeatable).
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        /// Watts this home server draws, for the energy figure of its credit statement
+        /// (without it the cooperative's default is used).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        power_watts: Option<u32>,
         /// The cooperative's signed root metadata (`N.root.json`, from `hearth recipe keys`),
         /// for those who bring their own: it wins over the root an `ht2` token pins. Without
         /// it an `ht2` token's root is fetched from the master and checked against the token;
@@ -79,6 +85,26 @@ enum Command {
         /// Run each instance as its own Unix user (auto: when the agent runs as root).
         #[arg(long, value_enum, default_value = "auto")]
         isolate_users: Isolation,
+        /// How often bandwidth receipts not yet settled are reported to the master again, in
+        /// seconds (new receipts are reported within a few seconds of arriving).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        report_interval_secs: u64,
+    },
+    /// Show this node's credits from the cooperative's public ledger, checked locally: the
+    /// checkpoint's master signature and every entry's inclusion proof. Exit 1 if any fails.
+    Credits {
+        /// Data directory (the master's id pinned at enrolment, this node's id).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The master's API, e.g. `http://master.example.coop:8080`.
+        #[arg(long)]
+        api: url::Url,
+        /// The month, `YYYY-MM` (default: this month, UTC).
+        #[arg(long)]
+        month: Option<hearth_ledger::Month>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show what this node runs and its link to the master.
     Status {
@@ -139,6 +165,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             uplink_mbps,
             downlink_mbps,
             labels,
+            power_watts,
             trust_root,
         } => {
             let token: EnrolToken = token.parse()?;
@@ -161,6 +188,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 uplink_mbps,
                 downlink_mbps,
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                power_w: power_watts,
             };
             let done =
                 enrol_with_root(&NodeDir::new(&data_dir), addr, &token, declared, root).await?;
@@ -197,6 +225,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             data_dir,
             advertise_host,
             isolate_users,
+            report_interval_secs,
         } => {
             if isolate_users == Isolation::On && !nix::unistd::geteuid().is_root() {
                 bail!("--isolate-users on needs the agent to run as root");
@@ -222,6 +251,19 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 dir: &root,
                 receipts_kept: RECEIPTS_KEPT,
             })?;
+            let (usage_tx, usage_rx) = tokio::sync::mpsc::unbounded_channel();
+            let interval = std::time::Duration::from_secs(report_interval_secs);
+            let reporter = tokio::spawn(settle::run(
+                ReporterConfig {
+                    dir: root.clone(),
+                    interval,
+                    poll: interval.min(std::time::Duration::from_secs(2)),
+                },
+                gateways.receipts().clone(),
+                outbound_tx.clone(),
+                usage_rx,
+                rx.clone(),
+            ));
             let wiring = Wiring {
                 inputs: inputs_tx.clone(),
                 outbound: outbound_tx,
@@ -241,10 +283,50 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 outbound: outbound_rx,
                 reports: reports_rx,
                 conn: conn_tx,
+                usage: Some(usage_tx),
             };
             let linked = link::run(&dir, &enrolment, &key, rx, hooks).await;
             let _ = supervised.await;
+            reporter.abort();
+            if let Ok(Err(e)) = reporter.await {
+                tracing::error!(error = %e, "the usage reporter stopped");
+            }
             linked?;
+        }
+        Command::Credits {
+            data_dir,
+            api,
+            month,
+            json,
+        } => {
+            let enrolment = NodeDir::new(&data_dir).require_enrolment()?;
+            let month = month.unwrap_or_else(|| hearth_ledger::Month::of(now_unix_ms()));
+            let url = api
+                .join(&format!("v1/ledger/nodes/{}?month={month}", enrolment.node))
+                .context("--api")?;
+            let resp = reqwest::get(url.clone())
+                .await
+                .with_context(|| format!("GET {url}"))?;
+            let status = resp.status();
+            let body = resp.text().await.with_context(|| format!("GET {url}"))?;
+            if !status.is_success() {
+                bail!("GET {url}: {status}: {body}");
+            }
+            let answer: credits::NodeLedger = serde_json::from_str(&body)
+                .with_context(|| format!("GET {url}: not a node ledger"))?;
+            let summary = credits::check(&answer, &enrolment.master, &enrolment.node)
+                .context("the ledger's answer does not check out")?;
+            if json {
+                let v = serde_json::json!({ "month": month.to_string(), "node": enrolment.node, "summary": summary });
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                use std::io::Write as _;
+                write!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    credits::render(month, &summary)
+                )?;
+            }
         }
         Command::Status { data_dir, json } => {
             let dir = NodeDir::new(&data_dir);
@@ -271,8 +353,14 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 .collect();
             let pinned = tuf.join("anchor.json").exists();
             let gateways = GatewaysStatus::read(&data_dir);
+            let credits = settle::Ledger::load(&data_dir)
+                .map(|l| l.summary(gateways.receipts))
+                .unwrap_or_else(|e| {
+                    eprintln!("warning: {e}");
+                    settle::SettleSummary::default()
+                });
             if json {
-                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "link": link, "gateways": gateways, "instances": instances,
+                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "standing": link.standing, "link": link, "gateways": gateways, "settlement": credits, "instances": instances,
                     "trust": { "pinned": pinned, "versions": versions } });
                 outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
@@ -300,8 +388,23 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     link.sessions,
                     link.revision
                 )?;
-                if let Some(e) = link.last_error {
+                if let Some(e) = &link.last_error {
                     outln!("last error: {e}")?;
+                }
+                match &link.standing {
+                    Some(s) => outln!(
+                        "standing: {} (online score {}, {} probes{}): {}",
+                        s.standing.as_str(),
+                        percent(s.score_ppm),
+                        s.probes,
+                        if s.since_ms == 0 {
+                            String::new()
+                        } else {
+                            format!(", since {}", show_time(s.since_ms))
+                        },
+                        s.reason
+                    )?,
+                    None => outln!("standing: not known yet (the master has not sent one)")?,
                 }
                 for g in &gateways.links {
                     let detail = match (g.connected_since_ms, &g.last_error) {
@@ -312,6 +415,23 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     outln!("gateway:  {} at {} {} {detail}", g.gateway, g.addr, g.state)?;
                 }
                 outln!("receipts: {} stored", gateways.receipts)?;
+                let rejected: Vec<String> = credits
+                    .rejected
+                    .iter()
+                    .map(|(code, n)| format!("{n} {code}"))
+                    .collect();
+                outln!(
+                    "settled:  {} bytes credited; receipts {} pending, {} credited, {} rejected{}",
+                    credits.credited_bytes,
+                    credits.pending,
+                    credits.credited,
+                    credits.rejected.values().sum::<usize>(),
+                    if rejected.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", rejected.join(", "))
+                    }
+                )?;
                 let list = instances.as_object().cloned().unwrap_or_default();
                 if list.is_empty() {
                     outln!("instances: none")?;
@@ -338,6 +458,11 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
 }
 
 /// Unix ms as `YYYY-MM-DD HH:MM:SS UTC`.
+/// Parts per million as a percentage with two decimals (`91.25%`).
+fn percent(ppm: u32) -> String {
+    format!("{}.{:02}%", ppm / 10_000, ppm % 10_000 / 100)
+}
+
 fn show_time(unix_ms: u64) -> String {
     let secs = unix_ms / 1000;
     let (days, rest) = (secs / 86_400, secs % 86_400);
@@ -357,6 +482,13 @@ fn show_time(unix_ms: u64) -> String {
         rest % 3600 / 60,
         rest % 60
     )
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn resolve(master: &str) -> anyhow::Result<SocketAddr> {

@@ -7,6 +7,7 @@
 //!   instances' port numbers there and marks instances draining before it stops them.
 //! - [`tunnel`]: the streams a gateway opens (tunnels, receipts).
 //! - [`receipts`]: the durable, bounded receipt store; [`status`]: `gateways.json`.
+//! - [`settle`]: the usage reporter, which settles the receipts with the master.
 //!
 //! A tunnel reaches only a published port of an instance the node runs: the instance, the port
 //! name and the port number all come from the node's own state, never from the gateway.
@@ -15,6 +16,7 @@ pub mod drain;
 pub mod link;
 pub mod receipts;
 pub mod registry;
+pub mod settle;
 pub mod status;
 pub mod tunnel;
 

@@ -157,26 +157,40 @@ impl ReceiptStore {
         let order: Vec<(u64, Nonce)> = self.lock().order.iter().map(|(s, i)| (*s, *i)).collect();
         order
             .into_iter()
-            .map(|(seq, id)| {
-                let path = self.path(seq, &id);
-                let text = std::fs::read(&path).map_err(|source| ReceiptError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                let record: Record =
-                    serde_json::from_slice(&text).map_err(|e| ReceiptError::Damaged {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                if record.version != RECORD_VERSION {
-                    return Err(ReceiptError::Damaged {
-                        path,
-                        reason: format!("unknown version {}", record.version),
-                    });
-                }
-                Ok(record.receipt)
-            })
+            .map(|(seq, id)| self.read(seq, &id))
             .collect()
+    }
+
+    /// The ids of the receipts held, oldest first.
+    pub fn ids(&self) -> Vec<Nonce> {
+        self.lock().order.values().copied().collect()
+    }
+
+    /// The receipt `id`, read from disk (`None`: not held).
+    pub fn get(&self, id: &Nonce) -> Result<Option<BandwidthReceipt>, ReceiptError> {
+        let Some(seq) = self.lock().ids.get(id).copied() else {
+            return Ok(None);
+        };
+        self.read(seq, id).map(Some)
+    }
+
+    fn read(&self, seq: u64, id: &Nonce) -> Result<BandwidthReceipt, ReceiptError> {
+        let path = self.path(seq, id);
+        let text = std::fs::read(&path).map_err(|source| ReceiptError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let record: Record = serde_json::from_slice(&text).map_err(|e| ReceiptError::Damaged {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if record.version != RECORD_VERSION {
+            return Err(ReceiptError::Damaged {
+                path,
+                reason: format!("unknown version {}", record.version),
+            });
+        }
+        Ok(record.receipt)
     }
 
     fn path(&self, seq: u64, id: &Nonce) -> PathBuf {
@@ -197,9 +211,12 @@ fn parse_name(name: &str) -> Option<(u64, Nonce)> {
     Some((seq.parse().ok()?, rest.parse().ok()?))
 }
 
-fn durable_write(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `path` durably: temporary file, fsync, rename, fsync of `dir`.
+pub(crate) fn durable_write(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
-    let tmp = path.with_extension("json.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;

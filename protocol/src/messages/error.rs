@@ -72,6 +72,11 @@ pub enum ErrorCode {
     Draining,
     /// Gateway link: the node could not connect to the instance's port.
     ConnectFailed,
+    /// Settlement: the receipt's window overlaps one already credited for the same gateway,
+    /// node and instance.
+    Overlapping,
+    /// Settlement: the receipt's window is empty, longer than 24 h, in the future or too old.
+    BadWindow,
     /// Something failed on the sender's side.
     Internal,
     /// A code this implementation does not know (sent by a newer peer).
@@ -108,6 +113,8 @@ impl ErrorCode {
             Self::PortNotPublished => "port_not_published",
             Self::Draining => "draining",
             Self::ConnectFailed => "connect_failed",
+            Self::Overlapping => "overlapping",
+            Self::BadWindow => "bad_window",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }

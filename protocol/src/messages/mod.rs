@@ -5,6 +5,7 @@ pub mod enrol;
 pub mod error;
 pub mod fetch;
 pub mod session;
+pub mod standing;
 pub mod state;
 pub mod tunnel;
 pub mod usage;
@@ -17,6 +18,7 @@ use enrol::{EnrolAccepted, EnrolRequest};
 use error::ErrorMessage;
 use fetch::{BlobChunk, FetchBlob, FetchMetadata, Metadata};
 use session::{Heartbeat, HeartbeatAck, Hello, Welcome};
+use standing::Standing;
 use state::{DesiredState, DesiredStateAck, InstanceStatus};
 use tunnel::{Drain, ReceiptAck, TunnelOpen, TunnelReady};
 use usage::{BandwidthReceipt, Settlement, UsageReport};
@@ -72,6 +74,8 @@ pub enum Message {
     ReceiptAck(ReceiptAck),
     /// Either way: an error with a stable code.
     Error(ErrorMessage),
+    /// Master → node: the node's uptime standing and online score.
+    Standing(Standing),
 }
 
 /// Lists each variant with its wire tag once, and derives from that list the tag table, the
@@ -124,6 +128,7 @@ tags! {
     Receipt => "receipt",
     ReceiptAck => "receipt_ack",
     Error => "error",
+    Standing => "standing",
 }
 
 impl Message {

@@ -57,6 +57,9 @@ impl BandwidthReceipt {
     }
 }
 
+/// Receipts one `usage_report` may carry at most; a master refuses a longer report whole.
+pub const MAX_REPORT_RECEIPTS: usize = 1000;
+
 /// `usage_report` (node → master): receipts collected in a window, for crediting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -86,6 +89,7 @@ pub struct Settlement {
 pub struct RejectedReceipt {
     /// The receipt id.
     pub receipt: Nonce,
-    /// Why: `bad_signature`, `unknown_signer`, `duplicate`, `not_yours`.
+    /// Why: `bad_signature`, `unknown_signer`, `not_yours`, `duplicate`, `overlapping` or
+    /// `bad_window` (SPEC.md §9.17).
     pub code: ErrorCode,
 }

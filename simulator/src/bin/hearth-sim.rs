@@ -98,6 +98,10 @@ struct LiveArgs {
     /// Audit-probe every agent once through the master's API before the steady state.
     #[arg(long)]
     probes: bool,
+    /// The master's --probe-mean: mean interval of its random uptime probes (`5m`, `30s`, or
+    /// `off` to measure without them).
+    #[arg(long, default_value = "5m")]
+    probe_mean: String,
     /// Replicas of each deployment (spread over ISPs and countries).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     replicas: u32,
@@ -202,6 +206,7 @@ fn live_mode(args: &LiveArgs) -> anyhow::Result<()> {
                 .down_after_ms
                 .map_or(interval * 6, Duration::from_millis),
             quic_threads: args.quic_threads,
+            probe_mean: args.probe_mean.clone(),
         },
         agents: AgentsConfig {
             endpoints: args.endpoints,

@@ -120,5 +120,6 @@ fn facts(agent: usize) -> Result<NodeFacts, EnrolAllError> {
         downlink_mbps: 1000,
         cgroups_v2: false,
         labels: BTreeMap::new(),
+        power_w: None,
     })
 }

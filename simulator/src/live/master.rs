@@ -81,6 +81,8 @@ pub struct MasterConfig {
     pub down_after: Duration,
     /// Threads for QUIC (`--quic-threads`).
     pub quic_threads: u16,
+    /// Mean interval of the random uptime probes (`--probe-mean`: `5m`, `30s`, `off`).
+    pub probe_mean: String,
 }
 
 /// The master's figures from `/metrics`.
@@ -358,6 +360,7 @@ fn spawn(config: &MasterConfig, dir: &Path, quic: SocketAddr) -> Result<Child, M
         .args(["--suspect-after-ms", &ms(config.suspect_after)])
         .args(["--down-after-ms", &ms(config.down_after)])
         .args(["--quic-threads", &config.quic_threads.to_string()])
+        .args(["--probe-mean", &config.probe_mean])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)

@@ -57,6 +57,9 @@ pub struct Steady {
     pub heartbeats_ingested_per_sec: f64,
     /// Sessions the master counts at the end of the window.
     pub master_sessions: u64,
+    /// Random uptime probes the agents answered per second over the window (the master's
+    /// `--probe-mean`; 10,000 agents at a 5-minute mean: about 33/s).
+    pub probes_answered_per_sec: f64,
 }
 
 /// Deployments created through the API once every session was open: placed by the master's
@@ -164,6 +167,11 @@ pub fn summary(r: &LiveReport) -> String {
         st.heartbeats_sent_per_sec, st.heartbeats_ingested_per_sec
     );
     let _ = writeln!(s, "  master sessions       {}", st.master_sessions);
+    let _ = writeln!(
+        s,
+        "  probes answered/s     {:.1}",
+        st.probes_answered_per_sec
+    );
     if let Some(a) = &r.assign {
         let _ = writeln!(
             s,

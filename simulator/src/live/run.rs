@@ -225,17 +225,10 @@ async fn measure(
     rss_idle_kib: u64,
 ) -> Result<Steady, LiveError> {
     let before = master.api().metrics().await?;
-    let (cpu0, sent0, t0) = (
-        master.cpu_seconds()?,
-        agents.counters().heartbeats,
-        Instant::now(),
-    );
+    let (cpu0, c0, t0) = (master.cpu_seconds()?, agents.counters(), Instant::now());
     tokio::time::sleep(window).await;
-    let (cpu1, sent1, elapsed) = (
-        master.cpu_seconds()?,
-        agents.counters().heartbeats,
-        t0.elapsed(),
-    );
+    let (cpu1, c1, elapsed) = (master.cpu_seconds()?, agents.counters(), t0.elapsed());
+    let (sent0, sent1) = (c0.heartbeats, c1.heartbeats);
     let after = master.api().metrics().await?;
     let secs = elapsed.as_secs_f64();
     Ok(Steady {
@@ -247,6 +240,7 @@ async fn measure(
         heartbeats_ingested_per_sec: after.heartbeats.saturating_sub(before.heartbeats) as f64
             / secs,
         master_sessions: after.sessions,
+        probes_answered_per_sec: c1.probes.saturating_sub(c0.probes) as f64 / secs,
     })
 }
 

@@ -55,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
             suspect_after: interval * 3,
             down_after: interval * 6,
             quic_threads: 1,
+            // Heartbeat ingest alone, as this benchmark has always measured.
+            probe_mean: "off".into(),
         },
         agents: AgentsConfig {
             endpoints: args.endpoints,
