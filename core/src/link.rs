@@ -126,6 +126,7 @@ pub struct Link {
     failures: u32,
     sessions: u64,
     revision: u64,
+    overlay: Option<hearth_protocol::messages::overlay::OverlayRevision>,
 }
 
 impl Link {
@@ -138,7 +139,16 @@ impl Link {
             failures: 0,
             sessions: 0,
             revision: 0,
+            overlay: None,
         }
+    }
+
+    /// Records the overlay member set the driver holds, announced in the next `hello`.
+    pub fn set_overlay_revision(
+        &mut self,
+        revision: Option<hearth_protocol::messages::overlay::OverlayRevision>,
+    ) {
+        self.overlay = revision;
     }
 
     /// Where the link is.
@@ -195,6 +205,7 @@ impl Link {
                     node: self.node,
                     agent: self.agent.clone(),
                     applied_revision: self.revision,
+                    overlay: self.overlay,
                 }))]
             }
             (&mut Phase::Handshaking { rx }, Event::Received(message)) => {

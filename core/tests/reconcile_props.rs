@@ -64,6 +64,7 @@ fn spec(i: usize, generation: u64) -> Assignment {
         resources: Resources::default(),
         lease_ms: None,
         exposed: Vec::new(),
+        peers: Vec::new(),
     }
 }
 

@@ -82,6 +82,7 @@ pub async fn place_instance(
         resources: p.resources,
         lease_ms: p.lease_ms,
         exposed: Vec::new(),
+        peers: Vec::new(),
     };
     let (store, node) = (ctx.store.clone(), p.node);
     let placed = blocking(move || store.put_assignment(&node, &spec)).await?;

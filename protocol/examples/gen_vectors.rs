@@ -252,6 +252,7 @@ fn sample_messages(keys: &Keys) -> Vec<(String, Message)> {
         },
         lease_ms: None,
         exposed: Vec::new(),
+        peers: Vec::new(),
     };
     let mut singleton = assignment.clone();
     singleton.instance = parse("db-0");
@@ -270,6 +271,7 @@ fn sample_messages(keys: &Keys) -> Vec<(String, Message)> {
             node: keys.node_id(),
             agent: "hearth-node/0.1.0".into(),
             applied_revision: 41,
+            overlay: None,
         }),
         Message::Welcome(Welcome {
             version: 1,

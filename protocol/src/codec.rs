@@ -27,6 +27,9 @@ pub enum ValueError {
         got: String,
         max: usize,
     },
+    /// A value outside its documented form.
+    #[error("invalid {what} `{got}`")]
+    Invalid { what: &'static str, got: String },
 }
 
 /// `N` bytes written as `2 * N` lowercase hex characters.

@@ -127,6 +127,7 @@ impl TestSession {
             node,
             agent: "test".into(),
             applied_revision: 0,
+            overlay: None,
         };
         control
             .send(&Message::Hello(hello))

@@ -331,6 +331,7 @@ async fn hello_without_a_common_version_is_refused() {
         node,
         agent: "future".into(),
         applied_revision: 0,
+        overlay: None,
     };
     control.send(&Message::Hello(hello)).await.unwrap();
     expect_fatal(

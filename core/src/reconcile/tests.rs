@@ -20,6 +20,7 @@ fn spec(id: &str, generation: u64, lease_ms: Option<u64>) -> Assignment {
         resources: Resources::default(),
         lease_ms,
         exposed: Vec::new(),
+        peers: Vec::new(),
     }
 }
 

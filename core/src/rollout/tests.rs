@@ -35,6 +35,7 @@ impl World {
                     resources: Resources::default(),
                     lease_ms: None,
                     exposed: Vec::new(),
+                    peers: Vec::new(),
                 };
                 let report = report(&a, InstanceState::Running, Health::Healthy);
                 (node(i), a, Some(report))

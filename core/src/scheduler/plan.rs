@@ -136,6 +136,7 @@ impl<'a> Pass<'a> {
             resources: d.info.resources,
             lease_ms: None,
             exposed: Vec::new(),
+            peers: Vec::new(),
         };
         self.changes.push(Change::Place {
             node,

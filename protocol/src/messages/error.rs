@@ -77,6 +77,9 @@ pub enum ErrorCode {
     Overlapping,
     /// Settlement: the receipt's window is empty, longer than 24 h, in the future or too old.
     BadWindow,
+    /// Overlay: the peer serves too many requests now or its upload budget is spent; ask
+    /// another peer or the master.
+    Busy,
     /// Something failed on the sender's side.
     Internal,
     /// A code this implementation does not know (sent by a newer peer).
@@ -115,6 +118,7 @@ impl ErrorCode {
             Self::ConnectFailed => "connect_failed",
             Self::Overlapping => "overlapping",
             Self::BadWindow => "bad_window",
+            Self::Busy => "busy",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod enrol;
 pub mod error;
 pub mod fetch;
+pub mod overlay;
 pub mod session;
 pub mod standing;
 pub mod state;
@@ -17,6 +18,7 @@ use audit::{AuditAnswer, AuditProbe};
 use enrol::{EnrolAccepted, EnrolRequest};
 use error::ErrorMessage;
 use fetch::{BlobChunk, FetchBlob, FetchMetadata, Metadata};
+use overlay::{Have, HaveRequest, Holdings, Overlay, Providers, ProvidersRequest, ReplicaOpen};
 use session::{Heartbeat, HeartbeatAck, Hello, Welcome};
 use standing::Standing;
 use state::{DesiredState, DesiredStateAck, InstanceStatus};
@@ -76,6 +78,20 @@ pub enum Message {
     Error(ErrorMessage),
     /// Master → node: the node's uptime standing and online score.
     Standing(Standing),
+    /// Master → node: the overlay's member set (full or a delta) and its relays.
+    Overlay(Overlay),
+    /// Node → master: the artifacts the node can serve to peers.
+    Holdings(Holdings),
+    /// Node → master (own stream): who may hold this artifact?
+    ProvidersRequest(ProvidersRequest),
+    /// Master → node: candidate peers for an artifact.
+    Providers(Providers),
+    /// Peer → peer (overlay stream): which chunks of an artifact do you hold?
+    HaveRequest(HaveRequest),
+    /// Peer → peer (overlay stream): the chunks held.
+    Have(Have),
+    /// Peer → peer (overlay stream): connect to a replica's peer port.
+    ReplicaOpen(ReplicaOpen),
 }
 
 /// Lists each variant with its wire tag once, and derives from that list the tag table, the
@@ -129,6 +145,13 @@ tags! {
     ReceiptAck => "receipt_ack",
     Error => "error",
     Standing => "standing",
+    Overlay => "overlay",
+    Holdings => "holdings",
+    ProvidersRequest => "providers_request",
+    Providers => "providers",
+    HaveRequest => "have_request",
+    Have => "have",
+    ReplicaOpen => "replica_open",
 }
 
 impl Message {

@@ -21,6 +21,10 @@ pub struct Hello {
     pub agent: String,
     /// Revision of the last desired state the node applied (0 when none).
     pub applied_revision: u64,
+    /// The overlay member set the node holds (SPEC §16), if any: the master sends `overlay`
+    /// only when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<crate::messages::overlay::OverlayRevision>,
 }
 
 /// `welcome` (master → node): the session is open at the chosen version.

@@ -65,6 +65,10 @@ pub struct Assignment {
     /// Port names published through the gateways: the only ports a tunnel may reach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exposed: Vec<Name>,
+    /// The other replicas of the deployment, when its recipe asks for its peers (`[peers]`):
+    /// the instance may reach each one's peer port over the overlay (SPEC §16.5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<crate::messages::overlay::ReplicaPeer>,
 }
 
 /// A recipe named by the master; the node only runs it after verifying it.
