@@ -794,7 +794,7 @@ fn overlay_messages(keys: &Keys) -> Vec<(String, Message)> {
     if let Some(a) = with_peers.instances.first_mut() {
         a.peers = vec![ReplicaPeer {
             instance: parse("web-1"),
-            node: other.clone(),
+            node: other,
         }];
     }
     let hello = sample_messages(keys)
@@ -819,7 +819,7 @@ fn overlay_messages(keys: &Keys) -> Vec<(String, Message)> {
                     seq: 7,
                 },
                 full: true,
-                add: vec![keys.node_id(), other.clone()],
+                add: vec![keys.node_id(), other],
                 remove: Vec::new(),
                 relays: relays.clone(),
             }),
@@ -833,7 +833,7 @@ fn overlay_messages(keys: &Keys) -> Vec<(String, Message)> {
                 },
                 full: false,
                 add: vec![third],
-                remove: vec![other.clone()],
+                remove: vec![other],
                 relays,
             }),
         ),
@@ -852,7 +852,7 @@ fn overlay_messages(keys: &Keys) -> Vec<(String, Message)> {
             "valid-providers".into(),
             Message::Providers(Providers {
                 sha256: artifact,
-                peers: vec![other.clone()],
+                peers: vec![other],
             }),
         ),
         (
