@@ -333,11 +333,10 @@ impl Session<'_> {
                 Action::Ignored(Message::Error(e)) => {
                     tracing::warn!(code = %e.code, fatal = e.fatal, "master reported: {}", e.message);
                     // Errors name no request: one about `usage_report` answers the open report.
-                    if e.message.contains("usage_report") {
-                        if let Some(usage) = &self.hooks.usage {
-                            let _ =
-                                usage.send(Answer::Refused(format!("{}: {}", e.code, e.message)));
-                        }
+                    if e.message.contains("usage_report")
+                        && let Some(usage) = &self.hooks.usage
+                    {
+                        let _ = usage.send(Answer::Refused(format!("{}: {}", e.code, e.message)));
                     }
                 }
                 Action::Ignored(other) => {
