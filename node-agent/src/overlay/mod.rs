@@ -101,6 +101,30 @@ pub enum OverlayError {
     },
 }
 
+/// The nodes running the replica peers of this node's instances (`Assignment.peers`), the
+/// links [`Overlay::want_links`] keeps open.
+pub fn replica_peers(ds: &hearth_protocol::messages::state::DesiredState) -> BTreeSet<NodeId> {
+    ds.instances
+        .iter()
+        .flat_map(|a| a.peers.iter().map(|p| p.node))
+        .collect()
+}
+
+/// Answers every incoming stream with an error (for a consumer not running: the artifact
+/// server with budget 0, for instance).
+pub async fn refuse_all(
+    mut incoming: mpsc::Receiver<Incoming>,
+    code: hearth_protocol::ErrorCode,
+    why: &'static str,
+) {
+    while let Some(mut i) = incoming.recv().await {
+        tokio::spawn(async move {
+            let _ = i.stream.send_error(code, why).await;
+            let _ = i.stream.finish().await;
+        });
+    }
+}
+
 /// How the link to a peer is right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
