@@ -117,6 +117,16 @@ pub async fn connect_enrol(
 impl TestSession {
     /// Connects and completes hello/welcome.
     pub async fn open(master: SocketAddr, master_id: MasterId, key: &SecretKey) -> Self {
+        Self::open_with_overlay(master, master_id, key, None).await
+    }
+
+    /// Like [`TestSession::open`], the hello naming the overlay member set held (SPEC §16.2).
+    pub async fn open_with_overlay(
+        master: SocketAddr,
+        master_id: MasterId,
+        key: &SecretKey,
+        overlay: Option<hearth_protocol::messages::overlay::OverlayRevision>,
+    ) -> Self {
         let (endpoint, conn) = connect(master, master_id, key).await.expect("connect");
         let (send, recv) = conn.open_bi().await.expect("control stream");
         let mut control = MessageStream::new(send, recv, hearth_protocol::DEFAULT_MAX_FRAME);
@@ -127,7 +137,7 @@ impl TestSession {
             node,
             agent: "test".into(),
             applied_revision: 0,
-            overlay: None,
+            overlay,
         };
         control
             .send(&Message::Hello(hello))
