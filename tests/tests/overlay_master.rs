@@ -35,7 +35,7 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Enrols a node declared in its own home `home`.
 async fn enrol_in(m: &MasterProc, dir: &Path, home: &str) -> (NodeId, SecretKey) {
     let token: EnrolToken = m.token(&[]).parse().unwrap();
-    let nd = NodeDir::new(&dir.join(home));
+    let nd = NodeDir::new(dir.join(home));
     let e = enrol(&nd, m.quic, &token, declared("BE", home, home))
         .await
         .unwrap();
