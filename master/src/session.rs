@@ -291,9 +291,11 @@ fn check_hello(hello: &Hello, node: &NodeId) -> Result<(), (ErrorCode, String, q
 }
 
 /// Sends the node's current desired state, if it has one. False if the stream failed.
-async fn send_desired_state(ctx: &Context, control: &mut MessageStream, node: NodeId) -> bool {
-    let store = ctx.store.clone();
-    match tokio::task::spawn_blocking(move || store.desired_state(&node)).await {
+async fn send_desired_state(ctx: &Arc<Context>, control: &mut MessageStream, node: NodeId) -> bool {
+    let shared = ctx.clone();
+    match tokio::task::spawn_blocking(move || crate::overlay::peers::desired_state(&shared, &node))
+        .await
+    {
         Ok(Ok(ds)) if ds.revision > 0 => control.send(&Message::DesiredState(ds)).await.is_ok(),
         Ok(Ok(_)) => true,
         Ok(Err(e)) => {

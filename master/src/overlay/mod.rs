@@ -9,6 +9,7 @@
 
 pub mod holdings;
 pub mod membership;
+pub mod peers;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
