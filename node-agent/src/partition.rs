@@ -13,6 +13,7 @@ use hearth_recipes::{HealthCheck, VerifiedRecipe};
 use std::os::unix::fs::PermissionsExt as _;
 
 use crate::health::Check;
+use crate::overlay::replica::peers_file::{self, PeerEntry};
 use crate::process::Launch;
 use crate::users;
 
@@ -29,6 +30,8 @@ pub struct Prepared {
     pub published: BTreeMap<String, String>,
     /// Blobs it uses (kept by cache garbage collection).
     pub blobs: Vec<Sha256>,
+    /// The port its recipe's `[peers]` names, where its peer replicas reach it.
+    pub peers_port: Option<u16>,
 }
 
 /// Why a partition could not be set up.
@@ -70,7 +73,9 @@ pub fn instance_dir(root: &Path, spec: &Assignment) -> PathBuf {
     root.join("instances").join(spec.instance.as_str())
 }
 
-/// Creates the partition and resolves the recipe for this assignment.
+/// Creates the partition and resolves the recipe for this assignment. `peers`: the local
+/// addresses of its peer replicas (a `[peers]` recipe's instance gets them in `HEARTH_PEERS`,
+/// and `HEARTH_PEERS_FILE` names its `peers.json`).
 pub fn prepare(
     root: &Path,
     spec: &Assignment,
@@ -78,6 +83,7 @@ pub fn prepare(
     artifacts: BTreeMap<String, PathBuf>,
     advertise: IpAddr,
     isolate: bool,
+    peers: Option<&[PeerEntry]>,
 ) -> Result<Prepared, PartitionError> {
     let dir = instance_dir(root, spec);
     let data = dir.join("data");
@@ -121,6 +127,18 @@ pub fn prepare(
         ("HEARTH_INSTANCE".to_owned(), spec.instance.to_string()),
         ("HEARTH_AGENT_DIR".to_owned(), root.display().to_string()),
     ]);
+    let peers_port = match (&r.peers, peers) {
+        (Some(p), Some(entries)) => {
+            let file = peers_file::path(&dir);
+            if !file.exists() {
+                peers_file::write(&dir, entries).map_err(io(&file))?;
+            }
+            env.insert("HEARTH_PEERS".into(), peers_file::env_list(entries));
+            env.insert("HEARTH_PEERS_FILE".into(), file.display().to_string());
+            ports.get(p.port.as_str()).copied()
+        }
+        _ => None,
+    };
     for (k, v) in &r.run.env {
         env.insert(k.clone(), expand(v)?);
     }
@@ -172,6 +190,7 @@ pub fn prepare(
             .filter(|(k, _)| r.params.get(k).is_some_and(|p| p.secret))
             .collect(),
         blobs,
+        peers_port,
     })
 }
 

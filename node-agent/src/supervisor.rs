@@ -21,6 +21,7 @@ use crate::fetcher::{Cache, FetchError, Fetcher};
 use crate::gateway::Gateways;
 use crate::gateway::drain::Drains;
 use crate::now_ms;
+use crate::overlay::replica::ReplicaLinks;
 use crate::partition::{self, Prepared};
 use crate::process;
 use crate::reconcile::{Action, Agent, Event, Phase, Prepare};
@@ -71,6 +72,8 @@ pub struct Wiring {
     pub reports: watch::Sender<Vec<InstanceReport>>,
     /// The gateway links, when this agent keeps them.
     pub gateways: Option<Gateways>,
+    /// The replica links, when the overlay is on.
+    pub replicas: Option<ReplicaLinks>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -219,6 +222,16 @@ impl Supervisor {
                     if let Some(gateways) = &self.wiring.gateways {
                         gateways.set(&ds.gateways);
                     }
+                    // Peers change without a new generation (a replica moves): the links
+                    // follow every desired state, not only the core's new generations.
+                    if let Some(replicas) = &self.wiring.replicas {
+                        let wanted: Vec<_> = ds
+                            .instances
+                            .iter()
+                            .map(|a| (a.instance.clone(), a.peers.clone()))
+                            .collect();
+                        replicas.set_desired(&wanted);
+                    }
                 }
                 self.apply(Event::Desired(ds));
             }
@@ -265,6 +278,25 @@ impl Supervisor {
     fn publish(&mut self) {
         let _ = self.wiring.reports.send(self.agent.reports());
         self.publish_to_gateways();
+        if let Some(replicas) = &self.wiring.replicas {
+            replicas.set_running(self.serving_peers());
+        }
+    }
+
+    /// Instances running their current generation, with the port their `[peers]` names.
+    fn serving_peers(&self) -> HashMap<InstanceId, u16> {
+        self.agent
+            .instances
+            .iter()
+            .filter(|(_, i)| matches!(i.phase, Phase::Running { .. }))
+            .filter_map(|(id, i)| {
+                let (_, plan) = self
+                    .plans
+                    .get(id)
+                    .filter(|(g, _)| *g == i.spec.generation)?;
+                Some((id.clone(), plan.peers_port?))
+            })
+            .collect()
     }
 
     fn tick(&mut self) {
@@ -285,14 +317,14 @@ impl Supervisor {
             });
         }
         self.health_checks();
-        if self.ticks % 10 == 0 {
+        if self.ticks.is_multiple_of(10) {
             for (_, plan) in self.plans.values() {
                 if let Err(e) = process::rotate_log(&plan.launch.log, LOG_MAX, LOG_KEEP) {
                     tracing::warn!(error = %e, "log rotation failed");
                 }
             }
         }
-        if self.ticks % 60 == 0 {
+        if self.ticks.is_multiple_of(60) {
             let keep: HashSet<Sha256> = self
                 .plans
                 .values()
@@ -389,8 +421,19 @@ impl Supervisor {
             self.isolate,
         );
         let inputs = self.wiring.inputs.clone();
+        let peers = self
+            .wiring
+            .replicas
+            .as_ref()
+            .map(|r| r.addresses(&spec.instance));
         tokio::spawn(async move {
-            let result = prepare(&cache, &fetcher, &trust, &root, &spec, advertise, isolate)
+            let host = Host {
+                root: &root,
+                advertise,
+                isolate,
+                peers,
+            };
+            let result = prepare(&cache, &fetcher, &trust, &host, &spec)
                 .await
                 .map(Box::new);
             if let Err(e) = &result {
@@ -418,12 +461,11 @@ impl Supervisor {
         match process::start(&plan.launch) {
             Ok(started) => {
                 tracing::info!(%instance, pid = started.pid, "instance started");
-                if let Some(parent) = &self.cgroup {
-                    if let Err(e) =
+                if let Some(parent) = &self.cgroup
+                    && let Err(e) =
                         crate::cgroup::confine(parent, &instance, &spec.resources, started.pid)
-                    {
-                        tracing::warn!(%instance, error = %e, "cannot apply resource limits");
-                    }
+                {
+                    tracing::warn!(%instance, error = %e, "cannot apply resource limits");
                 }
                 let inputs = self.wiring.inputs.clone();
                 let (pid, mut child, id) = (started.pid, started.child, instance.clone());
@@ -517,15 +559,22 @@ async fn trusted_targets(trust: &TrustStore, fetcher: &Fetcher) -> Result<Truste
         .map_err(|e| Prepare::Retry(format!("cannot refresh the signed targets: {e}")))
 }
 
+/// Where and how a partition is set up on this node.
+struct Host<'a> {
+    root: &'a std::path::Path,
+    advertise: IpAddr,
+    isolate: bool,
+    /// The instance's peer addresses (`None`: no replica links, the overlay is off).
+    peers: Option<Vec<crate::overlay::replica::peers_file::PeerEntry>>,
+}
+
 /// Fetches and verifies the recipe and its artifacts, then sets up the partition.
 async fn prepare(
     cache: &Cache,
     fetcher: &Fetcher,
     trust: &TrustStore,
-    root: &std::path::Path,
+    host: &Host<'_>,
     spec: &Assignment,
-    advertise: IpAddr,
-    isolate: bool,
 ) -> Result<Prepared, Prepare> {
     let fetch_err = |e: FetchError| {
         if e.is_retryable() {
@@ -562,7 +611,13 @@ async fn prepare(
     }
     // Hashing and copying artifacts is blocking work: off the runtime, so the link keeps its
     // heartbeats while a large artifact is checked.
-    let (root, spec) = (root.to_owned(), spec.clone());
+    let (root, spec, advertise, isolate) = (
+        host.root.to_owned(),
+        spec.clone(),
+        host.advertise,
+        host.isolate,
+    );
+    let peers = host.peers.clone();
     tokio::task::spawn_blocking(move || {
         for a in recipe
             .recipe()
@@ -586,13 +641,16 @@ async fn prepare(
                     .map_err(|e| Prepare::Retry(e.to_string()))?;
             }
         }
-        partition::prepare(&root, &spec, &recipe, artifacts, advertise, isolate).map_err(|e| {
-            if e.is_transient() {
-                Prepare::Retry(e.to_string())
-            } else {
-                Prepare::Refused(e.to_string())
-            }
-        })
+        let peers = peers.as_deref();
+        partition::prepare(&root, &spec, &recipe, artifacts, advertise, isolate, peers).map_err(
+            |e| {
+                if e.is_transient() {
+                    Prepare::Retry(e.to_string())
+                } else {
+                    Prepare::Refused(e.to_string())
+                }
+            },
+        )
     })
     .await
     .map_err(|e| Prepare::Retry(e.to_string()))?

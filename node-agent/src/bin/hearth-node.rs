@@ -13,6 +13,7 @@ use hearth_node_agent::fetcher::Fetcher;
 use hearth_node_agent::gateway::settle::{self, ReporterConfig};
 use hearth_node_agent::gateway::{GatewayConfig, Gateways, GatewaysStatus, RECEIPTS_KEPT};
 use hearth_node_agent::link::{self, Hooks, LinkStatus};
+use hearth_node_agent::overlay::replica::ReplicaLinks;
 use hearth_node_agent::overlay::status::OverlayHealth;
 use hearth_node_agent::overlay::{self, Overlay, OverlayConfig};
 use hearth_node_agent::state::NodeDir;
@@ -289,20 +290,6 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 usage_rx,
                 rx.clone(),
             ));
-            let wiring = Wiring {
-                inputs: inputs_tx.clone(),
-                outbound: outbound_tx,
-                reports: reports_tx,
-                gateways: Some(gateways),
-            };
-            let supervisor = Supervisor::start(
-                root,
-                Fetcher::new(conn_rx),
-                advertise_host,
-                isolate_users.enabled(),
-                wiring,
-            )?;
-            let supervised = tokio::spawn(supervisor.run(inputs_rx, rx.clone()));
             let overlay = match overlay {
                 OnOff::Off => {
                     if metrics_listen.is_some() {
@@ -316,6 +303,28 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     Some(start_overlay(&dir, &key, overlay_listen, metrics_listen, &rx).await?)
                 }
             };
+            let (overlay, replicas) = match overlay {
+                Some((overlay, incoming)) => {
+                    let links = ReplicaLinks::start(&root, overlay.clone(), incoming);
+                    (Some(overlay), Some(links))
+                }
+                None => (None, None),
+            };
+            let wiring = Wiring {
+                inputs: inputs_tx.clone(),
+                outbound: outbound_tx,
+                reports: reports_tx,
+                gateways: Some(gateways),
+                replicas,
+            };
+            let supervisor = Supervisor::start(
+                root,
+                Fetcher::new(conn_rx),
+                advertise_host,
+                isolate_users.enabled(),
+                wiring,
+            )?;
+            let supervised = tokio::spawn(supervisor.run(inputs_rx, rx.clone()));
             let hooks = Hooks {
                 inputs: inputs_tx,
                 outbound: outbound_rx,
@@ -578,14 +587,15 @@ fn resolve(master: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// Starts the overlay, its `overlay.json` writer and (with `--metrics-listen`) `/metrics`.
+/// Starts the overlay, its `overlay.json` writer and (with `--metrics-listen`) `/metrics`;
+/// returns it with its receiver of replica-link streams.
 async fn start_overlay(
     dir: &NodeDir,
     key: &hearth_protocol::SecretKey,
     listen: SocketAddr,
     metrics: Option<SocketAddr>,
     shutdown: &tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Overlay> {
+) -> anyhow::Result<(Overlay, tokio::sync::mpsc::Receiver<overlay::Incoming>)> {
     let (overlay, artifacts, replicas) = Overlay::start(OverlayConfig {
         key: hearth_protocol::SecretKey::from_seed(&key.seed()),
         listen,
@@ -597,11 +607,6 @@ async fn start_overlay(
         artifacts,
         hearth_protocol::ErrorCode::NotFound,
         "this node serves no artifact chunks",
-    ));
-    tokio::spawn(overlay::refuse_all(
-        replicas,
-        hearth_protocol::ErrorCode::UnknownInstance,
-        "this node serves no replica links",
     ));
     tokio::spawn(overlay::status::write_loop(
         overlay.clone(),
@@ -618,7 +623,7 @@ async fn start_overlay(
         tracing::info!(addr = %bound, "metrics at /metrics");
         tokio::spawn(overlay::metrics::serve(listener, overlay.clone()));
     }
-    Ok(overlay)
+    Ok((overlay, replicas))
 }
 
 async fn shutdown_signal() {

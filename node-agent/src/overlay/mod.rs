@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod metrics;
+pub mod replica;
 pub mod status;
 pub mod stream;
 pub mod swarm;
