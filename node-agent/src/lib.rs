@@ -16,6 +16,7 @@ pub mod fetcher;
 pub mod gateway;
 pub mod health;
 pub mod link;
+pub mod overlay;
 pub mod partition;
 pub mod process;
 pub mod state;

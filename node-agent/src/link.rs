@@ -40,6 +40,9 @@ pub struct Hooks {
     pub conn: tokio::sync::watch::Sender<Option<quinn::Connection>>,
     /// The usage reporter's answers (`settlement`, or the master's refusal of a report).
     pub usage: Option<tokio::sync::mpsc::UnboundedSender<crate::gateway::settle::Answer>>,
+    /// The overlay (`None` with `--overlay off`): `overlay` messages are applied to it, its
+    /// revision goes in each `hello`, and the replica peers of desired states are kept linked.
+    pub overlay: Option<crate::overlay::Overlay>,
 }
 
 /// Why the link stopped for good.
@@ -112,6 +115,9 @@ pub async fn run(
     let clock = Clock(Instant::now());
     let mut link = Link::new(enrolment.node, enrolment.facts.agent.clone());
     loop {
+        if let Some(overlay) = &hooks.overlay {
+            link.set_overlay_revision(overlay.revision());
+        }
         link.step(clock.ms(), LinkEvent::Start);
         status.state = link.state().into();
         write_status(dir, &status);
@@ -271,6 +277,26 @@ impl Session<'_> {
         }
     }
 
+    /// Applies an `overlay` message; the next `hello` names the revision then held (none
+    /// after a gap, so the master sends the full set).
+    fn apply_overlay(&mut self, m: &hearth_protocol::messages::overlay::Overlay) {
+        let Some(overlay) = &self.hooks.overlay else {
+            tracing::debug!("overlay off: member set ignored");
+            return;
+        };
+        match overlay.apply(m) {
+            Ok(rev) => tracing::info!(
+                epoch = rev.epoch,
+                seq = rev.seq,
+                full = m.full,
+                relays = m.relays.len(),
+                "overlay member set applied"
+            ),
+            Err(e) => tracing::warn!(error = %e, "overlay message not applied"),
+        }
+        self.link.set_overlay_revision(overlay.revision());
+    }
+
     fn step(&mut self, event: LinkEvent) -> Vec<Action> {
         self.link.step(self.clock.ms(), event)
     }
@@ -306,6 +332,9 @@ impl Session<'_> {
                         self.status.revision = ds.revision;
                         write_status(self.dir, self.status);
                     }
+                    if let Some(overlay) = &self.hooks.overlay {
+                        overlay.want_links(crate::overlay::replica_peers(&ds));
+                    }
                     let _ = self.hooks.inputs.send(Input::Core(Event::Desired(ds)));
                 }
                 Action::AnswerProbe(p) => {
@@ -320,6 +349,7 @@ impl Session<'_> {
                         let _ = usage.send(Answer::Settled(s));
                     }
                 }
+                Action::Ignored(Message::Overlay(m)) => self.apply_overlay(&m),
                 Action::Ignored(Message::Standing(s)) => {
                     tracing::info!(
                         standing = s.standing.as_str(),
@@ -333,11 +363,10 @@ impl Session<'_> {
                 Action::Ignored(Message::Error(e)) => {
                     tracing::warn!(code = %e.code, fatal = e.fatal, "master reported: {}", e.message);
                     // Errors name no request: one about `usage_report` answers the open report.
-                    if e.message.contains("usage_report") {
-                        if let Some(usage) = &self.hooks.usage {
-                            let _ =
-                                usage.send(Answer::Refused(format!("{}: {}", e.code, e.message)));
-                        }
+                    if e.message.contains("usage_report")
+                        && let Some(usage) = &self.hooks.usage
+                    {
+                        let _ = usage.send(Answer::Refused(format!("{}: {}", e.code, e.message)));
                     }
                 }
                 Action::Ignored(other) => {

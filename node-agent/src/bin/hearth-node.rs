@@ -13,6 +13,8 @@ use hearth_node_agent::fetcher::Fetcher;
 use hearth_node_agent::gateway::settle::{self, ReporterConfig};
 use hearth_node_agent::gateway::{GatewayConfig, Gateways, GatewaysStatus, RECEIPTS_KEPT};
 use hearth_node_agent::link::{self, Hooks, LinkStatus};
+use hearth_node_agent::overlay::status::OverlayHealth;
+use hearth_node_agent::overlay::{self, Overlay, OverlayConfig};
 use hearth_node_agent::state::NodeDir;
 use hearth_node_agent::supervisor::{Supervisor, Wiring};
 use hearth_node_agent::users::Isolation;
@@ -89,6 +91,17 @@ enum Command {
         /// seconds (new receipts are reported within a few seconds of arriving).
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         report_interval_secs: u64,
+        /// The node overlay (SPEC §16): artifact chunks from peers and replica links. `off`:
+        /// every fetch from the master, no replica links.
+        #[arg(long, value_enum, default_value = "on")]
+        overlay: OnOff,
+        /// UDP address the overlay listens on (QUIC).
+        #[arg(long, default_value = "0.0.0.0:0")]
+        overlay_listen: SocketAddr,
+        /// Serve Prometheus text of the overlay's counters at `http://ADDR/metrics` (off by
+        /// default).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Show this node's credits from the cooperative's public ledger, checked locally: the
     /// checkpoint's master signature and every entry's inclusion proof. Exit 1 if any fails.
@@ -115,6 +128,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A feature switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -226,6 +248,9 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             advertise_host,
             isolate_users,
             report_interval_secs,
+            overlay,
+            overlay_listen,
+            metrics_listen,
         } => {
             if isolate_users == Isolation::On && !nix::unistd::geteuid().is_root() {
                 bail!("--isolate-users on needs the agent to run as root");
@@ -278,12 +303,26 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 wiring,
             )?;
             let supervised = tokio::spawn(supervisor.run(inputs_rx, rx.clone()));
+            let overlay = match overlay {
+                OnOff::Off => {
+                    if metrics_listen.is_some() {
+                        eprintln!(
+                            "note: --metrics-listen serves the overlay's counters; with --overlay off there are none"
+                        );
+                    }
+                    None
+                }
+                OnOff::On => {
+                    Some(start_overlay(&dir, &key, overlay_listen, metrics_listen, &rx).await?)
+                }
+            };
             let hooks = Hooks {
                 inputs: inputs_tx,
                 outbound: outbound_rx,
                 reports: reports_rx,
                 conn: conn_tx,
                 usage: Some(usage_tx),
+                overlay,
             };
             let linked = link::run(&dir, &enrolment, &key, rx, hooks).await;
             let _ = supervised.await;
@@ -359,9 +398,10 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     eprintln!("warning: {e}");
                     settle::SettleSummary::default()
                 });
+            let overlay = OverlayHealth::read(&data_dir);
             if json {
                 let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "standing": link.standing, "link": link, "gateways": gateways, "settlement": credits, "instances": instances,
-                    "trust": { "pinned": pinned, "versions": versions } });
+                    "trust": { "pinned": pinned, "versions": versions }, "overlay": overlay });
                 outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 outln!("node:     {}", enrolment.node)?;
@@ -432,6 +472,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                         format!(" ({})", rejected.join(", "))
                     }
                 )?;
+                print_overlay(overlay.as_ref())?;
                 let list = instances.as_object().cloned().unwrap_or_default();
                 if list.is_empty() {
                     outln!("instances: none")?;
@@ -455,6 +496,42 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The Overlay section of `hearth-node status`.
+fn print_overlay(overlay: Option<&OverlayHealth>) -> std::io::Result<()> {
+    let Some(o) = overlay else {
+        return outln!("overlay:  off (or the agent has not run with it)");
+    };
+    outln!("overlay:  peer id {}", o.peer_id)?;
+    outln!("  listen: {}", o.listen.join(", "))?;
+    for r in &o.relays {
+        outln!(
+            "  relay:  {} {}",
+            r.relay,
+            if r.reserved {
+                "reserved"
+            } else {
+                "not reserved"
+            }
+        )?;
+    }
+    for p in &o.peers {
+        outln!(
+            "  peer:   {} {} since {}",
+            p.node,
+            p.link.as_str(),
+            show_time(p.since_ms)
+        )?;
+    }
+    outln!(
+        "  bytes:  {} up, {} down; budget {} Mbit/s ({} bytes served), {} chunk requests refused",
+        o.bytes_up,
+        o.bytes_down,
+        o.budget_mbps,
+        o.budget_used_bytes,
+        o.chunks_refused
+    )
 }
 
 /// Unix ms as `YYYY-MM-DD HH:MM:SS UTC`.
@@ -499,6 +576,49 @@ fn resolve(master: &str) -> anyhow::Result<SocketAddr> {
         Some(a) => Ok(a),
         None => bail!("`{master}` resolves to no address"),
     }
+}
+
+/// Starts the overlay, its `overlay.json` writer and (with `--metrics-listen`) `/metrics`.
+async fn start_overlay(
+    dir: &NodeDir,
+    key: &hearth_protocol::SecretKey,
+    listen: SocketAddr,
+    metrics: Option<SocketAddr>,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Overlay> {
+    let (overlay, artifacts, replicas) = Overlay::start(OverlayConfig {
+        key: hearth_protocol::SecretKey::from_seed(&key.seed()),
+        listen,
+        dir: Some(dir.path().to_owned()),
+    })
+    .context("--overlay on")?;
+    tracing::info!(peer_id = %overlay.peer_id(), %listen, "overlay started");
+    tokio::spawn(overlay::refuse_all(
+        artifacts,
+        hearth_protocol::ErrorCode::NotFound,
+        "this node serves no artifact chunks",
+    ));
+    tokio::spawn(overlay::refuse_all(
+        replicas,
+        hearth_protocol::ErrorCode::UnknownInstance,
+        "this node serves no replica links",
+    ));
+    tokio::spawn(overlay::status::write_loop(
+        overlay.clone(),
+        dir.path().to_owned(),
+        shutdown.clone(),
+    ));
+    if let Some(addr) = metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics-listen {addr}"))?;
+        let bound = listener.local_addr()?;
+        std::fs::write(dir.path().join("metrics.addr"), bound.to_string())
+            .context("writing metrics.addr")?;
+        tracing::info!(addr = %bound, "metrics at /metrics");
+        tokio::spawn(overlay::metrics::serve(listener, overlay.clone()));
+    }
+    Ok(overlay)
 }
 
 async fn shutdown_signal() {
