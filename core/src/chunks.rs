@@ -8,9 +8,9 @@
 //! in use at once and [`Config::per_peer`] chunks in flight from each; a chunk that fails its
 //! hash is dropped, asked of someone else, and counts against its sender (a peer with
 //! [`Config::max_bad`] bad chunks is not asked again for this artifact); a peer that errs, times
-//! out or is busy rests for a while and others are asked; a peer failing
+//! out or is busy rests for a while and others are asked (`busy` is not held against it); a peer failing
 //! [`Config::max_failures`] times in a row is dropped; the master serves the chunks that no
-//! usable peer holds, and with no usable peer at all, everything. `have` and `providers` are
+//! peer still in play holds (one at a time), and with no such peer at all, everything. `have` and `providers` are
 //! refreshed periodically while the fetch lasts, so partial holders are found during a fan-out.
 //! Times are a monotonic clock in ms.
 
@@ -109,7 +109,15 @@ pub enum Event {
         /// Which chunk.
         index: usize,
     },
-    /// A chunk request failed (error, `busy`, timeout, stream lost).
+    /// The peer answered `busy` (over its upload budget, or serving too many): it rests, and
+    /// this is not held against it.
+    ChunkBusy {
+        /// The peer.
+        peer: NodeId,
+        /// Which chunk.
+        index: usize,
+    },
+    /// A chunk request failed (error, timeout, stream lost).
     ChunkFailed {
         /// From where.
         source: Source,
@@ -323,6 +331,13 @@ impl Plan {
                     }
                 }
             }
+            Event::ChunkBusy { peer, index } => {
+                if self.release(Source::Peer(peer), index) {
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.rest_until = now + c.rest_ms;
+                    }
+                }
+            }
             Event::ChunkFailed { source, index } => {
                 if self.release(source, index) {
                     match source {
@@ -409,7 +424,17 @@ impl Plan {
                 .iter()
                 .filter(|(id, p)| self.may_ask(id, p, i, now))
                 .count();
-            wanted.push((holders, rank, i));
+            // Held by a peer that only rests (failed or busy a moment ago): wait for it rather
+            // than load the master.
+            let resting = holders == 0
+                && self.peers.iter().any(|(id, p)| {
+                    !p.banned(&c)
+                        && p.holds(i)
+                        && !self.refused.get(&i).is_some_and(|r| r.contains(id))
+                });
+            if !resting {
+                wanted.push((holders, rank, i));
+            }
         }
         wanted.sort_unstable();
         if self.providers_at.is_none() {
@@ -422,7 +447,11 @@ impl Plan {
             .any(|p| p.asking && p.have.is_none() && !p.banned(&c));
         let master_cap = if pending {
             0
-        } else if self.peers.values().any(|p| p.usable(&c, now)) {
+        } else if self
+            .peers
+            .values()
+            .any(|p| !p.banned(&c) && p.have.is_some())
+        {
             c.master_with_peers
         } else {
             c.master_alone

@@ -251,3 +251,30 @@ fn bad_have_bitmaps_count_as_failures_and_done_is_said_once() {
     );
     assert!(fetches(&out).iter().all(|(s, _)| *s == Source::Master));
 }
+
+#[test]
+fn a_busy_peer_rests_but_is_not_dropped() {
+    let a = node(1);
+    let mut p = plan(1);
+    p.step(0, Event::Tick);
+    p.step(0, Event::Providers(vec![a]));
+    let mut busy = |s: Source, i: usize| match s {
+        Source::Peer(peer) => Some(Event::ChunkBusy { peer, index: i }),
+        Source::Master => None,
+    };
+    let mut seen = drive(
+        &mut p,
+        0,
+        Event::Have {
+            peer: a,
+            chunks: vec![1],
+        },
+        &mut busy,
+    );
+    for round in 1..10 {
+        seen.extend(drive(&mut p, round * 1_000, Event::Tick, &mut busy));
+    }
+    let got = fetches(&seen);
+    assert!(got.len() >= 5, "{got:?}");
+    assert!(got.iter().all(|(s, _)| *s == Source::Peer(a)), "{got:?}");
+}
