@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use hearth_node_agent::artifacts::Artifacts;
 use hearth_node_agent::credits;
 use hearth_node_agent::enrol::{RootSource, enrol_with_root};
 use hearth_node_agent::facts::Declared;
@@ -102,6 +103,10 @@ enum Command {
         /// default).
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Upload budget for artifact chunks served to peers, in Mbit/s (a token bucket;
+        /// requests beyond it are answered `busy`). 0: serve no artifact chunks.
+        #[arg(long, default_value_t = 20)]
+        upload_budget_mbps: u64,
     },
     /// Show this node's credits from the cooperative's public ledger, checked locally: the
     /// checkpoint's master signature and every entry's inclusion proof. Exit 1 if any fails.
@@ -251,6 +256,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             overlay,
             overlay_listen,
             metrics_listen,
+            upload_budget_mbps,
         } => {
             if isolate_users == Isolation::On && !nix::unistd::geteuid().is_root() {
                 bail!("--isolate-users on needs the agent to run as root");
@@ -289,20 +295,6 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 usage_rx,
                 rx.clone(),
             ));
-            let wiring = Wiring {
-                inputs: inputs_tx.clone(),
-                outbound: outbound_tx,
-                reports: reports_tx,
-                gateways: Some(gateways),
-            };
-            let supervisor = Supervisor::start(
-                root,
-                Fetcher::new(conn_rx),
-                advertise_host,
-                isolate_users.enabled(),
-                wiring,
-            )?;
-            let supervised = tokio::spawn(supervisor.run(inputs_rx, rx.clone()));
             let overlay = match overlay {
                 OnOff::Off => {
                     if metrics_listen.is_some() {
@@ -312,10 +304,49 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     }
                     None
                 }
-                OnOff::On => {
-                    Some(start_overlay(&dir, &key, overlay_listen, metrics_listen, &rx).await?)
-                }
+                OnOff::On => Some(
+                    start_overlay(
+                        &dir,
+                        &key,
+                        OverlayFlags {
+                            listen: overlay_listen,
+                            metrics: metrics_listen,
+                            budget_mbps: upload_budget_mbps,
+                        },
+                        &rx,
+                    )
+                    .await?,
+                ),
             };
+            let artifacts = overlay.as_ref().map(|o| Artifacts {
+                dir: root.join("cache"),
+                overlay: o.clone(),
+                changed: Default::default(),
+            });
+            if let Some(a) = &artifacts {
+                tokio::spawn(hearth_node_agent::artifacts::holdings::run(
+                    a.dir.clone(),
+                    a.changed.clone(),
+                    outbound_tx.clone(),
+                    conn_rx.clone(),
+                ));
+                a.changed.notify_one();
+            }
+            let wiring = Wiring {
+                inputs: inputs_tx.clone(),
+                outbound: outbound_tx,
+                reports: reports_tx,
+                gateways: Some(gateways),
+                artifacts,
+            };
+            let supervisor = Supervisor::start(
+                root,
+                Fetcher::new(conn_rx),
+                advertise_host,
+                isolate_users.enabled(),
+                wiring,
+            )?;
+            let supervised = tokio::spawn(supervisor.run(inputs_rx, rx.clone()));
             let hooks = Hooks {
                 inputs: inputs_tx,
                 outbound: outbound_rx,
@@ -578,14 +609,26 @@ fn resolve(master: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// Starts the overlay, its `overlay.json` writer and (with `--metrics-listen`) `/metrics`.
+/// The overlay's flags of `hearth-node run`.
+struct OverlayFlags {
+    listen: SocketAddr,
+    metrics: Option<SocketAddr>,
+    budget_mbps: u64,
+}
+
+/// Starts the overlay, the artifact server, its `overlay.json` writer and (with
+/// `--metrics-listen`) `/metrics`.
 async fn start_overlay(
     dir: &NodeDir,
     key: &hearth_protocol::SecretKey,
-    listen: SocketAddr,
-    metrics: Option<SocketAddr>,
+    flags: OverlayFlags,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Overlay> {
+    let OverlayFlags {
+        listen,
+        metrics,
+        budget_mbps,
+    } = flags;
     let (overlay, artifacts, replicas) = Overlay::start(OverlayConfig {
         key: hearth_protocol::SecretKey::from_seed(&key.seed()),
         listen,
@@ -593,10 +636,11 @@ async fn start_overlay(
     })
     .context("--overlay on")?;
     tracing::info!(peer_id = %overlay.peer_id(), %listen, "overlay started");
-    tokio::spawn(overlay::refuse_all(
+    tokio::spawn(hearth_node_agent::artifacts::serve::serve(
         artifacts,
-        hearth_protocol::ErrorCode::NotFound,
-        "this node serves no artifact chunks",
+        std::fs::canonicalize(dir.path())?.join("cache"),
+        overlay.clone(),
+        budget_mbps,
     ));
     tokio::spawn(overlay::refuse_all(
         replicas,
