@@ -108,6 +108,10 @@ pub enum GatewayCmd {
         /// The UDP address nodes dial, HOST:PORT (an IP address).
         #[arg(long)]
         tunnel_addr: String,
+        /// The UDP address of its overlay relay, HOST:PORT (`hearth-gateway run
+        /// --overlay-listen`; its data dir's `overlay.addr`), if it runs one.
+        #[arg(long)]
+        overlay_addr: Option<String>,
     },
     /// List gateways.
     List {
@@ -251,6 +255,7 @@ pub(crate) async fn gateway(client: &Client, cmd: GatewayCmd) -> anyhow::Result<
             name,
             key,
             tunnel_addr,
+            overlay_addr,
         } => {
             let body = GatewaySpec {
                 name: name
@@ -264,16 +269,26 @@ pub(crate) async fn gateway(client: &Client, cmd: GatewayCmd) -> anyhow::Result<
                         "--tunnel-addr {tunnel_addr} is not IP:PORT (e.g. 192.0.2.10:7443): {e}"
                     )
                 })?,
+                overlay_addr: overlay_addr
+                    .map(|a| {
+                        a.parse().map_err(|e| {
+                            anyhow!("--overlay-addr {a} is not IP:PORT (e.g. 192.0.2.10:7444): {e}")
+                        })
+                    })
+                    .transpose()?,
             };
             let (v, _) = client
                 .send(reqwest::Method::POST, "/v1/gateways", Some(&body), None)
                 .await?;
             let g: GatewayView = serde_json::from_value(v)?;
             outln!(
-                "gateway {} registered: key {}, tunnel {}",
+                "gateway {} registered: key {}, tunnel {}{}",
                 g.spec.name,
                 g.spec.key,
-                g.spec.tunnel_addr
+                g.spec.tunnel_addr,
+                g.spec
+                    .overlay_addr
+                    .map_or(String::new(), |a| format!(", overlay relay {a}"))
             )?;
         }
         GatewayCmd::List { json } => {
@@ -283,13 +298,20 @@ pub(crate) async fn gateway(client: &Client, cmd: GatewayCmd) -> anyhow::Result<
                 return Ok(());
             }
             let gateways: Vec<GatewayView> = serde_json::from_value(v)?;
-            outln!("{:<20} {:<56} {:<22} LAST SEEN", "NAME", "KEY", "TUNNEL")?;
+            outln!(
+                "{:<20} {:<56} {:<22} {:<22} LAST SEEN",
+                "NAME",
+                "KEY",
+                "TUNNEL",
+                "OVERLAY"
+            )?;
             for g in gateways {
                 outln!(
-                    "{:<20} {:<56} {:<22} {}",
+                    "{:<20} {:<56} {:<22} {:<22} {}",
                     g.spec.name,
                     g.spec.key,
                     g.spec.tunnel_addr,
+                    g.spec.overlay_addr.map_or("-".into(), |a| a.to_string()),
                     g.last_seen_ms.map_or("never".into(), crate::relative)
                 )?;
             }

@@ -140,7 +140,9 @@ pub fn router(ctx: Arc<Context>) -> Router {
         get(crate::ledger_api::list_witnesses),
     );
     // Signed by the gateway's key, not the admin token (`routes.rs`).
-    let gateway = Router::new().route("/v1/gateway/routes", get(crate::routes::routes));
+    let gateway = Router::new()
+        .route("/v1/gateway/routes", get(crate::routes::routes))
+        .route("/v1/gateway/members", get(crate::members_api::members));
     Router::new()
         .merge(v1)
         .merge(gateway)
@@ -400,6 +402,7 @@ async fn node_action(
         conn.close(code, format!("node {}", target.as_str()).as_bytes());
     }
     tracing::info!(node = %id, from = %current, to = %target, "node state set by operator");
+    crate::overlay::refresh(&ctx).await;
     if let Err(e) = crate::ledger::tasks::record_node(&ctx.ledger, &record).await {
         // The change stands; the next start appends the missing node entry.
         tracing::error!(node = %id, error = %e, "could not append the node's ledger entry");

@@ -40,6 +40,8 @@ pub struct Context {
     pub ledger: Arc<crate::ledger::Ledger>,
     /// Settles nodes' usage reports against the ledger, one at a time.
     pub settlement: crate::settlement::Settler,
+    /// The node overlay: members, relays, holdings (SPEC §16).
+    pub overlay: crate::overlay::OverlayState,
     /// Refused enrolments a peer can make us log: rate-limited like refused handshakes.
     pub enrol_log: std::sync::Mutex<crate::ratelimit::LogLimiter>,
 }

@@ -339,8 +339,8 @@ pub async fn remove_deployment(
     // Its replicas free resources other deployments may be waiting for.
     ctx.scheduler.changed();
     for node in touched.into_iter().flatten() {
-        let store = ctx.store.clone();
-        let ds = blocking(move || store.desired_state(&node)).await?;
+        let shared = ctx.clone();
+        let ds = blocking(move || crate::overlay::peers::desired_state(&shared, &node)).await?;
         ctx.fleet.push(&node, Message::DesiredState(ds));
     }
     Ok(Json(json!({ "removed": name })))

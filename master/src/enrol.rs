@@ -76,6 +76,7 @@ async fn register(ctx: &Context, req: EnrolRequest, token_id: Hex<4>) -> Message
     match result {
         Ok(Ok(Ok(record))) => {
             ctx.fleet.enrolled(&record);
+            crate::overlay::refresh(ctx).await;
             if let Err(e) = crate::ledger::tasks::record_node(&ctx.ledger, &record).await {
                 // The enrolment stands; the next start appends the missing node entry.
                 tracing::error!(%node, error = %e, "could not append the node's ledger entry");

@@ -1,4 +1,5 @@
-//! Serving fetch streams: `fetch_blob` → `blob_chunk`s, each on its own stream.
+//! Serving fetch streams: `fetch_blob` → `blob_chunk`s, `fetch_metadata` → `metadata`, and
+//! `providers_request` → `providers` (SPEC §16.4), each on its own stream.
 //!
 //! A request that cannot be decoded is answered with a non-fatal `error` when the frame
 //! boundary is still known; when it is lost (`frame_too_large`, `truncated_frame`) the answer
@@ -8,20 +9,30 @@ use std::io::{Read as _, Seek as _, SeekFrom};
 
 use hearth_protocol::frame::MAX_CHUNK;
 use hearth_protocol::messages::fetch::{BlobChunk, FetchBlob, Metadata};
-use hearth_protocol::{Blob, ErrorCode, Message};
+use hearth_protocol::messages::overlay::Providers;
+use hearth_protocol::{Blob, ErrorCode, Message, NodeId};
 use hearth_transport::{MessageStream, StreamError};
 
 use crate::context::Context;
 
 /// Answers one fetch stream of `conn`.
-pub async fn serve_fetch(ctx: &Context, conn: &quinn::Connection, mut stream: MessageStream) {
+pub async fn serve_fetch(
+    ctx: &Context,
+    conn: &quinn::Connection,
+    node: NodeId,
+    mut stream: MessageStream,
+) {
     let reply = match stream.recv().await {
+        Ok(Some(Message::ProvidersRequest(req))) => Some(Message::Providers(Providers {
+            peers: ctx.overlay.holdings.providers(&req.sha256, &node),
+            sha256: req.sha256,
+        })),
         Ok(Some(Message::FetchBlob(req))) => send_blob(ctx, &mut stream, &req).await.err(),
         Ok(Some(Message::FetchMetadata(m))) => Some(metadata_reply(ctx, m.file)),
         Ok(Some(other)) => Some(Message::error(
             ErrorCode::UnexpectedMessage,
             format!(
-                "a fetch stream takes fetch_blob or fetch_metadata, not {}",
+                "a fetch stream takes fetch_blob, fetch_metadata or providers_request, not {}",
                 other.type_tag()
             ),
             false,
@@ -94,6 +105,7 @@ async fn send_blob(
         if stream.send(&Message::BlobChunk(chunk)).await.is_err() {
             return Ok(()); // the node went away
         }
+        ctx.metrics.blob_bytes_sent.inc_by(want as u64);
         offset += want as u64;
         if offset >= end {
             return Ok(());

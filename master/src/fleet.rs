@@ -343,6 +343,15 @@ impl Fleet {
             .collect()
     }
 
+    /// The overlay's members (SPEC §16.2): enrolled nodes neither retired nor revoked.
+    pub fn members(&self) -> std::collections::BTreeSet<NodeId> {
+        self.read()
+            .iter()
+            .filter(|(_, e)| e.admin.admits_sessions())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Live facts of one node.
     pub fn live(&self, node: &NodeId) -> Option<NodeLive> {
         self.read().get(node).map(|e| NodeLive {

@@ -103,6 +103,7 @@ fn view(ctx: &Context, g: GatewayRecord) -> GatewayView {
             name: g.name,
             key: g.key,
             tunnel_addr: g.tunnel_addr,
+            overlay_addr: g.overlay_addr,
         },
         created_ms: g.created_ms,
         last_seen_ms,
@@ -119,6 +120,7 @@ pub async fn add_gateway(
         name: spec.name.clone(),
         key: spec.key,
         tunnel_addr: spec.tunnel_addr,
+        overlay_addr: spec.overlay_addr,
         created_ms: now_ms(),
         last_seen_ms: None,
     };
@@ -129,6 +131,7 @@ pub async fn add_gateway(
             tracing::info!(gateway = %record.name, key = %record.key, addr = %record.tunnel_addr, "gateway registered");
             ledger_gateway(&ctx, record.key, &record.name.to_string(), true).await;
             push_desired(&ctx, nodes).await?;
+            crate::overlay::refresh(&ctx).await;
             Ok((StatusCode::CREATED, Json(view(&ctx, record))))
         }
         PutGateway::Unchanged(old) => Ok((StatusCode::OK, Json(view(&ctx, old)))),
@@ -174,6 +177,7 @@ pub async fn remove_gateway(
         ledger_gateway(&ctx, signer, &name, false).await;
     }
     push_desired(&ctx, nodes).await?;
+    crate::overlay::refresh(&ctx).await;
     Ok(Json(serde_json::json!({ "removed": name })))
 }
 

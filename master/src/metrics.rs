@@ -38,6 +38,8 @@ pub struct Metrics {
     pub handshakes_refused: Counter,
     /// Audit probes, by outcome (`passed`, `failed`).
     pub probes: Family<CodeLabel, Counter>,
+    /// Blob (artifact and recipe) bytes sent in `blob_chunk`s on fetch streams.
+    pub blob_bytes_sent: Counter,
 }
 
 impl Default for Metrics {
@@ -50,6 +52,7 @@ impl Default for Metrics {
         let enrolments = Family::<CodeLabel, Counter>::default();
         let handshakes_refused = Counter::default();
         let probes = Family::<CodeLabel, Counter>::default();
+        let blob_bytes_sent = Counter::default();
         registry.register("nodes", "Enrolled nodes by state", nodes.clone());
         registry.register("sessions", "Open node sessions", sessions.clone());
         registry.register("heartbeats", "Heartbeats received", heartbeats.clone());
@@ -69,6 +72,11 @@ impl Default for Metrics {
             handshakes_refused.clone(),
         );
         registry.register("probes", "Audit probes, by outcome", probes.clone());
+        registry.register(
+            "blob_bytes_sent",
+            "Blob (artifact and recipe) bytes sent on fetch streams",
+            blob_bytes_sent.clone(),
+        );
         Self {
             registry,
             nodes,
@@ -78,6 +86,7 @@ impl Default for Metrics {
             enrolments,
             handshakes_refused,
             probes,
+            blob_bytes_sent,
         }
     }
 }

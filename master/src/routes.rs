@@ -172,7 +172,7 @@ fn answer(table: Arc<RouteTable>) -> Response {
     resp
 }
 
-fn not_modified(version: &str) -> Response {
+pub(crate) fn not_modified(version: &str) -> Response {
     let mut resp = StatusCode::NOT_MODIFIED.into_response();
     if let Ok(tag) = HeaderValue::from_str(&format!("\"{version}\"")) {
         resp.headers_mut().insert(header::ETAG, tag);
@@ -181,7 +181,7 @@ fn not_modified(version: &str) -> Response {
 }
 
 /// `wait_s` from the query (absent: 0); over [`MAX_WAIT`] is capped, not refused.
-fn wait_asked(query: Option<&str>) -> Result<Duration, HttpError> {
+pub(crate) fn wait_asked(query: Option<&str>) -> Result<Duration, HttpError> {
     let value = query
         .unwrap_or("")
         .split('&')
@@ -202,7 +202,7 @@ fn unauthorized(why: impl Into<String>) -> HttpError {
 }
 
 /// The registered gateway that signed this request, or 401 `unauthorized`.
-async fn authenticate(
+pub(crate) async fn authenticate(
     ctx: &Arc<Context>,
     method: &Method,
     uri: &Uri,

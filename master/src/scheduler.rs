@@ -29,7 +29,7 @@ pub use hearth_core::scheduler::{
     EventKind, Move, MoveReason, NodeState, Outcome, Plan, Policy, REPLACE_BUDGET, RecipeInfo,
     Snapshot, StoredCondition, model, plan, status,
 };
-pub use recipes::{health_checked, recipe_info, recipe_params};
+pub use recipes::{has_peers, health_checked, recipe_info, recipe_params};
 
 /// A node's snapshot from its record, live state and uptime standing (the fleet's admin state
 /// and liveness win over the record's; a node the fleet does not hold is `pending`).
@@ -336,10 +336,24 @@ async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::st
     if changes.is_empty() {
         return Ok(());
     }
-    let store = ctx.store.clone();
     let applied = changes.clone();
+    let shared = ctx.clone();
     // One transaction for the whole pass: one fsync, and no half-applied plan.
     let touched = tokio::task::spawn_blocking(move || {
+        let ctx = shared;
+        let store = ctx.store.clone();
+        let removed: std::collections::BTreeSet<_> = applied
+            .iter()
+            .filter_map(|c| match c {
+                Change::Remove(id) => Some(id.clone()),
+                Change::Place { .. } => None,
+            })
+            .collect();
+        let mut deployments = crate::overlay::peers::deployments_of(&ctx, &removed)?;
+        deployments.extend(applied.iter().filter_map(|c| match c {
+            Change::Place { spec, .. } => Some(spec.deployment.clone()),
+            Change::Remove(_) => None,
+        }));
         let ops: Vec<AssignmentOp> = applied
             .into_iter()
             .map(|change| match change {
@@ -347,7 +361,9 @@ async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::st
                 Change::Remove(id) => AssignmentOp::Remove(id),
             })
             .collect();
-        store.apply_assignments(&ops)
+        let touched = store.apply_assignments(&ops)?;
+        // The other replicas of a `[peers]` deployment learn where their peers are now.
+        crate::overlay::peers::bump_siblings(&ctx, &deployments, touched)
     })
     .await
     .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))??;
@@ -366,8 +382,12 @@ async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::st
         if !ctx.fleet.has_session(&node) {
             continue; // it reads its desired state at its next hello
         }
-        let store = ctx.store.clone();
-        if let Ok(Ok(ds)) = tokio::task::spawn_blocking(move || store.desired_state(&node)).await {
+        let shared = ctx.clone();
+        if let Ok(Ok(ds)) = tokio::task::spawn_blocking(move || {
+            crate::overlay::peers::desired_state(&shared, &node)
+        })
+        .await
+        {
             ctx.fleet.push(&node, Message::DesiredState(ds));
         }
     }

@@ -118,7 +118,7 @@ pub async fn serve(
     }
     let ctx = Arc::new(Context {
         id,
-        store,
+        store: store.clone(),
         fleet: fleet.clone(),
         metrics: Metrics::default(),
         max_frame: opts.max_frame,
@@ -142,6 +142,7 @@ pub async fn serve(
         enrol_log: std::sync::Mutex::new(crate::ratelimit::LogLimiter::new(10, 60)),
         ledger: ledger.clone(),
         settlement: crate::settlement::Settler::default(),
+        overlay: crate::overlay::OverlayState::load(&*store, &fleet).map_err(DataDirError::from)?,
     });
 
     let identity = Identity::new(&key, "hearth-master")?;

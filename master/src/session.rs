@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hearth_protocol::messages::overlay::OverlayRevision;
 use hearth_protocol::messages::session::{HeartbeatAck, Hello, Welcome};
 use hearth_protocol::{ALPN_ENROL, ALPN_SESSION, ErrorCode, Message, NodeId, PROTOCOL_VERSION};
 use hearth_transport::cert::peer_key;
@@ -254,10 +255,19 @@ async fn session(conn: quinn::Connection, node: NodeId, ctx: &Arc<Context>) {
     if control.send(&Message::Welcome(welcome)).await.is_ok()
         && send_desired_state(ctx, &mut control, node).await
     {
-        crate::uptime::standing::session_opened(ctx, &node);
-        run_session(&conn, &mut control, &mut inbox, node, session, ctx).await;
+        if let Some(held) = send_overlay(ctx, &mut control, hello.overlay).await {
+            crate::uptime::standing::session_opened(ctx, &node);
+            let mut s = Session {
+                conn: &conn,
+                node,
+                id: session,
+                overlay: held,
+            };
+            run_session(&mut s, &mut control, &mut inbox, ctx).await;
+        }
     }
     ctx.fleet.close_session(&node, session);
+    ctx.overlay.holdings.session_ended(&node, session);
     tracing::info!(reason = ?conn.close_reason(), "session closed");
 }
 
@@ -281,9 +291,11 @@ fn check_hello(hello: &Hello, node: &NodeId) -> Result<(), (ErrorCode, String, q
 }
 
 /// Sends the node's current desired state, if it has one. False if the stream failed.
-async fn send_desired_state(ctx: &Context, control: &mut MessageStream, node: NodeId) -> bool {
-    let store = ctx.store.clone();
-    match tokio::task::spawn_blocking(move || store.desired_state(&node)).await {
+async fn send_desired_state(ctx: &Arc<Context>, control: &mut MessageStream, node: NodeId) -> bool {
+    let shared = ctx.clone();
+    match tokio::task::spawn_blocking(move || crate::overlay::peers::desired_state(&shared, &node))
+        .await
+    {
         Ok(Ok(ds)) if ds.revision > 0 => control.send(&Message::DesiredState(ds)).await.is_ok(),
         Ok(Ok(_)) => true,
         Ok(Err(e)) => {
@@ -294,14 +306,56 @@ async fn send_desired_state(ctx: &Context, control: &mut MessageStream, node: No
     }
 }
 
+/// Sends the `overlay` messages that bring the node from the member set its `hello` names to
+/// the current one (SPEC §16.2); the revision the node then holds, or `None` if the stream failed.
+/// The session is registered in the fleet already, so a change made meanwhile is also queued
+/// on its outbox; [`run_session`] drops what this already covered.
+async fn send_overlay(
+    ctx: &Context,
+    control: &mut MessageStream,
+    held: Option<OverlayRevision>,
+) -> Option<Option<OverlayRevision>> {
+    let mut now = held;
+    for m in ctx.overlay.catch_up(held) {
+        now = Some(m.revision);
+        control.send(&Message::Overlay(m)).await.ok()?;
+    }
+    Some(now)
+}
+
+/// One node's session, as [`run_session`] drives it.
+struct Session<'a> {
+    conn: &'a quinn::Connection,
+    node: NodeId,
+    id: u64,
+    /// The member set the node holds, as sent on this session.
+    overlay: Option<OverlayRevision>,
+}
+
+impl Session<'_> {
+    /// Whether a queued message is still to be sent: an `overlay` delta the session's first
+    /// messages already covered is not.
+    fn wants(&mut self, out: &Message) -> bool {
+        let Message::Overlay(o) = out else {
+            return true;
+        };
+        let stale = self
+            .overlay
+            .is_some_and(|h| h.epoch == o.revision.epoch && h.seq >= o.revision.seq);
+        if !stale {
+            self.overlay = Some(o.revision);
+        }
+        !stale
+    }
+}
+
 async fn run_session(
-    conn: &quinn::Connection,
+    s: &mut Session<'_>,
     control: &mut MessageStream,
     inbox: &mut tokio::sync::mpsc::UnboundedReceiver<Message>,
-    node: NodeId,
-    session: u64,
     ctx: &Arc<Context>,
 ) {
+    let (conn, node, session) = (s.conn, s.node, s.id);
     let mut log = LogLimiter::new(5, 10);
     let mut bad_frames = 0u32;
     let mut last_seq = 0u64;
@@ -309,7 +363,7 @@ async fn run_session(
         let received = tokio::select! {
             r = control.recv() => r,
             Some(out) = inbox.recv() => {
-                if control.send(&out).await.is_err() {
+                if s.wants(&out) && control.send(&out).await.is_err() {
                     return;
                 }
                 continue;
@@ -319,7 +373,9 @@ async fn run_session(
                 let ctx = ctx.clone();
                 let stream = MessageStream::new(send, recv, ctx.max_frame);
                 let conn = conn.clone();
-                tokio::spawn(async move { crate::fetch::serve_fetch(&ctx, &conn, stream).await });
+                tokio::spawn(async move {
+                    crate::fetch::serve_fetch(&ctx, &conn, node, stream).await;
+                });
                 continue;
             }
         };
@@ -338,6 +394,12 @@ async fn run_session(
                     .then_some(Message::HeartbeatAck(HeartbeatAck { seq: hb.seq }))
             }
             Ok(Some(Message::DesiredStateAck(_))) => None,
+            Ok(Some(Message::Holdings(h))) => ctx
+                .overlay
+                .holdings
+                .report(node, session, h)
+                .err()
+                .map(|e| Message::error(ErrorCode::InvalidMessage, e.to_string(), false)),
             Ok(Some(Message::InstanceStatus(status))) => {
                 tracing::debug!(instance = %status.report.instance, state = ?status.report.state, "instance status");
                 ctx.fleet.record_status(&node, status);

@@ -84,8 +84,20 @@ pub async fn place_instance(
         exposed: Vec::new(),
         peers: Vec::new(),
     };
-    let (store, node) = (ctx.store.clone(), p.node);
-    let placed = blocking(move || store.put_assignment(&node, &spec)).await?;
+    let (shared, node) = (ctx.clone(), p.node);
+    let placed = blocking(move || {
+        let Some((stored, changed)) = shared.store.put_assignment(&node, &spec)? else {
+            return Ok(None);
+        };
+        let deployments = [stored.deployment.clone()].into();
+        let changed = crate::overlay::peers::bump_siblings(
+            &shared,
+            &deployments,
+            changed.into_iter().collect(),
+        )?;
+        Ok(Some((stored, changed)))
+    })
+    .await?;
     let Some((stored, changed)) = placed else {
         return Err(ApiError::UnknownNode(format!("no node {node} is enrolled")).into());
     };
@@ -104,11 +116,20 @@ pub async fn remove_instance(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, HttpError> {
     let id: InstanceId = id.parse().map_err(|e| bad_request(format!("{e}")))?;
-    let (store, key) = (ctx.store.clone(), id.clone());
-    match blocking(move || store.remove_assignment(&key)).await? {
-        Some(node) => {
+    let (shared, key) = (ctx.clone(), id.clone());
+    let removed = blocking(move || {
+        let deployments = crate::overlay::peers::deployments_of(&shared, &[key.clone()].into())?;
+        let Some(node) = shared.store.remove_assignment(&key)? else {
+            return Ok(None);
+        };
+        let changed = crate::overlay::peers::bump_siblings(&shared, &deployments, [node].into())?;
+        Ok(Some((node, changed)))
+    })
+    .await?;
+    match removed {
+        Some((node, changed)) => {
             ctx.scheduler.changed();
-            push_desired(&ctx, vec![node]).await?;
+            push_desired(&ctx, changed).await?;
             ctx.fleet.forget_instance(&id);
             Ok(Json(json!({ "removed": id, "node": node })))
         }
@@ -148,8 +169,8 @@ pub(crate) async fn push_desired(
         if !ctx.fleet.has_session(&node) {
             continue; // it reads its desired state at its next hello
         }
-        let store = ctx.store.clone();
-        let ds = blocking(move || store.desired_state(&node)).await?;
+        let shared = ctx.clone();
+        let ds = blocking(move || crate::overlay::peers::desired_state(&shared, &node)).await?;
         ctx.fleet.push(&node, Message::DesiredState(ds));
     }
     Ok(())

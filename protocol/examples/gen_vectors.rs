@@ -13,6 +13,10 @@ use hearth_protocol::messages::audit::{AuditAnswer, AuditProbe};
 use hearth_protocol::messages::enrol::{EnrolAccepted, EnrolRequest};
 use hearth_protocol::messages::error::ErrorCode;
 use hearth_protocol::messages::fetch::{BlobChunk, FetchBlob, FetchMetadata, Metadata};
+use hearth_protocol::messages::overlay::{
+    Have, HaveRequest, Holdings, Overlay, OverlayRevision, Providers, ProvidersRequest, RelayRef,
+    ReplicaOpen, ReplicaPeer, peer_id_bytes,
+};
 use hearth_protocol::messages::session::{Counters, Heartbeat, HeartbeatAck, Hello, Welcome};
 use hearth_protocol::messages::standing::{Standing, StandingLevel};
 use hearth_protocol::messages::state::{
@@ -92,6 +96,16 @@ fn main() -> anyhow::Result<()> {
     // Credit vectors (issue 16) after them, for the same reason.
     for (name, message) in credit_messages(&keys) {
         write(&name, valid_frame(&name, message)?)?;
+    }
+    // Overlay vectors (issue 17) after them, for the same reason.
+    for (name, message) in overlay_messages(&keys) {
+        write(&name, valid_frame(&name, message)?)?;
+    }
+    for (name, description, vector) in peer_id_vectors(&keys) {
+        let mut v = vector;
+        v["name"] = name.into();
+        v["description"] = description.into();
+        write(name, v)?;
     }
     println!("wrote {n} vectors to {}", dir.display());
     Ok(())
@@ -755,4 +769,135 @@ fn credit_messages(keys: &Keys) -> Vec<(String, Message)> {
             Message::EnrolRequest(Box::new(enrol)),
         ),
     ]
+}
+
+/// The overlay's messages (§16): a full member set and a delta (both with relays), holdings,
+/// providers, have, replica_open, a hello naming the set it holds, a desired state whose
+/// assignment lists its peers, and the `busy` error.
+fn overlay_messages(keys: &Keys) -> Vec<(String, Message)> {
+    let other = NodeId::from_key(SecretKey::from_seed(&[0x44; 32]).public());
+    let third = NodeId::from_key(SecretKey::from_seed(&[0x55; 32]).public());
+    let relays = vec![RelayRef {
+        relay: keys.gateway_id(),
+        addr: parse("/ip4/192.0.2.10/udp/7443/quic-v1"),
+    }];
+    let artifact = Sha256::digest(b"artifact");
+    let mut with_peers = sample_messages(keys)
+        .into_iter()
+        .find_map(|(_, m)| match m {
+            Message::DesiredState(d) => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    with_peers.revision = 44;
+    with_peers.instances.truncate(1);
+    if let Some(a) = with_peers.instances.first_mut() {
+        a.peers = vec![ReplicaPeer {
+            instance: parse("web-1"),
+            node: other,
+        }];
+    }
+    let hello = sample_messages(keys)
+        .into_iter()
+        .find_map(|(_, m)| match m {
+            Message::Hello(mut h) => {
+                h.overlay = Some(OverlayRevision {
+                    epoch: 0x5eed_0001,
+                    seq: 7,
+                });
+                Some(h)
+            }
+            _ => None,
+        })
+        .unwrap();
+    vec![
+        (
+            "valid-overlay".into(),
+            Message::Overlay(Overlay {
+                revision: OverlayRevision {
+                    epoch: 0x5eed_0001,
+                    seq: 7,
+                },
+                full: true,
+                add: vec![keys.node_id(), other],
+                remove: Vec::new(),
+                relays: relays.clone(),
+            }),
+        ),
+        (
+            "overlay-delta".into(),
+            Message::Overlay(Overlay {
+                revision: OverlayRevision {
+                    epoch: 0x5eed_0001,
+                    seq: 8,
+                },
+                full: false,
+                add: vec![third],
+                remove: vec![other],
+                relays,
+            }),
+        ),
+        (
+            "valid-holdings".into(),
+            Message::Holdings(Holdings {
+                complete: vec![artifact],
+                partial: vec![Sha256::digest(b"half")],
+            }),
+        ),
+        (
+            "valid-providers_request".into(),
+            Message::ProvidersRequest(ProvidersRequest { sha256: artifact }),
+        ),
+        (
+            "valid-providers".into(),
+            Message::Providers(Providers {
+                sha256: artifact,
+                peers: vec![other],
+            }),
+        ),
+        (
+            "valid-have_request".into(),
+            Message::HaveRequest(HaveRequest { sha256: artifact }),
+        ),
+        (
+            "valid-have".into(),
+            Message::Have(Have {
+                sha256: artifact,
+                chunks: Blob(vec![0b1011_0111, 0b0000_0001]),
+            }),
+        ),
+        (
+            "valid-replica_open".into(),
+            Message::ReplicaOpen(ReplicaOpen {
+                instance: parse("web-1"),
+                from: parse("web-0"),
+            }),
+        ),
+        ("hello-with-overlay".into(), Message::Hello(hello)),
+        (
+            "desired-state-with-peers".into(),
+            Message::DesiredState(with_peers),
+        ),
+        (
+            "error-busy".into(),
+            Message::error(
+                ErrorCode::Busy,
+                "upload budget spent: try another peer",
+                false,
+            ),
+        ),
+    ]
+}
+
+/// A node key's libp2p peer id (§16.1): the identity multihash bytes and their base58btc text.
+fn peer_id_vectors(keys: &Keys) -> Vec<(&'static str, &'static str, Value)> {
+    let key = *keys.node_id().as_bytes();
+    let bytes = peer_id_bytes(&key);
+    vec![(
+        "peer-id-of-node-key",
+        "A node key's libp2p peer id: identity multihash of the protobuf Ed25519 key.",
+        json!({"kind": "peer_id", "key_hex": hex::encode(key),
+               "expect": {"peer_id_hex": hex::encode(bytes),
+                          "peer_id_text": bs58::encode(bytes).into_string()}}),
+    )]
 }

@@ -150,6 +150,22 @@ fn check_token(v: &Value) -> Result<(), String> {
         .ok_or(format!("got {got}"))
 }
 
+/// A node key's libp2p peer id (§16.1), as bytes and as base58btc text.
+fn check_peer_id(v: &Value) -> Result<(), String> {
+    let key: [u8; 32] = hex::decode(v["key_hex"].as_str().ok_or("key_hex")?)
+        .map_err(|e| e.to_string())?
+        .try_into()
+        .map_err(|_| "key_hex is not 32 bytes")?;
+    let bytes = hearth_protocol::messages::overlay::peer_id_bytes(&key);
+    let got = serde_json::json!({
+        "peer_id_hex": hex::encode(bytes),
+        "peer_id_text": bs58::encode(bytes).into_string(),
+    });
+    (got == v["expect"])
+        .then_some(())
+        .ok_or(format!("got {got}"))
+}
+
 #[test]
 fn every_golden_vector_passes() {
     let all = vectors();
@@ -161,6 +177,7 @@ fn every_golden_vector_passes() {
             Some("signature") => check_signature(v),
             Some("identity") => check_identity(v),
             Some("token") => check_token(v),
+            Some("peer_id") => check_peer_id(v),
             other => Err(format!("unknown kind {other:?}")),
         };
         if let Err(e) = result {

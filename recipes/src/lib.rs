@@ -12,5 +12,5 @@ pub mod repo;
 pub mod template;
 pub mod verify;
 
-pub use recipe::{Artifact, HealthCheck, Offline, Param, Port, Recipe, RecipeError, Run};
+pub use recipe::{Artifact, HealthCheck, Offline, Param, Peers, Port, Recipe, RecipeError, Run};
 pub use verify::{VerifiedRecipe, VerifyError, verify_recipe};

@@ -55,6 +55,18 @@ pub struct Recipe {
     /// Persistent data and backups.
     #[serde(default)]
     pub data: DataPolicy,
+    /// Replica links: the replicas of a deployment reach each other on this port through the
+    /// node overlay (absent: replicas do not talk to each other).
+    #[serde(default)]
+    pub peers: Option<Peers>,
+}
+
+/// `[peers]`: how the replicas of a deployment reach each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peers {
+    /// The declared `tcp` port each replica listens on for its peers (e.g. `cluster`).
+    pub port: hearth_protocol::messages::state::Name,
 }
 
 /// A file the service needs.
@@ -234,9 +246,29 @@ impl Recipe {
                 ));
             }
         }
-        if let Some(HealthCheck::Http { port, .. } | HealthCheck::Tcp { port }) = &self.health {
-            if !ports.contains(port.as_str()) {
-                return Err(field("health.port", format!("no port named `{port}`")));
+        if let Some(HealthCheck::Http { port, .. } | HealthCheck::Tcp { port }) = &self.health
+            && !ports.contains(port.as_str())
+        {
+            return Err(field("health.port", format!("no port named `{port}`")));
+        }
+        if let Some(peers) = &self.peers {
+            match self.ports.iter().find(|p| p.name == peers.port.as_str()) {
+                None => {
+                    return Err(field(
+                        "peers.port",
+                        format!("no port named `{}`", peers.port.as_str()),
+                    ));
+                }
+                Some(p) if p.protocol != "tcp" => {
+                    return Err(field(
+                        "peers.port",
+                        format!(
+                            "port `{}` is {}; replica links carry tcp",
+                            p.name, p.protocol
+                        ),
+                    ));
+                }
+                Some(_) => {}
             }
         }
         crate::template::check(self).map_err(|reason| field("run", reason))

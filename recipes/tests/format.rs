@@ -75,3 +75,36 @@ fn invalid_fields_are_named_with_the_reason() {
         assert!(e.contains(field), "{field}: {e}");
     }
 }
+
+#[test]
+fn peers_names_a_declared_tcp_port() {
+    let with = |peers: &str, ports: &str| format!("{BASE}{ports}{peers}");
+    let cluster = "[[ports]]\nname = \"cluster\"\n";
+    let r = Recipe::parse(&with("[peers]\nport = \"cluster\"\n", cluster)).unwrap();
+    assert_eq!(r.peers.unwrap().port.as_str(), "cluster");
+    assert!(Recipe::parse(BASE).unwrap().peers.is_none());
+
+    let cases = [
+        (
+            "[peers]\nport = \"gossip\"\n",
+            cluster,
+            "no port named `gossip`",
+        ),
+        (
+            "[peers]\nport = \"cluster\"\n",
+            "[[ports]]\nname = \"cluster\"\nprotocol = \"udp\"\n",
+            "replica links carry tcp",
+        ),
+        ("[peers]\nport = \"Not A Name\"\n", cluster, "invalid name"),
+        ("[peers]\n", cluster, "missing field `port`"),
+        (
+            "[peers]\nport = \"cluster\"\nmode = \"mesh\"\n",
+            cluster,
+            "mode",
+        ),
+    ];
+    for (peers, ports, want) in cases {
+        let e = Recipe::parse(&with(peers, ports)).unwrap_err().to_string();
+        assert!(e.contains(want), "{peers}: {e}");
+    }
+}

@@ -14,7 +14,7 @@ use crate::schema::{NodeIdText, Sha256Text, TokenIdText};
 use crate::{
     CheckpointView, ConsistencyProofView, CreateToken, CreatedToken, CreditsView, DeploymentSpec,
     DeploymentView, ErrorBody, GatewaySpec, GatewayView, InclusionProofView, InstanceView,
-    ListedRecipe, NodeLedger, NodeView, PlaceInstance, PlacedInstance, ProbeOutcome,
+    ListedRecipe, MemberSet, NodeLedger, NodeView, PlaceInstance, PlacedInstance, ProbeOutcome,
     RemovedInstance, RevokedToken, RouteTable, StoredBlob, TokenView, UpdateRequest, WitnessSpec,
 };
 
@@ -90,6 +90,7 @@ fn schemas() -> Map<String, Value> {
     add::<GatewaySpec>(&mut generator);
     add::<GatewayView>(&mut generator);
     add::<RouteTable>(&mut generator);
+    add::<MemberSet>(&mut generator);
     add::<CheckpointView>(&mut generator);
     add::<InclusionProofView>(&mut generator);
     add::<ConsistencyProofView>(&mut generator);

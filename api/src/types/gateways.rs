@@ -24,6 +24,11 @@ pub struct GatewaySpec {
     /// The UDP address nodes dial for their gateway link.
     #[schemars(with = "SocketAddrText")]
     pub tunnel_addr: SocketAddr,
+    /// The UDP address of its overlay relay (`hearth-gateway run --overlay-listen`, SPEC §16.3),
+    /// if it runs one: nodes reserve circuits there and reach each other through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<SocketAddrText>")]
+    pub overlay_addr: Option<SocketAddr>,
 }
 
 /// A registered gateway, as `GET /v1/gateways` lists it.
@@ -82,6 +87,20 @@ pub struct RouteTable {
     /// Nodes the gateway admits on its tunnel endpoint: every node with a published replica.
     #[schemars(with = "Vec<NodeIdText>")]
     pub nodes: Vec<NodeId>,
+}
+
+/// Answer of `GET /v1/gateway/members`: the node overlay's members (SPEC §16.2), which a relay
+/// admits. `"<epoch>-<seq>"` is also the `ETag`; a request with `If-None-Match` set to it waits
+/// up to `wait_s` seconds (default 0, at most 60) for a change and answers 304 if none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MemberSet {
+    /// The master's member-set epoch (new at each start of the master).
+    pub epoch: u64,
+    /// The revision within the epoch.
+    pub seq: u64,
+    /// Every member: enrolled nodes neither revoked nor retired, in id order.
+    #[schemars(with = "Vec<NodeIdText>")]
+    pub members: Vec<NodeId>,
 }
 
 /// A deployment's public routes (`DeploymentSpec.hosts`, `.tcp`): `hearth-core`'s types.

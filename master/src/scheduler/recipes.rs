@@ -20,6 +20,12 @@ pub fn health_checked(ctx: &Context, recipe: &RecipeRef) -> bool {
     parsed(ctx, recipe).map_or(true, |p| p.health_checked)
 }
 
+/// Whether the recipe has `[peers]`: its replicas reach each other over the overlay, so each
+/// assignment lists the others (`Assignment.peers`). An unreadable recipe has none.
+pub fn has_peers(ctx: &Context, recipe: &RecipeRef) -> bool {
+    parsed(ctx, recipe).is_ok_and(|p| p.peers)
+}
+
 /// The parameters a recipe declares, with their types.
 pub fn recipe_params(
     ctx: &Context,
@@ -35,6 +41,7 @@ pub(super) struct ParsedRecipe {
     version: String,
     info: RecipeInfo,
     health_checked: bool,
+    peers: bool,
     params: BTreeMap<String, hearth_recipes::policy::ParamKind>,
 }
 
@@ -61,6 +68,7 @@ fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, String> {
                     ports: r.ports.iter().map(|p| p.name.clone()).collect(),
                 },
                 health_checked: r.health.is_some(),
+                peers: r.peers.is_some(),
                 params: r.params.iter().map(|(k, p)| (k.clone(), p.kind)).collect(),
                 name: r.name,
                 version: r.version,

@@ -93,9 +93,11 @@ pub(super) async fn drive(
                 recipe = %format!("{}@{}", a.recipe.name, a.recipe.version), "rolling update step");
         }
         for node in touched {
-            let store = ctx.store.clone();
-            if let Ok(Ok(ds)) =
-                tokio::task::spawn_blocking(move || store.desired_state(&node)).await
+            let shared = ctx.clone();
+            if let Ok(Ok(ds)) = tokio::task::spawn_blocking(move || {
+                crate::overlay::peers::desired_state(&shared, &node)
+            })
+            .await
             {
                 ctx.fleet.push(&node, Message::DesiredState(ds));
             }

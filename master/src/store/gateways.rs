@@ -25,6 +25,8 @@ pub struct GatewayRecord {
     pub key: SignerId,
     /// The UDP address nodes dial.
     pub tunnel_addr: SocketAddr,
+    /// The UDP address of its overlay relay, if any.
+    pub overlay_addr: Option<SocketAddr>,
     /// When it was registered, Unix ms.
     pub created_ms: u64,
     /// When it last read the routing table, Unix ms (flushed in batches).
@@ -79,12 +81,17 @@ fn gateway_from_row(r: &Row<'_>) -> rusqlite::Result<GatewayRecord> {
     let addr: String = r.get("tunnel_addr")?;
     let created: i64 = r.get("created_ms")?;
     let seen: Option<i64> = r.get("last_seen_ms")?;
+    let overlay: Option<String> = r.get("overlay_addr")?;
     Ok(GatewayRecord {
         name: name.parse().map_err(|e| corrupt("gateway name", e))?,
         key: key.parse().map_err(|e| corrupt("gateway key", e))?,
         tunnel_addr: addr
             .parse()
             .map_err(|e| corrupt("gateway tunnel_addr", e))?,
+        overlay_addr: overlay
+            .map(|a| a.parse())
+            .transpose()
+            .map_err(|e| corrupt("gateway overlay_addr", e))?,
         created_ms: u64::try_from(created).unwrap_or(0),
         last_seen_ms: seen.and_then(|v| u64::try_from(v).ok()),
     })
@@ -108,7 +115,11 @@ pub(super) fn put(tx: &Connection, g: &GatewayRecord) -> Result<PutGateway, Stor
         .optional()?;
     if let Some(old) = existing {
         return Ok(
-            if old.name == g.name && old.key == g.key && old.tunnel_addr == g.tunnel_addr {
+            if old.name == g.name
+                && old.key == g.key
+                && old.tunnel_addr == g.tunnel_addr
+                && old.overlay_addr == g.overlay_addr
+            {
                 PutGateway::Unchanged(old)
             } else {
                 PutGateway::Conflict(old)
@@ -116,12 +127,13 @@ pub(super) fn put(tx: &Connection, g: &GatewayRecord) -> Result<PutGateway, Stor
         );
     }
     tx.execute(
-        "INSERT INTO gateways (name, key, tunnel_addr, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO gateways (name, key, tunnel_addr, created_ms, overlay_addr) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             g.name.to_string(),
             g.key.to_string(),
             g.tunnel_addr.to_string(),
-            i64::try_from(g.created_ms).unwrap_or(i64::MAX)
+            i64::try_from(g.created_ms).unwrap_or(i64::MAX),
+            g.overlay_addr.map(|a| a.to_string()),
         ],
     )?;
     Ok(PutGateway::Created(bump_routed(tx, None)?))

@@ -84,10 +84,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
         last_seen_ms   BIGINT
     );",
     ),
+    // The gateway's overlay relay address (SPEC §16.3), if it runs one.
+    (7, "ALTER TABLE gateways ADD COLUMN overlay_addr TEXT;"),
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 6;
+pub(crate) const LATEST: i64 = 7;
 
 /// Brings the database to [`LATEST`], refusing one written by a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -193,6 +193,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         ops: &[AssignmentOp],
     ) -> Result<std::collections::BTreeSet<NodeId>, StoreError>;
+    /// Bumps the desired-state revision of each node (its desired state changed for a reason
+    /// outside its own assignments: the replicas its instances peer with moved).
+    fn bump_revisions(&self, nodes: &[NodeId]) -> Result<(), StoreError>;
     /// A node's whole desired state.
     fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError>;
     /// Every assignment with its node.

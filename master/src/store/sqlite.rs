@@ -451,6 +451,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn bump_revisions(&self, nodes: &[NodeId]) -> Result<(), StoreError> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let nodes = nodes.to_vec();
+        self.write_assignments(move |tx| {
+            for n in &nodes {
+                bump_revision(tx, n)?;
+            }
+            Ok(())
+        })
+    }
+
     fn desired_state(&self, node: &NodeId) -> Result<DesiredState, StoreError> {
         self.db.read(|conn| {
             let revision: Option<i64> = conn

@@ -50,6 +50,7 @@ fn a_gateway_is_registered_once_by_name_and_key() -> anyhow::Result<()> {
             name: name.parse()?,
             key: key(seed),
             tunnel_addr: addr.parse()?,
+            overlay_addr: None,
             created_ms: 5,
             last_seen_ms: None,
         })
