@@ -1,5 +1,6 @@
 //! Fetching content-addressed blobs from the master over the session's QUIC connection, into a
-//! local cache that is resumable, size-bounded and verified before use.
+//! local cache that is resumable, size-bounded and verified before use. Artifacts with a signed
+//! chunk manifest can instead come by chunks from peers ([`Cache::get_chunked`]).
 
 use std::collections::HashSet;
 use std::io::{Read as _, Write as _};
@@ -98,6 +99,91 @@ impl Fetcher {
         }
     }
 
+    /// Watches the session (a new connection is a new session: the master forgets holdings).
+    pub fn sessions(&self) -> watch::Receiver<Option<quinn::Connection>> {
+        self.conn.clone()
+    }
+
+    /// Asks the master which members hold `sha256` (`providers_request`, own stream). A master
+    /// that does not know the message answers `unexpected_message`/`unknown_message_type`:
+    /// then no peer is known and everything comes from the master.
+    pub async fn providers(&self, sha256: &Sha256) -> Result<Vec<hearth_protocol::NodeId>, String> {
+        let conn = self
+            .conn
+            .borrow()
+            .clone()
+            .ok_or("no session to the master")?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
+        let request = hearth_protocol::messages::overlay::ProvidersRequest { sha256: *sha256 };
+        stream
+            .send(&Message::ProvidersRequest(request))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = stream.finish();
+        match stream.recv().await.map_err(|e| e.to_string())? {
+            Some(Message::Providers(p)) if p.sha256 == *sha256 => Ok(p.peers),
+            Some(Message::Error(e))
+                if matches!(
+                    e.code,
+                    hearth_protocol::ErrorCode::UnexpectedMessage
+                        | hearth_protocol::ErrorCode::UnknownMessageType
+                ) =>
+            {
+                Ok(Vec::new())
+            }
+            Some(Message::Error(e)) => Err(e.message),
+            Some(other) => Err(format!("unexpected {}", other.type_tag())),
+            None => Err("stream ended early".into()),
+        }
+    }
+
+    /// Fetches `len` bytes of blob `sha256` at `offset` (one chunk) from the master.
+    pub async fn range(
+        &self,
+        sha256: &Sha256,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, FetchError> {
+        let conn = self.conn.borrow().clone().ok_or(FetchError::NoLink)?;
+        let transfer = |reason: String| FetchError::Transfer {
+            sha256: *sha256,
+            reason,
+        };
+        let (send, recv) = conn.open_bi().await.map_err(|e| transfer(e.to_string()))?;
+        let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
+        let request = FetchBlob {
+            sha256: *sha256,
+            offset,
+            max_len: len,
+        };
+        stream
+            .send(&Message::FetchBlob(request))
+            .await
+            .map_err(|e| transfer(e.to_string()))?;
+        let _ = stream.finish();
+        let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        while (out.len() as u64) < len {
+            match stream.recv().await.map_err(|e| transfer(e.to_string()))? {
+                Some(Message::BlobChunk(c))
+                    if c.sha256 == *sha256 && c.offset == offset + out.len() as u64 =>
+                {
+                    if c.data.0.is_empty() || out.len() as u64 + c.data.0.len() as u64 > len {
+                        return Err(transfer("chunk of the wrong length".into()));
+                    }
+                    out.extend_from_slice(&c.data.0);
+                }
+                Some(Message::BlobChunk(_)) => return Err(transfer("chunk out of order".into())),
+                Some(Message::Error(e)) if e.code == hearth_protocol::ErrorCode::NotFound => {
+                    return Err(FetchError::NotFound(*sha256));
+                }
+                Some(other) => return Err(transfer(format!("unexpected {}", other.type_tag()))),
+                None => return Err(transfer("stream ended early".into())),
+            }
+        }
+        Ok(out)
+    }
+
     /// Appends the missing tail of blob `sha256` to `part`, up to `limit` bytes in all.
     async fn download(&self, sha256: &Sha256, part: &Path, limit: u64) -> Result<(), FetchError> {
         let conn = self.conn.borrow().clone().ok_or(FetchError::NoLink)?;
@@ -155,6 +241,7 @@ impl Fetcher {
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
+    artifacts: Option<crate::artifacts::Artifacts>,
     inflight: std::sync::Arc<
         std::sync::Mutex<std::collections::HashMap<Sha256, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     >,
@@ -166,8 +253,33 @@ impl Cache {
         std::fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
+            artifacts: None,
             inflight: Default::default(),
         })
+    }
+
+    /// Fetches artifacts that have a signed chunk manifest by chunks over the overlay.
+    pub fn with_artifacts(mut self, artifacts: Option<crate::artifacts::Artifacts>) -> Self {
+        self.artifacts = artifacts;
+        self
+    }
+
+    /// Path of a verified artifact, fetched first if needed: by chunks from peers and the
+    /// master when the overlay is on and the signed targets carry its chunk manifest, else
+    /// whole from the master.
+    pub async fn artifact(
+        &self,
+        fetcher: &Fetcher,
+        sha256: &Sha256,
+        size: u64,
+        manifest: Option<&hearth_recipes::repo::chunks::ChunkManifest>,
+    ) -> Result<PathBuf, FetchError> {
+        match (&self.artifacts, manifest) {
+            (Some(a), Some(m)) if m.length() == size => {
+                self.get_chunked(fetcher, a, sha256, m).await
+            }
+            _ => self.get(fetcher, sha256, size).await,
+        }
     }
 
     /// Path of a verified blob, fetching it first if needed.
@@ -177,13 +289,38 @@ impl Cache {
         sha256: &Sha256,
         limit: u64,
     ) -> Result<PathBuf, FetchError> {
+        self.one_at_a_time(sha256, self.get_locked(fetcher, sha256, limit))
+            .await
+    }
+
+    /// Path of a verified artifact, fetched first if needed by chunks from peers and the
+    /// master (`crate::artifacts::fetch`), each chunk checked against its signed manifest.
+    pub async fn get_chunked(
+        &self,
+        fetcher: &Fetcher,
+        artifacts: &crate::artifacts::Artifacts,
+        sha256: &Sha256,
+        manifest: &hearth_recipes::repo::chunks::ChunkManifest,
+    ) -> Result<PathBuf, FetchError> {
+        self.one_at_a_time(
+            sha256,
+            crate::artifacts::fetch::fetch(artifacts, fetcher, sha256, manifest),
+        )
+        .await
+    }
+
+    async fn one_at_a_time(
+        &self,
+        sha256: &Sha256,
+        work: impl std::future::Future<Output = Result<PathBuf, FetchError>>,
+    ) -> Result<PathBuf, FetchError> {
         let lock = {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(*sha256).or_default().clone()
         };
         let result = {
             let _guard = lock.lock().await;
-            self.get_locked(fetcher, sha256, limit).await
+            work.await
         };
         let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         // The map's own reference and ours: nobody else waits, the entry can go.
@@ -223,7 +360,7 @@ impl Cache {
         Ok(path)
     }
 
-    /// Removes every blob and partial download not in `keep`.
+    /// Removes every blob, partial download and chunk sidecar not in `keep`.
     pub fn retain(&self, keep: &HashSet<Sha256>) -> std::io::Result<u64> {
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.dir)? {
@@ -232,11 +369,11 @@ impl Cache {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            let sha = name
-                .strip_suffix(".part")
-                .unwrap_or(name)
-                .parse::<Sha256>()
-                .ok();
+            let base = [".part", ".chunks", ".chunks.tmp"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            let sha = base.parse::<Sha256>().ok();
             if sha.is_none_or(|s| !keep.contains(&s)) {
                 std::fs::remove_file(&path)?;
                 removed += 1;

@@ -8,6 +8,7 @@
 //! [`gateway`] links carry public traffic from the cooperative's gateways to the instances'
 //! exposed ports, and the bandwidth receipts the gateways sign.
 
+pub mod artifacts;
 pub mod cgroup;
 pub mod credits;
 pub mod enrol;

@@ -74,6 +74,8 @@ pub struct Wiring {
     pub gateways: Option<Gateways>,
     /// The replica links, when the overlay is on.
     pub replicas: Option<ReplicaLinks>,
+    /// Artifacts by chunks over the overlay (`None` with `--overlay off`: all from the master).
+    pub artifacts: Option<crate::artifacts::Artifacts>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -110,7 +112,9 @@ impl Supervisor {
         isolate: bool,
         wiring: Wiring,
     ) -> std::io::Result<Self> {
-        let cache = Cache::open(&root.join("cache")).map_err(std::io::Error::other)?;
+        let cache = Cache::open(&root.join("cache"))
+            .map_err(std::io::Error::other)?
+            .with_artifacts(wiring.artifacts.clone());
         let trust = Arc::new(TrustStore::open(&root.join("tuf")).map_err(std::io::Error::other)?);
         let agent = match std::fs::read_to_string(root.join("agent-state.json")) {
             Ok(text) => {
@@ -604,7 +608,7 @@ async fn prepare(
         .filter(|a| a.arch.is_none_or(|x| x == arch))
     {
         let path = cache
-            .get(fetcher, &a.sha256, a.size)
+            .artifact(fetcher, &a.sha256, a.size, trusted.chunks(&a.sha256))
             .await
             .map_err(fetch_err)?;
         artifacts.insert(a.name.clone(), path);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use hearth_node_agent::artifacts::Artifacts;
 use hearth_node_agent::credits;
 use hearth_node_agent::enrol::{RootSource, enrol_with_root};
 use hearth_node_agent::facts::Declared;
@@ -103,6 +104,10 @@ enum Command {
         /// default).
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Upload budget for artifact chunks served to peers, in Mbit/s (a token bucket;
+        /// requests beyond it are answered `busy`). 0: serve no artifact chunks.
+        #[arg(long, default_value_t = 20)]
+        upload_budget_mbps: u64,
     },
     /// Show this node's credits from the cooperative's public ledger, checked locally: the
     /// checkpoint's master signature and every entry's inclusion proof. Exit 1 if any fails.
@@ -252,6 +257,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             overlay,
             overlay_listen,
             metrics_listen,
+            upload_budget_mbps,
         } => {
             if isolate_users == Isolation::On && !nix::unistd::geteuid().is_root() {
                 bail!("--isolate-users on needs the agent to run as root");
@@ -299,9 +305,19 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     }
                     None
                 }
-                OnOff::On => {
-                    Some(start_overlay(&dir, &key, overlay_listen, metrics_listen, &rx).await?)
-                }
+                OnOff::On => Some(
+                    start_overlay(
+                        &dir,
+                        &key,
+                        OverlayFlags {
+                            listen: overlay_listen,
+                            metrics: metrics_listen,
+                            budget_mbps: upload_budget_mbps,
+                        },
+                        &rx,
+                    )
+                    .await?,
+                ),
             };
             let (overlay, replicas) = match overlay {
                 Some((overlay, incoming)) => {
@@ -310,12 +326,27 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 }
                 None => (None, None),
             };
+            let artifacts = overlay.as_ref().map(|o| Artifacts {
+                dir: root.join("cache"),
+                overlay: o.clone(),
+                changed: Default::default(),
+            });
+            if let Some(a) = &artifacts {
+                tokio::spawn(hearth_node_agent::artifacts::holdings::run(
+                    a.dir.clone(),
+                    a.changed.clone(),
+                    outbound_tx.clone(),
+                    conn_rx.clone(),
+                ));
+                a.changed.notify_one();
+            }
             let wiring = Wiring {
                 inputs: inputs_tx.clone(),
                 outbound: outbound_tx,
                 reports: reports_tx,
                 gateways: Some(gateways),
                 replicas,
+                artifacts,
             };
             let supervisor = Supervisor::start(
                 root,
@@ -587,15 +618,26 @@ fn resolve(master: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// Starts the overlay, its `overlay.json` writer and (with `--metrics-listen`) `/metrics`;
-/// returns it with its receiver of replica-link streams.
+/// The overlay's flags of `hearth-node run`.
+struct OverlayFlags {
+    listen: SocketAddr,
+    metrics: Option<SocketAddr>,
+    budget_mbps: u64,
+}
+
+/// Starts the overlay, the artifact server, its `overlay.json` writer and (with
+/// `--metrics-listen`) `/metrics`; returns it with its receiver of replica-link streams.
 async fn start_overlay(
     dir: &NodeDir,
     key: &hearth_protocol::SecretKey,
-    listen: SocketAddr,
-    metrics: Option<SocketAddr>,
+    flags: OverlayFlags,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(Overlay, tokio::sync::mpsc::Receiver<overlay::Incoming>)> {
+    let OverlayFlags {
+        listen,
+        metrics,
+        budget_mbps,
+    } = flags;
     let (overlay, artifacts, replicas) = Overlay::start(OverlayConfig {
         key: hearth_protocol::SecretKey::from_seed(&key.seed()),
         listen,
@@ -603,10 +645,11 @@ async fn start_overlay(
     })
     .context("--overlay on")?;
     tracing::info!(peer_id = %overlay.peer_id(), %listen, "overlay started");
-    tokio::spawn(overlay::refuse_all(
+    tokio::spawn(hearth_node_agent::artifacts::serve::serve(
         artifacts,
-        hearth_protocol::ErrorCode::NotFound,
-        "this node serves no artifact chunks",
+        std::fs::canonicalize(dir.path())?.join("cache"),
+        overlay.clone(),
+        budget_mbps,
     ));
     tokio::spawn(overlay::status::write_loop(
         overlay.clone(),

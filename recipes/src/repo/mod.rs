@@ -14,6 +14,7 @@
 //! ```
 
 pub mod build;
+pub mod chunks;
 pub mod keys;
 pub mod sign;
 pub mod trust;

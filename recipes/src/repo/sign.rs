@@ -1,5 +1,6 @@
 //! `hearth recipe sign`: signs every staged target of a work directory into new targets,
-//! snapshot and timestamp metadata, each one version above what the directory held.
+//! snapshot and timestamp metadata, each one version above what the directory held. Every
+//! artifact target gets its chunk manifest (`custom.hearth_chunks`, [`super::chunks`]).
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use tough::editor::RepositoryEditor;
 use tough::schema::{Hashes, Target};
 
+use super::chunks::{ChunkManifest, DEFAULT_CHUNK, FIELD};
 use super::keys::sources;
 use super::{RepoError, build::hash, whole_seconds};
 
@@ -57,13 +59,19 @@ pub async fn sign(work: &Path, keys: &Path, expiry: Expiry) -> Result<Signed, Re
             .to_string_lossy()
             .into_owned();
         let (sha, length) = hash(file)?;
+        let mut custom = HashMap::new();
+        if name.starts_with("artifacts/") {
+            let manifest =
+                ChunkManifest::of_file(file, DEFAULT_CHUNK).map_err(RepoError::io(file))?;
+            custom.insert(FIELD.to_owned(), manifest.to_json());
+        }
         let target = Target {
             length,
             hashes: Hashes {
                 sha256: sha.as_bytes().to_vec().into(),
                 _extra: HashMap::new(),
             },
-            custom: HashMap::new(),
+            custom,
             _extra: HashMap::new(),
         };
         editor.add_target(name, target).map_err(RepoError::tuf)?;

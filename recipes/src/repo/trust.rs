@@ -21,6 +21,7 @@ use tough::{
 };
 use url::Url;
 
+use super::chunks::{self, ChunkManifest};
 use super::{MAX_METADATA, artifact_target, recipe_target};
 
 mod error;
@@ -29,12 +30,16 @@ pub use error::TrustError;
 use error::{plain, refused};
 
 /// A target as the signed metadata lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     /// Length in bytes.
     pub length: u64,
     /// SHA-256.
     pub sha256: Sha256,
+    /// The artifact's signed chunk manifest (`custom.hearth_chunks`); `None` for recipes, for
+    /// artifacts signed before manifests existed, and for a manifest that does not parse (then
+    /// the artifact comes from the master only, whole-file checked).
+    pub chunks: Option<ChunkManifest>,
 }
 
 /// What a verified load of the repository says.
@@ -50,9 +55,10 @@ impl TrustedTargets {
     /// hash differs from the signed listing.
     pub fn recipe(&self, r: &RecipeRef) -> Result<Listed, TrustError> {
         let name = recipe_target(r.name.as_str(), &r.version);
-        let listed = *self
+        let listed = self
             .targets
             .get(&name)
+            .cloned()
             .ok_or_else(|| TrustError::Unlisted(format!("recipe {} {}", r.name, r.version)))?;
         if listed.sha256 != r.sha256 {
             return Err(TrustError::Mismatch {
@@ -76,6 +82,13 @@ impl TrustedTargets {
             }),
             None => Err(TrustError::Unlisted(name)),
         }
+    }
+
+    /// The signed chunk manifest of an artifact, if it has one.
+    pub fn chunks(&self, sha256: &Sha256) -> Option<&ChunkManifest> {
+        self.targets
+            .get(&artifact_target(sha256))
+            .and_then(|l| l.chunks.as_ref())
     }
 
     /// Every listed target.
@@ -165,11 +178,19 @@ impl TrustStore {
             let Ok(sha) = <[u8; 32]>::try_from(t.hashes.sha256.as_ref()) else {
                 continue; // not a SHA-256: cannot match anything we fetch
             };
+            let chunks = t.custom.get(chunks::FIELD).and_then(|v| {
+                ChunkManifest::parse(v, t.length)
+                    .inspect_err(|e| {
+                        tracing::warn!(target = name.raw(), error = %e, "chunk manifest ignored");
+                    })
+                    .ok()
+            });
             targets.insert(
                 name.raw().to_owned(),
                 Listed {
                     length: t.length,
                     sha256: hearth_protocol::Hex(sha),
+                    chunks,
                 },
             );
         }
