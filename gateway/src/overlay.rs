@@ -234,7 +234,7 @@ async fn poll_members(poller: Poller, out: mpsc::Sender<HashSet<PeerId>>) {
                     failures = 0;
                     let revision = (answer.epoch, answer.seq);
                     tag =
-                        Some(etag.unwrap_or_else(|| format!("\"{}.{}\"", revision.0, revision.1)));
+                        Some(etag.unwrap_or_else(|| format!("\"{}-{}\"", revision.0, revision.1)));
                     if held == Some(revision) {
                         // Unchanged, yet answered at once: do not spin.
                         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -26,6 +26,8 @@ pub struct GatewayProc {
     pub metrics: SocketAddr,
     /// Directory of `<host>.crt` / `<host>.key`.
     pub certs: PathBuf,
+    /// The overlay relay's UDP address, when started with `--overlay-listen`.
+    pub overlay: Option<SocketAddr>,
     child: Child,
 }
 
@@ -66,18 +68,24 @@ impl GatewayProc {
             &dir,
             ["tunnel.addr", "http.addr", "https.addr", "metrics.addr"],
         );
-        cli_ok(
-            master,
-            &[
-                "gateway",
-                "add",
-                name,
-                "--key",
-                &id,
-                "--tunnel-addr",
-                &tunnel.to_string(),
-            ],
-        );
+        let overlay = extra
+            .contains(&"--overlay-listen")
+            .then(|| crate::published_addrs(&dir, ["overlay.addr"])[0]);
+        let tunnel_text = tunnel.to_string();
+        let overlay_text = overlay.map(|a| a.to_string());
+        let mut add = vec![
+            "gateway",
+            "add",
+            name,
+            "--key",
+            &id,
+            "--tunnel-addr",
+            &tunnel_text,
+        ];
+        if let Some(o) = &overlay_text {
+            add.extend(["--overlay-addr", o]);
+        }
+        cli_ok(master, &add);
         Self {
             dir,
             id,
@@ -86,6 +94,7 @@ impl GatewayProc {
             https,
             metrics,
             certs,
+            overlay,
             child,
         }
     }

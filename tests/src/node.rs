@@ -243,8 +243,13 @@ impl NodeProc {
         Self::run(dir)
     }
 
-    /// Starts `hearth-node run` on an enrolled data directory.
+    /// Starts `hearth-node run` on an enrolled data directory (its overlay on loopback).
     pub fn run(dir: &Path) -> Self {
+        Self::run_with(dir, &["--overlay-listen", "127.0.0.1:0"])
+    }
+
+    /// Starts `hearth-node run` on an enrolled data directory with these flags.
+    pub fn run_with(dir: &Path, flags: &[&str]) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -253,6 +258,7 @@ impl NodeProc {
         let child = std::process::Command::new(crate::bin("hearth-node"))
             .args(["run", "--data-dir"])
             .arg(dir)
+            .args(flags)
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
