@@ -215,10 +215,10 @@ impl Supervisor {
             Input::Core(Event::Desired(ds)) => {
                 // Not only newer revisions: after a restart the master sends the revision this
                 // agent already applied, and the links must come up from it all the same.
-                if ds.revision >= self.agent.applied_revision {
-                    if let Some(gateways) = &self.wiring.gateways {
-                        gateways.set(&ds.gateways);
-                    }
+                if ds.revision >= self.agent.applied_revision
+                    && let Some(gateways) = &self.wiring.gateways
+                {
+                    gateways.set(&ds.gateways);
                 }
                 self.apply(Event::Desired(ds));
             }
@@ -285,14 +285,14 @@ impl Supervisor {
             });
         }
         self.health_checks();
-        if self.ticks % 10 == 0 {
+        if self.ticks.is_multiple_of(10) {
             for (_, plan) in self.plans.values() {
                 if let Err(e) = process::rotate_log(&plan.launch.log, LOG_MAX, LOG_KEEP) {
                     tracing::warn!(error = %e, "log rotation failed");
                 }
             }
         }
-        if self.ticks % 60 == 0 {
+        if self.ticks.is_multiple_of(60) {
             let keep: HashSet<Sha256> = self
                 .plans
                 .values()
@@ -418,12 +418,11 @@ impl Supervisor {
         match process::start(&plan.launch) {
             Ok(started) => {
                 tracing::info!(%instance, pid = started.pid, "instance started");
-                if let Some(parent) = &self.cgroup {
-                    if let Err(e) =
+                if let Some(parent) = &self.cgroup
+                    && let Err(e) =
                         crate::cgroup::confine(parent, &instance, &spec.resources, started.pid)
-                    {
-                        tracing::warn!(%instance, error = %e, "cannot apply resource limits");
-                    }
+                {
+                    tracing::warn!(%instance, error = %e, "cannot apply resource limits");
                 }
                 let inputs = self.wiring.inputs.clone();
                 let (pid, mut child, id) = (started.pid, started.child, instance.clone());

@@ -67,6 +67,7 @@ struct Seen {
 
 /// The member: enrols, reads the member set, reaches the agent, waits `settle` for hole
 /// punching, asks again; stays up until `stop` is dropped.
+#[allow(clippy::too_many_arguments)] // one thread's whole brief
 fn member(
     home: String,
     master: (std::net::SocketAddr, hearth_protocol::MasterId),
@@ -244,7 +245,10 @@ fn case(tag: &str, nat: Nat, expect: LinkKind) {
         .recv_timeout(WAIT + settle + Duration::from_secs(20))
         .expect("the member reported")
         .unwrap_or_else(|e| panic!("member: {e}\n{}", agent_log()));
-    eprintln!("{tag}: member saw {seen:?}");
+    eprintln!(
+        "{tag}: member saw {seen:?} (first answer after {:?})",
+        seen.first_answer_after
+    );
     assert!(
         seen.later_answer,
         "the link stopped carrying data: {seen:?}"
