@@ -60,10 +60,10 @@ mod tests {
         let mut counts = [0u32; 4];
         for _ in 0..4000 {
             let pick = least_loaded([(0, 2), (1, 0), (2, 0), (3, 0)], &mut rng);
-            if let Some(i) = pick {
-                if let Some(c) = counts.get_mut(i) {
-                    *c += 1;
-                }
+            if let Some(i) = pick
+                && let Some(c) = counts.get_mut(i)
+            {
+                *c += 1;
             }
         }
         assert_eq!(counts.first(), Some(&0), "seed {seed}");

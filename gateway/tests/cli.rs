@@ -277,13 +277,12 @@ async fn run_serves_a_tcp_route_over_a_nodes_link_counts_it_and_sends_its_receip
     // The node is admitted once the gateway has read the table.
     let deadline = tokio::time::Instant::now() + WAIT;
     let conn = loop {
-        if let Ok(conn) = node.connect_to(tunnel_addr, &id).await {
-            if tokio::time::timeout(Duration::from_millis(300), conn.closed())
+        if let Ok(conn) = node.connect_to(tunnel_addr, &id).await
+            && tokio::time::timeout(Duration::from_millis(300), conn.closed())
                 .await
                 .is_err()
-            {
-                break conn;
-            }
+        {
+            break conn;
         }
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -1,6 +1,8 @@
 //! Two overlays on loopback: a member opens a stream to another over a direct QUIC link and
 //! the first frame is dispatched by kind; a non-member is refused before any dial.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

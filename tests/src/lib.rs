@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod load;
 pub mod load_http;
 pub mod master;
+pub mod netns;
 pub mod node;
 pub mod procstat;
 pub mod recipes;

@@ -89,7 +89,13 @@ pub async fn connect(
         &TransportTuning::default(),
     )
     .unwrap();
-    let endpoint = client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+    // Loopback, or (NAT tests in namespaces) the namespace's own address.
+    let bind = if master.ip().is_loopback() {
+        "127.0.0.1:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let endpoint = client_endpoint(bind.parse().unwrap()).unwrap();
     let conn = endpoint
         .connect_with(config, master, SERVER_NAME)
         .unwrap()

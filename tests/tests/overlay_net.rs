@@ -189,3 +189,43 @@ async fn members_reach_an_agent_strangers_and_revoked_members_do_not() {
     );
     drop(gateway);
 }
+
+/// Idle resident memory of an agent with the overlay on (a reservation held on the relay) and
+/// with `--overlay off`, printed for the record; the overlay must cost under 64 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_rss_with_and_without_the_overlay() {
+    let root = tempfile::tempdir().unwrap();
+    let master = MasterProc::start(root.path(), FAST);
+    let _gateway = GatewayProc::start(
+        root.path(),
+        "gw1",
+        &master,
+        &["--overlay-listen", "127.0.0.1:0"],
+    );
+    let on = NodeProc::enrol_and_run(&root.path().join("on"), master.quic, &master.token(&[]));
+    status_until(&on, "a reservation on the relay", |o| {
+        o["relays"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["reserved"] == true))
+    })
+    .await;
+    let off_dir = root.path().join("off");
+    let mut off = NodeProc::enrol_and_run(&off_dir, master.quic, &master.token(&[]));
+    off.kill9();
+    let off = NodeProc::run_with(&off_dir, &["--overlay", "off"]);
+    eventually(WAIT, async || {
+        (off.status()["link"]["state"] == "connected").then_some(())
+    })
+    .await
+    .expect("the --overlay off agent connects");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_on = hearth_tests::procstat::rss_kib(on.pid()).unwrap();
+    let rss_off = hearth_tests::procstat::rss_kib(off.pid()).unwrap();
+    eprintln!("idle agent RSS: overlay on {rss_on} KiB, --overlay off {rss_off} KiB");
+    assert!(off.status()["overlay"].is_null(), "{}", off.status());
+    assert!(
+        rss_on < rss_off + 64 * 1024,
+        "the overlay costs {} KiB",
+        rss_on.saturating_sub(rss_off)
+    );
+}

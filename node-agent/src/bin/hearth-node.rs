@@ -298,6 +298,8 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             ));
             let overlay = match overlay {
                 OnOff::Off => {
+                    // A status from an earlier run with the overlay would mislead.
+                    let _ = std::fs::remove_file(dir.path().join(overlay::status::STATUS_FILE));
                     if metrics_listen.is_some() {
                         eprintln!(
                             "note: --metrics-listen serves the overlay's counters; with --overlay off there are none"
