@@ -528,10 +528,10 @@ async fn desired(
             beat = Instant::now();
         }
         let msg = tokio::time::timeout(Duration::from_millis(500), session.control.recv()).await;
-        if let Ok(Ok(Some(Message::DesiredState(ds)))) = msg {
-            if accept(&ds) {
-                return ds;
-            }
+        if let Ok(Ok(Some(Message::DesiredState(ds)))) = msg
+            && accept(&ds)
+        {
+            return ds;
         }
     }
     panic!("no such desired state within 30 s");
