@@ -266,10 +266,10 @@ pub enum NodeCmd {
 
 /// Runs the CLI; the binary prints the error and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Recipe(cmd) = &cli.command {
-        if recipe::local(cmd).await? {
-            return Ok(());
-        }
+    if let Command::Recipe(cmd) = &cli.command
+        && recipe::local(cmd).await?
+    {
+        return Ok(());
     }
     if let Command::Ledger(cmd) = &cli.command {
         return ledger::run(&cli, cmd).await;

@@ -225,11 +225,11 @@ impl Fleet {
 
     /// Forgets session `session` if it is still the node's current one.
     pub fn close_session(&self, node: &NodeId, session: u64) {
-        if let Some(entry) = self.write().get_mut(node) {
-            if entry.session.as_ref().is_some_and(|(id, _)| *id == session) {
-                entry.session = None;
-                entry.outbox = None;
-            }
+        if let Some(entry) = self.write().get_mut(node)
+            && entry.session.as_ref().is_some_and(|(id, _)| *id == session)
+        {
+            entry.session = None;
+            entry.outbox = None;
         }
     }
 

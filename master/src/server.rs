@@ -276,7 +276,7 @@ async fn liveness_loop(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver
             tracing::info!(%node, from = t.from, to = t.to, "node liveness");
         }
         n += 1;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             flush(&ctx).await;
         }
     }

@@ -254,17 +254,16 @@ async fn session(conn: quinn::Connection, node: NodeId, ctx: &Arc<Context>) {
     };
     if control.send(&Message::Welcome(welcome)).await.is_ok()
         && send_desired_state(ctx, &mut control, node).await
+        && let Some(held) = send_overlay(ctx, &mut control, hello.overlay).await
     {
-        if let Some(held) = send_overlay(ctx, &mut control, hello.overlay).await {
-            crate::uptime::standing::session_opened(ctx, &node);
-            let mut s = Session {
-                conn: &conn,
-                node,
-                id: session,
-                overlay: held,
-            };
-            run_session(&mut s, &mut control, &mut inbox, ctx).await;
-        }
+        crate::uptime::standing::session_opened(ctx, &node);
+        let mut s = Session {
+            conn: &conn,
+            node,
+            id: session,
+            overlay: held,
+        };
+        run_session(&mut s, &mut control, &mut inbox, ctx).await;
     }
     ctx.fleet.close_session(&node, session);
     ctx.overlay.holdings.session_ended(&node, session);
@@ -453,10 +452,10 @@ async fn run_session(
             }
             Err(_) => return, // connection lost
         };
-        if let Some(reply) = reply {
-            if control.send(&reply).await.is_err() {
-                return;
-            }
+        if let Some(reply) = reply
+            && control.send(&reply).await.is_err()
+        {
+            return;
         }
     }
 }

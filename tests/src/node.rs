@@ -183,12 +183,21 @@ impl TestSession {
         );
     }
 
-    /// The next message (5 s limit).
+    /// The next message (5 s limit), skipping `overlay` member-set messages (SPEC §16.2), which
+    /// the master sends every session after `welcome` and on each enrolment or revocation:
+    /// tests of the overlay read the control stream themselves.
     pub async fn next(&mut self) -> Option<Message> {
-        tokio::time::timeout(Duration::from_secs(5), self.control.recv())
-            .await
-            .ok()?
-            .ok()?
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.control.recv())
+                .await
+                .ok()?
+                .ok()?
+            {
+                Some(Message::Overlay(_)) => continue,
+                other => return other,
+            }
+        }
     }
 
     /// Waits (5 s limit) for the connection to close; returns the close reason.

@@ -501,12 +501,11 @@ async fn a_peers_deployment_lists_the_other_replica_and_follows_a_move() {
             if placed.iter().any(|(n, _, _)| n == id) {
                 continue;
             }
-            if let Some(ds) = s.desired(Duration::from_millis(200)).await {
-                if let Some(a) = ds.instances.iter().find(|a| a.deployment.as_str() == "db") {
-                    if !a.peers.is_empty() {
-                        placed.push((*id, a.instance.clone(), a.peers.clone()));
-                    }
-                }
+            if let Some(ds) = s.desired(Duration::from_millis(200)).await
+                && let Some(a) = ds.instances.iter().find(|a| a.deployment.as_str() == "db")
+                && !a.peers.is_empty()
+            {
+                placed.push((*id, a.instance.clone(), a.peers.clone()));
             }
         }
     }

@@ -134,10 +134,8 @@ fn tidy(v: &mut Value) {
         Value::Object(map) => {
             let nullable = matches!(map.get("anyOf"), Some(Value::Array(arms))
                 if arms.len() == 2 && arms.iter().any(|a| a.get("type") == Some(&Value::from("null"))));
-            if nullable {
-                if let Some(arms) = map.remove("anyOf") {
-                    map.insert("oneOf".into(), arms);
-                }
+            if nullable && let Some(arms) = map.remove("anyOf") {
+                map.insert("oneOf".into(), arms);
             }
             let rust_width = matches!(map.get("format"), Some(Value::String(f))
                 if f.starts_with("uint") || f.starts_with("int"));

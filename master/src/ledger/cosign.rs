@@ -34,10 +34,10 @@ impl Ledger {
             )
         };
         let mut notes = lock(&self.shared.notes);
-        if let Some((last, _)) = notes.latest() {
-            if last >= size {
-                return Ok(None);
-            }
+        if let Some((last, _)) = notes.latest()
+            && last >= size
+        {
+            return Ok(None);
         }
         let note = self
             .shared

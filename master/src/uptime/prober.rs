@@ -176,10 +176,10 @@ impl Prober {
             Event::Members(nodes) => self.members_now(now_us, nodes),
             Event::Answer { node, answer } => self.answered(now_us, node, &answer, &mut out),
             Event::NoSession { node, probe } => {
-                if let Some(Slot::Outstanding(o)) = self.slots.get_mut(&node) {
-                    if o.probe.probe == probe {
-                        o.sessionless += 1;
-                    }
+                if let Some(Slot::Outstanding(o)) = self.slots.get_mut(&node)
+                    && o.probe.probe == probe
+                {
+                    o.sessionless += 1;
                 }
             }
             Event::Tick => {}
