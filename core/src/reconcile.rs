@@ -186,8 +186,8 @@ impl Agent {
                 generation,
                 result,
             } => {
-                if let Some(i) = self.current(&instance, generation) {
-                    if i.phase == Phase::Preparing && i.wanted {
+                if let Some(i) = self.current(&instance, generation)
+                    && i.phase == Phase::Preparing && i.wanted {
                         match result {
                             Ok(()) => {
                                 i.phase = Phase::Starting;
@@ -209,7 +209,6 @@ impl Agent {
                             }
                         }
                     }
-                }
             }
             Event::Started {
                 instance,

@@ -136,7 +136,7 @@ impl Books {
         if let Err(why) = self.apply(entry) {
             problems.push(why);
         }
-        if entry.seq % PRUNE_EVERY == 0 {
+        if entry.seq.is_multiple_of(PRUNE_EVERY) {
             self.receipts.prune(entry.at_ms);
         }
         if problems.is_empty() {

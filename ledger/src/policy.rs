@@ -73,7 +73,7 @@ pub enum PolicyError {
 impl Policy {
     /// Checks the policy can be applied.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        if self.window_ms < 60_000 || DAY_MS % self.window_ms != 0 {
+        if self.window_ms < 60_000 || !DAY_MS.is_multiple_of(self.window_ms) {
             return Err(PolicyError::Window(self.window_ms));
         }
         if self.score_windows == 0 {

@@ -125,10 +125,10 @@ impl SampleLog {
         }
         let node = (self.next() % self.nodes.len() as u64) as usize;
         let end = self.now_ms - self.now_ms % 60_000;
-        if self.next() % 8 == 0 && self.receipt_end.get(&node).is_none_or(|e| *e < end) {
+        if self.next().is_multiple_of(8) && self.receipt_end.get(&node).is_none_or(|e| *e < end) {
             self.receipt(node)
         } else {
-            let pass = self.next() % 20 != 0;
+            let pass = !self.next().is_multiple_of(20);
             self.probe_body(node, pass)
         }
     }

@@ -27,7 +27,7 @@ fn export_lines(seed: u64) -> (SampleLog, Vec<String>) {
     while log.tree.size() < N {
         let body = log.next_body();
         lines.push(log.append(body));
-        if log.tree.size() % EVERY == 0 {
+        if log.tree.size().is_multiple_of(EVERY) {
             let note = log.checkpoint();
             let mut cp = hearth_ledger::SignedCheckpoint::open(&note, &log.master()).unwrap();
             cp.add_cosignature(&w.cosign(&cp).unwrap()).unwrap();

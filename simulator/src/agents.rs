@@ -124,12 +124,11 @@ impl Sim {
                 _ => None,
             })
             .min();
-        if let Some(t) = next {
-            if agent.wake.is_none_or(|w| t < w || w < now) {
+        if let Some(t) = next
+            && agent.wake.is_none_or(|w| t < w || w < now) {
                 agent.wake = Some(t);
                 self.q.at(t, Event::AgentTick { home: h, power });
             }
-        }
     }
 
     fn powered(&self, h: HomeIx, power: u64) -> bool {

@@ -32,11 +32,10 @@ fn drive(
     let mut queue = vec![first];
     while let Some(ev) = queue.pop() {
         for a in p.step(now, ev) {
-            if let Action::Fetch { source, index } = a {
-                if let Some(e) = answer(source, index) {
+            if let Action::Fetch { source, index } = a
+                && let Some(e) = answer(source, index) {
                     queue.push(e);
                 }
-            }
             seen.push(a);
         }
     }

@@ -51,7 +51,7 @@ fn run(entries: u64, path: &std::path::Path) -> Result<(), Box<dyn std::error::E
         let seq = log.tree.size();
         let line = log.append(body);
         out.entry(seq, &line)?;
-        if log.tree.size() % EVERY == 0 {
+        if log.tree.size().is_multiple_of(EVERY) {
             let mut cp = SignedCheckpoint::open(&log.checkpoint(), &log.master())?;
             cp.add_cosignature(&witness.cosign(&cp)?)?;
             out.checkpoint(log.tree.size(), cp.note())?;
