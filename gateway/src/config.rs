@@ -31,6 +31,11 @@ pub struct RunArgs {
     /// Address the public TCP routes listen on, each on its own port.
     #[arg(long, default_value = "0.0.0.0")]
     pub tcp_bind: IpAddr,
+    /// UDP address of the overlay relay (SPEC §16.3) nodes reserve circuits on (written to
+    /// overlay.addr; register it with `hearth gateway add … --overlay-addr`). Without it the
+    /// gateway is no relay.
+    #[arg(long)]
+    pub overlay_listen: Option<SocketAddr>,
     /// Address of `GET /metrics` (written to metrics.addr).
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics: SocketAddr,
@@ -117,6 +122,8 @@ pub struct GatewayConfig {
     pub tcp_bind: IpAddr,
     /// `/metrics`.
     pub metrics: SocketAddr,
+    /// The overlay relay (UDP), if any.
+    pub overlay: Option<SocketAddr>,
     /// Receipt window.
     pub receipt_window: Duration,
     /// Public-side limits.
@@ -149,6 +156,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
             https: a.https,
             tcp_bind: a.tcp_bind,
             metrics: a.metrics,
+            overlay: a.overlay_listen,
             receipt_window: a.receipt_window,
             limits: Limits {
                 per_ip_connections: a.per_ip_connections,

@@ -12,6 +12,7 @@
 //!   [`proxy`] forwarding with [`balance`] (least outstanding) over [`pool`]ed tunnels,
 //!   [`backend`] (what the proxy needs of [`tunnel::Links`]), [`pages`] (404/502/503).
 //! - [`tcp`]: public TCP routes ([`proxy_v2`]: the PROXY protocol header).
+//! - [`overlay`]: the overlay relay (circuit relay v2 for members only, `--overlay-listen`).
 //! - [`metrics`]: `/metrics`; [`data_dir`], [`config`]: the directory and the flags; [`run`]
 //!   wires everything.
 
@@ -23,6 +24,7 @@ pub mod http;
 pub mod limits;
 pub mod meter;
 pub mod metrics;
+pub mod overlay;
 pub mod pages;
 pub mod pool;
 pub mod proxy;
@@ -85,6 +87,9 @@ pub enum RunError {
         /// The error.
         source: std::io::Error,
     },
+    /// The overlay relay.
+    #[error(transparent)]
+    Overlay(#[from] overlay::OverlayError),
     /// The certificate directory.
     #[error("certificates in {dir}: {reason}")]
     Certs {
@@ -103,6 +108,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let data = DataDir::new(&config.data);
     let key = data.load_key()?;
+    let key_seed = key.seed();
     let id = SignerId::from_key(key.public());
     tracing::info!(gateway = %id, "starting");
     let (routing_tx, routing) = watch::channel(Arc::new(Routing::default()));
@@ -147,6 +153,11 @@ pub async fn run(
         https_listener,
     )?;
 
+    if let Some(listen) = config.overlay {
+        let poller = Poller::new(&config.master, SecretKey::from_seed(&key_seed))?;
+        let bound = overlay::start(listen, &SecretKey::from_seed(&key_seed), poller).await?;
+        data.publish_addr("overlay", bound)?;
+    }
     let metrics_addr = local(&metrics_listener, config.metrics);
     tokio::spawn(metrics::serve(Arc::new(registry), metrics_listener));
     for (name, addr) in addrs {

@@ -106,14 +106,35 @@ impl Poller {
     /// One request: the new table, or `None` when the master answered 304 (no change from
     /// `version`).
     pub async fn fetch(&self, version: &str) -> Result<Option<RouteTable>, RoutesError> {
-        let path = format!("/v1/gateway/routes?wait_s={}", self.wait_s);
+        let tag = (!version.is_empty()).then(|| format!("\"{version}\""));
+        match self
+            .get_signed("/v1/gateway/routes", tag.as_deref(), MAX_TABLE)
+            .await?
+        {
+            None => Ok(None),
+            Some((body, _)) => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| RoutesError::Body(e.to_string())),
+        }
+    }
+
+    /// One signed long poll of `base` (a path without query; `?wait_s=` is added), with
+    /// `If-None-Match: if_none_match` when given: the body (at most `max` bytes) and the
+    /// answer's `ETag`, or `None` on 304. The members poll (`/v1/gateway/members`) uses it too.
+    pub async fn get_signed(
+        &self,
+        base: &str,
+        if_none_match: Option<&str>,
+        max: usize,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, RoutesError> {
+        let path = format!("{base}?wait_s={}", self.wait_s);
         let mut request = self
             .client
             .get(format!("{}{path}", self.master))
             .timeout(Duration::from_secs(self.wait_s + 10))
             .header("authorization", self.authorization("GET", &path, unix_ms()));
-        if !version.is_empty() {
-            request = request.header("if-none-match", format!("\"{version}\""));
+        if let Some(tag) = if_none_match {
+            request = request.header("if-none-match", tag);
         }
         let mut response = request.send().await?;
         match response.status().as_u16() {
@@ -126,16 +147,19 @@ impl Poller {
                 return Err(RoutesError::Status { status, body });
             }
         }
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await? {
-            if body.len() + chunk.len() > MAX_TABLE {
-                return Err(RoutesError::Body(format!("larger than {MAX_TABLE} bytes")));
+            if body.len() + chunk.len() > max {
+                return Err(RoutesError::Body(format!("larger than {max} bytes")));
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|e| RoutesError::Body(e.to_string()))
+        Ok(Some((body, etag)))
     }
 
     /// Polls for ever, publishing each new table on `routing`; stops when every receiver is
