@@ -332,10 +332,10 @@ impl Plan {
                 }
             }
             Event::ChunkBusy { peer, index } => {
-                if self.release(Source::Peer(peer), index) {
-                    if let Some(p) = self.peers.get_mut(&peer) {
-                        p.rest_until = now + c.rest_ms;
-                    }
+                if self.release(Source::Peer(peer), index)
+                    && let Some(p) = self.peers.get_mut(&peer)
+                {
+                    p.rest_until = now + c.rest_ms;
                 }
             }
             Event::ChunkFailed { source, index } => {

@@ -135,7 +135,7 @@ pub fn read_chunk(
     let Some(sidecar) = read_sidecar(dir, sha256) else {
         return Ok(None);
     };
-    if offset % sidecar.chunk_size != 0 {
+    if !offset.is_multiple_of(sidecar.chunk_size) {
         return Ok(None);
     }
     let index = usize::try_from(offset / sidecar.chunk_size).unwrap_or(usize::MAX);

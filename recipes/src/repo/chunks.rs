@@ -182,7 +182,7 @@ impl ChunkManifest {
 
     /// The chunk an offset is the start of; `None` unless it is a chunk boundary inside the file.
     pub fn index_of(&self, offset: u64) -> Option<usize> {
-        (offset % self.chunk_size == 0 && offset < self.length)
+        (offset.is_multiple_of(self.chunk_size) && offset < self.length)
             .then(|| (offset / self.chunk_size) as usize)
     }
 
