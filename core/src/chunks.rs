@@ -333,9 +333,10 @@ impl Plan {
             }
             Event::ChunkBusy { peer, index } => {
                 if self.release(Source::Peer(peer), index)
-                    && let Some(p) = self.peers.get_mut(&peer) {
-                        p.rest_until = now + c.rest_ms;
-                    }
+                    && let Some(p) = self.peers.get_mut(&peer)
+                {
+                    p.rest_until = now + c.rest_ms;
+                }
             }
             Event::ChunkFailed { source, index } => {
                 if self.release(source, index) {

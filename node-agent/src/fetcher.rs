@@ -360,8 +360,14 @@ impl Cache {
         Ok(path)
     }
 
-    /// Removes every blob, partial download and chunk sidecar not in `keep`.
+    /// Removes every blob, partial download and chunk sidecar not in `keep` and not being
+    /// fetched right now (a large artifact still downloading is not in any prepared plan yet).
     pub fn retain(&self, keep: &HashSet<Sha256>) -> std::io::Result<u64> {
+        let fetching: HashSet<Sha256> = self
+            .inflight
+            .lock()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
@@ -374,7 +380,7 @@ impl Cache {
                 .find_map(|suffix| name.strip_suffix(suffix))
                 .unwrap_or(name);
             let sha = base.parse::<Sha256>().ok();
-            if sha.is_none_or(|s| !keep.contains(&s)) {
+            if sha.is_none_or(|s| !keep.contains(&s) && !fetching.contains(&s)) {
                 std::fs::remove_file(&path)?;
                 removed += 1;
             }

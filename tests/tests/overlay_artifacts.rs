@@ -41,10 +41,17 @@ async fn node(m: &MasterProc, dir: &Path, home: &str, flags: &[&str]) -> (NodePr
         .args(["--country", "BE", "--isp", "Proximus", "--home", home])
         .output()
         .unwrap();
-    assert!(out.status.success(), "enrol: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "enrol: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let n = NodeProc::run_with(dir, flags);
     let id = n.status()["node"].as_str().unwrap().to_owned();
-    let up = eventually(WAIT, async || (m.node_state(&id).await == "active").then_some(())).await;
+    let up = eventually(WAIT, async || {
+        (m.node_state(&id).await == "active").then_some(())
+    })
+    .await;
     assert!(up.is_some(), "node {id} never active:\n{}", n.log());
     (n, id)
 }
@@ -93,7 +100,10 @@ fn artifact() -> (Sha256, u64) {
 }
 
 /// The agent's `overlay` status section once `check` holds.
-async fn overlay_status(n: &NodeProc, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+async fn overlay_status(
+    n: &NodeProc,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     eventually(Duration::from_secs(20), async || {
         let o = n.status()["overlay"].clone();
         check(&o).then_some(o)
@@ -111,12 +121,18 @@ async fn a_chunk_rotten_on_a_peer_is_refused_and_fetched_again_elsewhere() {
     assert!(size > 4 << 20, "the artifact must span several chunks");
     let (a, a_id) = node(&m, &tmp.path().join("a"), "home-a", FAST_PEERS).await;
     let recipe = upload_static_site(&m, tmp.path(), |r| r);
-    cli_ok(&m, &["deploy", "web", "--recipe", &recipe, "--replicas", "1"]);
+    cli_ok(
+        &m,
+        &["deploy", "web", "--recipe", &recipe, "--replicas", "1"],
+    );
     running_on(&m, &[&a_id], &[&a]).await;
 
     // The disk rots under a's cached copy, in chunk 2: a serves what it has, unchecked.
     let cached = a.dir.join("cache").join(sha.to_string());
-    let f = std::fs::OpenOptions::new().write(true).open(&cached).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cached)
+        .unwrap();
     f.write_all_at(&[0xA5; 64], (2 << 20) + 1000).unwrap();
     drop(f);
 
@@ -126,9 +142,13 @@ async fn a_chunk_rotten_on_a_peer_is_refused_and_fetched_again_elsewhere() {
 
     // b refused the rotten chunk, counted it, and still holds the artifact exactly.
     let o = overlay_status(&b, |o| o["chunks_refused"].as_u64().unwrap_or(0) >= 1).await;
-    assert!(o["bytes_down"].as_u64().unwrap_or(0) > size / 2, "b fetched little from peers: {o}");
+    assert!(
+        o["bytes_down"].as_u64().unwrap_or(0) > size / 2,
+        "b fetched little from peers: {o}"
+    );
     assert!(b.log().contains("chunk refused"), "{}", b.log());
-    let held = hearth_node_agent::fetcher::hash_file(&b.dir.join("cache").join(sha.to_string())).unwrap();
+    let held =
+        hearth_node_agent::fetcher::hash_file(&b.dir.join("cache").join(sha.to_string())).unwrap();
     assert_eq!(held, sha);
 }
 
@@ -140,7 +160,10 @@ async fn peers_serve_a_fan_out_and_the_master_sends_a_fraction() {
     let (_, size) = artifact();
     let (a, a_id) = node(&m, &tmp.path().join("a"), "home-a", FAST_PEERS).await;
     let recipe = upload_static_site(&m, tmp.path(), |r| r);
-    cli_ok(&m, &["deploy", "web", "--recipe", &recipe, "--replicas", "1"]);
+    cli_ok(
+        &m,
+        &["deploy", "web", "--recipe", &recipe, "--replicas", "1"],
+    );
     running_on(&m, &[&a_id], &[&a]).await;
 
     let mut nodes = vec![a];
@@ -157,7 +180,10 @@ async fn peers_serve_a_fan_out_and_the_master_sends_a_fraction() {
     running_on(&m, &id_refs, &node_refs).await;
     let sent = master_blob_bytes(&m).await - before;
     // Three more copies of `size` bytes; the master sent less than half of one.
-    assert!(sent < size / 2, "the master sent {sent} bytes for 3 copies of {size}");
+    assert!(
+        sent < size / 2,
+        "the master sent {sent} bytes for 3 copies of {size}"
+    );
     for n in &nodes[1..] {
         let o = overlay_status(n, |o| o["bytes_down"].as_u64().unwrap_or(0) > 0).await;
         assert!(o["bytes_down"].as_u64().unwrap() >= size / 4, "{o}");
@@ -171,13 +197,19 @@ async fn with_the_overlay_off_everything_comes_from_the_master() {
     let (_, size) = artifact();
     let (a, a_id) = node(&m, &tmp.path().join("a"), "home-a", NO_OVERLAY).await;
     let recipe = upload_static_site(&m, tmp.path(), |r| r);
-    cli_ok(&m, &["deploy", "web", "--recipe", &recipe, "--replicas", "1"]);
+    cli_ok(
+        &m,
+        &["deploy", "web", "--recipe", &recipe, "--replicas", "1"],
+    );
     running_on(&m, &[&a_id], &[&a]).await;
     let (b, b_id) = node(&m, &tmp.path().join("b"), "home-b", NO_OVERLAY).await;
     let before = master_blob_bytes(&m).await;
     cli_ok(&m, &["scale", "web", "2"]);
     running_on(&m, &[&a_id, &b_id], &[&a, &b]).await;
     let sent = master_blob_bytes(&m).await - before;
-    assert!(sent >= size, "the master sent {sent} bytes for a copy of {size}");
+    assert!(
+        sent >= size,
+        "the master sent {sent} bytes for a copy of {size}"
+    );
     assert!(b.status()["overlay"].is_null() || b.status()["overlay"]["bytes_down"] == 0);
 }

@@ -92,9 +92,10 @@ impl Bitmap {
     /// Marks chunk `i` held (ignored past the end).
     pub fn set(&mut self, i: usize) {
         if i < self.len
-            && let Some(b) = self.bytes.get_mut(i / 8) {
-                *b |= 1 << (i % 8);
-            }
+            && let Some(b) = self.bytes.get_mut(i / 8)
+        {
+            *b |= 1 << (i % 8);
+        }
     }
 
     /// Chunks held.

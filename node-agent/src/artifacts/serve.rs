@@ -151,7 +151,10 @@ async fn answer_fetch(
             .send_error(ErrorCode::NotFound, "no chunk of this artifact here")
             .await;
     };
-    if !r.offset.is_multiple_of(sidecar.chunk_size) || r.max_len > sidecar.chunk_size || r.max_len == 0 {
+    if !r.offset.is_multiple_of(sidecar.chunk_size)
+        || r.max_len > sidecar.chunk_size
+        || r.max_len == 0
+    {
         let why = format!(
             "fetch_blob on the overlay takes a chunk: offset a multiple of {} and max_len at most that",
             sidecar.chunk_size

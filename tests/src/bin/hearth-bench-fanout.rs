@@ -105,10 +105,16 @@ fn write_payload(path: &Path, len: u64) -> anyhow::Result<()> {
 async fn run(args: &Args, root: &Path, payload: &Path, overlay: bool) -> anyhow::Result<Run> {
     std::fs::create_dir_all(root)?;
     let m = MasterProc::start(root, &[]);
-    let _gw = overlay.then(|| GatewayProc::start(root, "gw1", &m, &["--overlay-listen", "127.0.0.1:0"]));
+    let _gw =
+        overlay.then(|| GatewayProc::start(root, "gw1", &m, &["--overlay-listen", "127.0.0.1:0"]));
     let budget = args.budget_mbps.to_string();
     let flags: Vec<&str> = if overlay {
-        vec!["--overlay-listen", "127.0.0.1:0", "--upload-budget-mbps", &budget]
+        vec![
+            "--overlay-listen",
+            "127.0.0.1:0",
+            "--upload-budget-mbps",
+            &budget,
+        ]
     } else {
         vec!["--overlay", "off"]
     };
@@ -120,9 +126,20 @@ async fn run(args: &Args, root: &Path, payload: &Path, overlay: bool) -> anyhow:
             .arg(m.token(&[]))
             .arg("--data-dir")
             .arg(&dir)
-            .args(["--country", "BE", "--isp", "Proximus", "--home", &format!("home-{i}")])
+            .args([
+                "--country",
+                "BE",
+                "--isp",
+                "Proximus",
+                "--home",
+                &format!("home-{i}"),
+            ])
             .output()?;
-        anyhow::ensure!(out.status.success(), "enrol: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "enrol: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         nodes.push(NodeProc::run_with(&dir, &flags));
     }
     let t = Instant::now();
@@ -134,7 +151,10 @@ async fn run(args: &Args, root: &Path, payload: &Path, overlay: bool) -> anyhow:
         if active == args.agents {
             break;
         }
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "only {active} agents active");
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(120),
+            "only {active} agents active"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let binary = hearth_tests::bin("hearth-static");
@@ -157,7 +177,17 @@ async fn run(args: &Args, root: &Path, payload: &Path, overlay: bool) -> anyhow:
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = master_blob_bytes(&m).await?;
     let replicas = args.agents.to_string();
-    cli_ok(&m, &["deploy", "fan", "--recipe", &recipe, "--replicas", &replicas]);
+    cli_ok(
+        &m,
+        &[
+            "deploy",
+            "fan",
+            "--recipe",
+            &recipe,
+            "--replicas",
+            &replicas,
+        ],
+    );
     let t = Instant::now();
     loop {
         let (_, v) = m.get("/v1/instances").await;
