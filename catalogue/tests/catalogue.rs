@@ -142,9 +142,10 @@ fn run(name: &str, bin: &str, dir: &Path) -> Instance {
 async fn healthy(c: &reqwest::Client, base: &str) -> bool {
     for _ in 0..100 {
         if let Ok(resp) = c.get(format!("{base}/healthz")).send().await
-            && resp.status().is_success() {
-                return true;
-            }
+            && resp.status().is_success()
+        {
+            return true;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false

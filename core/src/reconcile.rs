@@ -187,28 +187,30 @@ impl Agent {
                 result,
             } => {
                 if let Some(i) = self.current(&instance, generation)
-                    && i.phase == Phase::Preparing && i.wanted {
-                        match result {
-                            Ok(()) => {
-                                i.phase = Phase::Starting;
-                                out.push(Action::Start(i.spec.clone()));
-                            }
-                            Err(Prepare::Retry(why)) => {
-                                i.restarts += 1;
-                                i.phase = Phase::Backoff {
-                                    until_ms: now_ms + backoff(i.restarts),
-                                };
-                                out.push(report(i, Some(why)));
-                            }
-                            Err(Prepare::Refused(why)) => {
-                                i.phase = Phase::Failed {
-                                    reason: why.clone(),
-                                };
-                                out.push(report(i, Some(why)));
-                                out.push(Action::Persist);
-                            }
+                    && i.phase == Phase::Preparing
+                    && i.wanted
+                {
+                    match result {
+                        Ok(()) => {
+                            i.phase = Phase::Starting;
+                            out.push(Action::Start(i.spec.clone()));
+                        }
+                        Err(Prepare::Retry(why)) => {
+                            i.restarts += 1;
+                            i.phase = Phase::Backoff {
+                                until_ms: now_ms + backoff(i.restarts),
+                            };
+                            out.push(report(i, Some(why)));
+                        }
+                        Err(Prepare::Refused(why)) => {
+                            i.phase = Phase::Failed {
+                                reason: why.clone(),
+                            };
+                            out.push(report(i, Some(why)));
+                            out.push(Action::Persist);
                         }
                     }
+                }
             }
             Event::Started {
                 instance,

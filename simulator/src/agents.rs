@@ -125,10 +125,11 @@ impl Sim {
             })
             .min();
         if let Some(t) = next
-            && agent.wake.is_none_or(|w| t < w || w < now) {
-                agent.wake = Some(t);
-                self.q.at(t, Event::AgentTick { home: h, power });
-            }
+            && agent.wake.is_none_or(|w| t < w || w < now)
+        {
+            agent.wake = Some(t);
+            self.q.at(t, Event::AgentTick { home: h, power });
+        }
     }
 
     fn powered(&self, h: HomeIx, power: u64) -> bool {

@@ -140,10 +140,12 @@ impl Sim {
     pub(crate) fn on_power_back(&mut self, h: HomeIx, epoch: u64) {
         let boot = crate::distr::to_ms(self.scenario.agent.boot_seconds * 1000.0);
         if let Some(home) = self.homes.get_mut(h)
-            && home.power_epoch == epoch && !home.left {
-                home.power = Power::Booting;
-                self.q.after(boot, Event::Booted { home: h, epoch });
-            }
+            && home.power_epoch == epoch
+            && !home.left
+        {
+            home.power = Power::Booting;
+            self.q.after(boot, Event::Booted { home: h, epoch });
+        }
     }
 
     /// Booted: the agent runs again.
@@ -280,9 +282,10 @@ impl Sim {
         };
         self.active.swap_remove(pos);
         if let Some(&moved) = self.active.get(pos)
-            && let Some(p) = self.active_pos.get_mut(moved) {
-                *p = Some(pos);
-            }
+            && let Some(p) = self.active_pos.get_mut(moved)
+        {
+            *p = Some(pos);
+        }
     }
 
     /// A new volunteer joins an ISP drawn in proportion to the ISPs' sizes at the start.

@@ -33,9 +33,10 @@ fn drive(
     while let Some(ev) = queue.pop() {
         for a in p.step(now, ev) {
             if let Action::Fetch { source, index } = a
-                && let Some(e) = answer(source, index) {
-                    queue.push(e);
-                }
+                && let Some(e) = answer(source, index)
+            {
+                queue.push(e);
+            }
             seen.push(a);
         }
     }

@@ -149,9 +149,10 @@ impl<'a> Pass<'a> {
             let id = format!("{name}-{k}");
             *k += 1;
             if let Ok(id) = id.parse::<InstanceId>()
-                && !self.taken.contains(&id) {
-                    return Some(id);
-                }
+                && !self.taken.contains(&id)
+            {
+                return Some(id);
+            }
         }
         None
     }
@@ -345,13 +346,16 @@ impl<'a> Pass<'a> {
         let whole = placed == wanted;
         let may_move = out.moving.is_none() && out.calm_until_ms <= now && self.budget > 0;
         if whole && may_move && shortfall.is_none() {
-            if !self.start_drain_move(d, &kept, &mut out) && policy.rebalance && !d.rolling
-                && let Some(avail) = short {
-                    let all_ready = kept.iter().all(|(n, a)| ready(n, a) == Readiness::Ready);
-                    if all_ready {
-                        self.start_spread_move(d, &kept, got, avail, &mut out);
-                    }
+            if !self.start_drain_move(d, &kept, &mut out)
+                && policy.rebalance
+                && !d.rolling
+                && let Some(avail) = short
+            {
+                let all_ready = kept.iter().all(|(n, a)| ready(n, a) == Readiness::Ready);
+                if all_ready {
+                    self.start_spread_move(d, &kept, got, avail, &mut out);
                 }
+            }
         } else if kept.iter().any(|(n, _)| self.draining(n)) && out.moving.is_none() {
             let why = if !whole {
                 ", waiting for the deployment to be whole before moving"
