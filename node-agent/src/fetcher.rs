@@ -33,6 +33,13 @@ pub enum FetchError {
     /// The bytes do not hash to the requested digest (tampered or corrupted): discarded.
     #[error("blob {expected} was refused: its content hashes to {got}")]
     HashMismatch { expected: Sha256, got: Sha256 },
+    /// A chunk the master sent does not match the signed chunk manifest (tampered or corrupted
+    /// at the master): retrying would get the same bytes.
+    #[error(
+        "artifact {sha256}: chunk {index} from the master was refused: it does not match the \
+         signed chunk manifest (the master's copy is tampered or corrupted)"
+    )]
+    ChunkMismatch { sha256: Sha256, index: usize },
     /// Local filesystem problem.
     #[error("cache: {0}")]
     Io(#[from] std::io::Error),

@@ -149,6 +149,10 @@ pub async fn fetch(
         tokio::select! {
             Some(done) = tasks.join_next() => {
                 let Ok(outcome) = done else { continue };
+                if let Outcome::Chunk(Source::Master, index, Got::Bad) = &outcome {
+                    tracing::warn!(%sha256, index, "chunk from the master refused: it does not match the signed manifest");
+                    return Err(FetchError::ChunkMismatch { sha256: *sha256, index: *index });
+                }
                 events.push(match outcome {
                     Outcome::Providers(p) => Event::Providers(p),
                     Outcome::Have(peer, Some(chunks)) => Event::Have { peer, chunks },
