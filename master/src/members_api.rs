@@ -18,7 +18,7 @@ use crate::api::{ApiError, HttpError};
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::gateway_api::MAX_WAITERS;
-use crate::routes::{authenticate, not_modified, wait_asked};
+use crate::routes::{authenticate, if_none_match, not_modified, wait_asked};
 
 /// `GET /v1/gateway/members[?wait_s=N]`.
 pub async fn members(
@@ -30,15 +30,7 @@ pub async fn members(
     let gateway = authenticate(&ctx, &method, &uri, &headers).await?;
     let wait = wait_asked(uri.query())?;
     ctx.gateways.seen(gateway.name.as_str(), now_ms());
-    let known = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim()
-                .trim_start_matches("W/")
-                .trim_matches('"')
-                .to_owned()
-        });
+    let known = if_none_match(&headers);
     // Subscribed before the set is read: a change made after the read wakes the wait.
     let mut rx = ctx.overlay.membership.changes();
     rx.mark_unchanged();

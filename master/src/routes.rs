@@ -36,6 +36,19 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How far a signed request's time may be from the master's clock.
 pub const MAX_SKEW_MS: u64 = 5 * 60 * 1000;
 
+/// The entity tag of an `If-None-Match` header, without quotes or a weak `W/` prefix.
+pub(crate) fn if_none_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_owned()
+        })
+}
+
 /// `GET /v1/gateway/routes[?wait_s=N]`.
 pub async fn routes(
     State(ctx): State<Arc<Context>>,
@@ -46,15 +59,7 @@ pub async fn routes(
     let gateway = authenticate(&ctx, &method, &uri, &headers).await?;
     let wait = wait_asked(uri.query())?;
     ctx.gateways.seen(gateway.name.as_str(), now_ms());
-    let known = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim()
-                .trim_start_matches("W/")
-                .trim_matches('"')
-                .to_owned()
-        });
+    let known = if_none_match(&headers);
     // Subscribed before the table is read: a change made after the read wakes the wait.
     let mut store_rx = ctx.store.changes();
     let mut fleet_rx = ctx.fleet.changes();
