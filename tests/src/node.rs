@@ -200,6 +200,14 @@ impl TestSession {
         }
     }
 
+    /// The next message of any type, `overlay` included (5 s limit).
+    pub async fn next_any(&mut self) -> Option<Message> {
+        tokio::time::timeout(Duration::from_secs(5), self.control.recv())
+            .await
+            .ok()?
+            .ok()?
+    }
+
     /// Waits (5 s limit) for the connection to close; returns the close reason.
     pub async fn closed(&self) -> Option<quinn::ConnectionError> {
         tokio::time::timeout(Duration::from_secs(5), self.conn.closed())

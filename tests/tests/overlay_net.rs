@@ -68,7 +68,7 @@ async fn ask(o: &Overlay, peer: NodeId) -> Result<Message, OverlayError> {
 /// The `overlay` message the master sends a session after `welcome`.
 async fn member_set(session: &mut TestSession) -> OverlayMessage {
     for _ in 0..20 {
-        match session.next().await {
+        match session.next_any().await {
             Some(Message::Overlay(m)) => return m,
             Some(_) => continue,
             None => break,
