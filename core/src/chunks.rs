@@ -12,6 +12,9 @@
 //! [`Config::max_failures`] times in a row is dropped; the master serves the chunks that no
 //! peer still in play holds (one at a time), and with no such peer at all, everything. `have` and `providers` are
 //! refreshed periodically while the fetch lasts, so partial holders are found during a fan-out.
+//! A master that answers `busy` for a chunk (it sent that chunk to a peer already, SPEC §16.4)
+//! is not asked for it again for [`Config::master_defer_ms`], and providers are asked again
+//! soon, since some peer now has it; `busy` is not a master failure.
 //! Times are a monotonic clock in ms.
 
 use std::collections::BTreeMap;
@@ -54,6 +57,11 @@ pub struct Config {
     pub have_every_ms: u64,
     /// How often the master is asked for providers again, ms.
     pub providers_every_ms: u64,
+    /// After the master answered `busy` for a chunk: how long before it is asked for that
+    /// chunk again, ms; and how soon providers are asked again, ms.
+    pub master_defer_ms: u64,
+    /// Shortest time between two `providers` asks after a `busy`, ms.
+    pub providers_soon_ms: u64,
     /// Most candidate peers kept.
     pub max_candidates: usize,
 }
@@ -71,6 +79,8 @@ impl Default for Config {
             rest_ms: 1_000,
             have_every_ms: 1_000,
             providers_every_ms: 2_000,
+            master_defer_ms: 2_000,
+            providers_soon_ms: 500,
             max_candidates: hearth_protocol::messages::overlay::MAX_PROVIDERS,
         }
     }
@@ -114,6 +124,11 @@ pub enum Event {
     ChunkBusy {
         /// The peer.
         peer: NodeId,
+        /// Which chunk.
+        index: usize,
+    },
+    /// The master answered `busy`: a peer was sent this chunk or holds the whole artifact.
+    MasterBusy {
         /// Which chunk.
         index: usize,
     },
@@ -190,6 +205,10 @@ pub struct Plan {
     master_inflight: usize,
     master_failures: u32,
     master_rest_until: u64,
+    /// Per chunk, when the master may be asked for it again after a `busy`.
+    master_not_before: Vec<u64>,
+    /// A `busy` from the master asks for an early `providers`.
+    providers_soon: bool,
     finished: bool,
 }
 
@@ -224,6 +243,8 @@ impl Plan {
             master_inflight: 0,
             master_failures: 0,
             master_rest_until: 0,
+            master_not_before: vec![0; n],
+            providers_soon: false,
             finished: false,
         }
     }
@@ -338,6 +359,14 @@ impl Plan {
                     p.rest_until = now + c.rest_ms;
                 }
             }
+            Event::MasterBusy { index } => {
+                if self.release(Source::Master, index)
+                    && let Some(t) = self.master_not_before.get_mut(index)
+                {
+                    *t = now + c.master_defer_ms;
+                    self.providers_soon = true;
+                }
+            }
             Event::ChunkFailed { source, index } => {
                 if self.release(source, index) {
                     match source {
@@ -393,11 +422,15 @@ impl Plan {
 
     fn refresh(&mut self, now: u64, out: &mut Vec<Action>) {
         let c = self.config;
-        let due = self
-            .providers_at
-            .is_none_or(|t| now >= t + c.providers_every_ms);
+        let every = if self.providers_soon {
+            c.providers_soon_ms
+        } else {
+            c.providers_every_ms
+        };
+        let due = self.providers_at.is_none_or(|t| now >= t + every);
         if !self.asking_providers && due {
             self.asking_providers = true;
+            self.providers_soon = false;
             out.push(Action::AskProviders);
         }
         let n = self.chunks.len();
@@ -476,7 +509,10 @@ impl Plan {
                     self.send(Source::Peer(id), i, out);
                 }
                 // Held by a peer but none free now: wait for one rather than load the master.
-            } else if self.master_inflight < master_cap && self.master_rest_until <= now {
+            } else if self.master_inflight < master_cap
+                && self.master_rest_until <= now
+                && self.master_not_before.get(i).is_some_and(|t| *t <= now)
+            {
                 self.master_inflight += 1;
                 self.send(Source::Master, i, out);
             }

@@ -14,6 +14,7 @@ use hearth_protocol::{Blob, ErrorCode, Message, NodeId};
 use hearth_transport::{MessageStream, StreamError};
 
 use crate::context::Context;
+use crate::overlay::ration::{Request, Verdict};
 
 /// Answers one fetch stream of `conn`.
 pub async fn serve_fetch(
@@ -27,7 +28,7 @@ pub async fn serve_fetch(
             peers: ctx.overlay.holdings.providers(&req.sha256, &node),
             sha256: req.sha256,
         })),
-        Ok(Some(Message::FetchBlob(req))) => send_blob(ctx, &mut stream, &req).await.err(),
+        Ok(Some(Message::FetchBlob(req))) => send_blob(ctx, node, &mut stream, &req).await.err(),
         Ok(Some(Message::FetchMetadata(m))) => Some(metadata_reply(ctx, m.file)),
         Ok(Some(other)) => Some(Message::error(
             ErrorCode::UnexpectedMessage,
@@ -55,6 +56,48 @@ pub async fn serve_fetch(
     let _ = stream.finish();
 }
 
+/// Refuses a chunk request with `busy` when a peer can serve it (SPEC §16.4, [`ration`]).
+///
+/// [`ration`]: crate::overlay::ration
+fn ration(ctx: &Context, node: NodeId, req: &FetchBlob, total: u64) -> Result<(), Message> {
+    let holdings = &ctx.overlay.holdings;
+    let request = Request {
+        asker: node,
+        sha256: req.sha256,
+        offset: req.offset,
+        // A chunk's range: inside the blob and less than all of it (a whole or resumed
+        // download asks past the end).
+        ranged: req.max_len < total && req.offset.saturating_add(req.max_len) <= total,
+        asker_in_overlay: holdings.reported(&node),
+    };
+    if !request.ranged || !request.asker_in_overlay {
+        return Ok(());
+    }
+    let whole = holdings.whole_holder(&req.sha256, &node);
+    let now = ctx.overlay.now_ms();
+    let verdict = ctx
+        .overlay
+        .ration
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .decide(now, request, whole, |n| holdings.reported(n));
+    match verdict {
+        Verdict::Serve => Ok(()),
+        Verdict::Busy { peer, retry_ms } => {
+            ctx.metrics.chunks_rationed.inc();
+            Err(Message::error(
+                ErrorCode::Busy,
+                format!(
+                    "peer {peer} can serve blob {} at offset {}: fetch it from the overlay, or ask \
+                     the master again in {retry_ms} ms",
+                    req.sha256, req.offset
+                ),
+                false,
+            ))
+        }
+    }
+}
+
 /// The answer to `fetch_metadata` for `file`: its bytes, or a non-fatal `not_found`.
 pub fn metadata_reply(ctx: &Context, file: String) -> Message {
     match ctx.repository.get(&file) {
@@ -73,6 +116,7 @@ pub fn metadata_reply(ctx: &Context, file: String) -> Message {
 
 async fn send_blob(
     ctx: &Context,
+    node: NodeId,
     stream: &mut MessageStream,
     req: &FetchBlob,
 ) -> Result<(), Message> {
@@ -87,6 +131,7 @@ async fn send_blob(
     let mut file = std::fs::File::open(&path).map_err(|_| not_found())?;
     let total = file.metadata().map_err(|_| not_found())?.len();
     let end = total.min(req.offset.saturating_add(req.max_len));
+    ration(ctx, node, req, total)?;
     let mut offset = req.offset.min(total);
     file.seek(SeekFrom::Start(offset))
         .map_err(|_| not_found())?;

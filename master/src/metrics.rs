@@ -40,6 +40,8 @@ pub struct Metrics {
     pub probes: Family<CodeLabel, Counter>,
     /// Blob (artifact and recipe) bytes sent in `blob_chunk`s on fetch streams.
     pub blob_bytes_sent: Counter,
+    /// Chunk requests answered `busy` because a peer can serve them (SPEC §16.4).
+    pub chunks_rationed: Counter,
 }
 
 impl Default for Metrics {
@@ -53,6 +55,7 @@ impl Default for Metrics {
         let handshakes_refused = Counter::default();
         let probes = Family::<CodeLabel, Counter>::default();
         let blob_bytes_sent = Counter::default();
+        let chunks_rationed = Counter::default();
         registry.register("nodes", "Enrolled nodes by state", nodes.clone());
         registry.register("sessions", "Open node sessions", sessions.clone());
         registry.register("heartbeats", "Heartbeats received", heartbeats.clone());
@@ -77,6 +80,11 @@ impl Default for Metrics {
             "Blob (artifact and recipe) bytes sent on fetch streams",
             blob_bytes_sent.clone(),
         );
+        registry.register(
+            "chunks_rationed",
+            "Chunk requests from overlay nodes answered busy because a peer can serve them",
+            chunks_rationed.clone(),
+        );
         Self {
             registry,
             nodes,
@@ -87,6 +95,7 @@ impl Default for Metrics {
             handshakes_refused,
             probes,
             blob_bytes_sent,
+            chunks_rationed,
         }
     }
 }

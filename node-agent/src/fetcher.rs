@@ -7,7 +7,7 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use hearth_protocol::messages::fetch::{FetchBlob, FetchMetadata};
-use hearth_protocol::{DEFAULT_MAX_FRAME, Message, Sha256};
+use hearth_protocol::{DEFAULT_MAX_FRAME, ErrorCode, Message, Sha256};
 use hearth_transport::MessageStream;
 use tokio::sync::watch;
 
@@ -40,6 +40,24 @@ pub enum FetchError {
          signed chunk manifest (the master's copy is tampered or corrupted)"
     )]
     ChunkMismatch { sha256: Sha256, index: usize },
+    /// The master answered `busy`: a peer can serve this chunk (SPEC §16.4); ask it, or the
+    /// master again later.
+    #[error("blob {sha256}: the master is busy: {reason}")]
+    Busy { sha256: Sha256, reason: String },
+    /// A request (`fetch_metadata`, `providers_request`) did not complete: the connection or
+    /// stream failed, or the answer was not the one asked for.
+    #[error("{what}: {reason}")]
+    Request { what: String, reason: String },
+    /// The master answered a request with an error.
+    #[error("{what}: the master answered {code}: {message}")]
+    Answered {
+        what: String,
+        code: hearth_protocol::ErrorCode,
+        message: String,
+    },
+    /// A metadata file is larger than allowed.
+    #[error("metadata {file} is {size} bytes, more than the {limit} allowed")]
+    MetadataTooLarge { file: String, size: u64, limit: u64 },
     /// Local filesystem problem.
     #[error("cache: {0}")]
     Io(#[from] std::io::Error),
@@ -48,10 +66,29 @@ pub enum FetchError {
 impl FetchError {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::NoLink | Self::Transfer { .. } | Self::NotFound(_) | Self::Io(_)
-        )
+        match self {
+            Self::NoLink
+            | Self::Transfer { .. }
+            | Self::NotFound(_)
+            | Self::Busy { .. }
+            | Self::Request { .. }
+            | Self::Io(_) => true,
+            // What the master refuses on principle stays refused; the rest (internal, busy,
+            // rate limited…) may pass.
+            Self::Answered { code, .. } => !matches!(
+                code,
+                ErrorCode::InvalidMessage
+                    | ErrorCode::UnexpectedMessage
+                    | ErrorCode::UnknownMessageType
+                    | ErrorCode::UnsupportedVersion
+                    | ErrorCode::NodeRevoked
+                    | ErrorCode::UnknownNode
+            ),
+            Self::TooLarge { .. }
+            | Self::HashMismatch { .. }
+            | Self::ChunkMismatch { .. }
+            | Self::MetadataTooLarge { .. } => false,
+        }
     }
 }
 
@@ -74,36 +111,51 @@ impl Fetcher {
 
     /// Fetches one repository metadata file (`timestamp.json`, `N.root.json`…); `Ok(None)` when
     /// the master has none by that name. At most `limit` bytes.
-    pub async fn metadata(&self, file: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
-        let conn = self
-            .conn
-            .borrow()
-            .clone()
-            .ok_or("no session to the master")?;
-        let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
-        stream
-            .send(&Message::FetchMetadata(FetchMetadata {
-                file: file.to_owned(),
-            }))
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = stream.finish();
-        match stream.recv().await.map_err(|e| e.to_string())? {
-            Some(Message::Metadata(m)) if m.file == file => {
-                if m.data.0.len() as u64 > limit {
-                    return Err(format!(
-                        "metadata {file} is {} bytes, more than the {limit} allowed",
-                        m.data.0.len()
-                    ));
+    pub async fn metadata(&self, file: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        let what = || format!("fetching metadata {file}");
+        let request = Message::FetchMetadata(FetchMetadata {
+            file: file.to_owned(),
+        });
+        match self.ask(request, &what).await? {
+            Message::Metadata(m) if m.file == file => {
+                let size = m.data.0.len() as u64;
+                if size > limit {
+                    return Err(FetchError::MetadataTooLarge {
+                        file: file.to_owned(),
+                        size,
+                        limit,
+                    });
                 }
                 Ok(Some(m.data.0))
             }
-            Some(Message::Error(e)) if e.code == hearth_protocol::ErrorCode::NotFound => Ok(None),
-            Some(Message::Error(e)) => Err(e.message),
-            Some(other) => Err(format!("unexpected {}", other.type_tag())),
-            None => Err("stream ended early".into()),
+            Message::Error(e) if e.code == ErrorCode::NotFound => Ok(None),
+            other => Err(unexpected(what(), other)),
         }
+    }
+
+    /// Sends `request` on a new stream and returns the first answer.
+    async fn ask(
+        &self,
+        request: Message,
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<Message, FetchError> {
+        let conn = self.conn.borrow().clone().ok_or(FetchError::NoLink)?;
+        let failed = |reason: String| FetchError::Request {
+            what: what(),
+            reason,
+        };
+        let (send, recv) = conn.open_bi().await.map_err(|e| failed(e.to_string()))?;
+        let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
+        stream
+            .send(&request)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let _ = stream.finish();
+        stream
+            .recv()
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .ok_or_else(|| failed("the stream ended before an answer".into()))
     }
 
     /// Watches the session (a new connection is a new session: the master forgets holdings).
@@ -114,34 +166,26 @@ impl Fetcher {
     /// Asks the master which members hold `sha256` (`providers_request`, own stream). A master
     /// that does not know the message answers `unexpected_message`/`unknown_message_type`:
     /// then no peer is known and everything comes from the master.
-    pub async fn providers(&self, sha256: &Sha256) -> Result<Vec<hearth_protocol::NodeId>, String> {
-        let conn = self
-            .conn
-            .borrow()
-            .clone()
-            .ok_or("no session to the master")?;
-        let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        let mut stream = MessageStream::new(send, recv, DEFAULT_MAX_FRAME);
-        let request = hearth_protocol::messages::overlay::ProvidersRequest { sha256: *sha256 };
-        stream
-            .send(&Message::ProvidersRequest(request))
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = stream.finish();
-        match stream.recv().await.map_err(|e| e.to_string())? {
-            Some(Message::Providers(p)) if p.sha256 == *sha256 => Ok(p.peers),
-            Some(Message::Error(e))
+    pub async fn providers(
+        &self,
+        sha256: &Sha256,
+    ) -> Result<Vec<hearth_protocol::NodeId>, FetchError> {
+        let what = || format!("asking for providers of {sha256}");
+        let request =
+            Message::ProvidersRequest(hearth_protocol::messages::overlay::ProvidersRequest {
+                sha256: *sha256,
+            });
+        match self.ask(request, &what).await? {
+            Message::Providers(p) if p.sha256 == *sha256 => Ok(p.peers),
+            Message::Error(e)
                 if matches!(
                     e.code,
-                    hearth_protocol::ErrorCode::UnexpectedMessage
-                        | hearth_protocol::ErrorCode::UnknownMessageType
+                    ErrorCode::UnexpectedMessage | ErrorCode::UnknownMessageType
                 ) =>
             {
                 Ok(Vec::new())
             }
-            Some(Message::Error(e)) => Err(e.message),
-            Some(other) => Err(format!("unexpected {}", other.type_tag())),
-            None => Err("stream ended early".into()),
+            other => Err(unexpected(what(), other)),
         }
     }
 
@@ -183,6 +227,12 @@ impl Fetcher {
                 Some(Message::BlobChunk(_)) => return Err(transfer("chunk out of order".into())),
                 Some(Message::Error(e)) if e.code == hearth_protocol::ErrorCode::NotFound => {
                     return Err(FetchError::NotFound(*sha256));
+                }
+                Some(Message::Error(e)) if e.code == hearth_protocol::ErrorCode::Busy => {
+                    return Err(FetchError::Busy {
+                        sha256: *sha256,
+                        reason: e.message,
+                    });
                 }
                 Some(other) => return Err(transfer(format!("unexpected {}", other.type_tag()))),
                 None => return Err(transfer("stream ended early".into())),
@@ -410,4 +460,19 @@ pub fn hash_file(path: &Path) -> std::io::Result<Sha256> {
         hasher.update(buf.get(..n).unwrap_or_default());
     }
     Ok(hearth_protocol::Hex(hasher.finalize().into()))
+}
+
+/// The error for an answer that is not the one asked for.
+fn unexpected(what: String, answer: Message) -> FetchError {
+    match answer {
+        Message::Error(e) => FetchError::Answered {
+            what,
+            code: e.code,
+            message: e.message,
+        },
+        other => FetchError::Request {
+            what,
+            reason: format!("unexpected {}", other.type_tag()),
+        },
+    }
 }

@@ -153,7 +153,6 @@ async fn a_chunk_rotten_on_a_peer_is_refused_and_fetched_again_elsewhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "on a loaded 2-core CI machine the master sent 52% of one copy (bound: 50%): the planner falls back to the master when peer chunks time out; see issue 17 note"]
 async fn peers_serve_a_fan_out_and_the_master_sends_a_fraction() {
     let tmp = tempfile::tempdir().unwrap();
     let m = MasterProc::start(tmp.path(), &[]);
@@ -180,9 +179,11 @@ async fn peers_serve_a_fan_out_and_the_master_sends_a_fraction() {
     let node_refs: Vec<&NodeProc> = nodes.iter().collect();
     running_on(&m, &id_refs, &node_refs).await;
     let sent = master_blob_bytes(&m).await - before;
-    // Three more copies of `size` bytes; the master sent less than half of one.
+    eprintln!("the master sent {sent} bytes for 3 copies of {size}");
+    // Three more copies of `size` bytes; the master sent under a tenth of one (the peers hold
+    // it, so it answers chunk requests `busy`).
     assert!(
-        sent < size / 2,
+        sent < size / 10,
         "the master sent {sent} bytes for 3 copies of {size}"
     );
     for n in &nodes[1..] {

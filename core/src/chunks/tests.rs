@@ -278,3 +278,46 @@ fn a_busy_peer_rests_but_is_not_dropped() {
     assert!(got.len() >= 5, "{got:?}");
     assert!(got.iter().all(|(s, _)| *s == Source::Peer(a)), "{got:?}");
 }
+
+#[test]
+fn a_busy_master_defers_the_chunk_asks_providers_soon_and_is_no_failure() {
+    let c = Config::default();
+    let a = node(1);
+    let mut p = plan(4);
+    p.step(0, Event::Tick);
+    let first = fetches(&p.step(1, Event::Providers(vec![])));
+    assert_eq!(first.len(), c.master_alone);
+    // The master answers busy for all four, more times than it may fail: no give-up.
+    let mut again = Vec::new();
+    for round in 0..(c.max_master_failures + 2) {
+        let now = 10 + u64::from(round);
+        for &(_, index) in &first {
+            again.extend(p.step(now, Event::MasterBusy { index }));
+        }
+    }
+    assert!(!again.contains(&Action::GiveUp), "{again:?}");
+    assert!(
+        fetches(&again).is_empty(),
+        "deferred chunks are not asked again at once: {again:?}"
+    );
+    // Providers are asked again sooner than the usual period.
+    let soon = p.step(1 + c.providers_soon_ms, Event::Tick);
+    assert!(soon.contains(&Action::AskProviders), "{soon:?}");
+    // A peer that now holds chunk 2 serves it; the master gets the rest once the deferral ends.
+    p.step(600, Event::Providers(vec![a]));
+    let have = p.step(
+        601,
+        Event::Have {
+            peer: a,
+            chunks: {
+                let mut b = Bitmap::new(4);
+                b.set(2);
+                b.as_bytes().to_vec()
+            },
+        },
+    );
+    assert_eq!(fetches(&have), vec![(Source::Peer(a), 2)]);
+    let later = fetches(&p.step(20 + c.master_defer_ms, Event::Tick));
+    assert_eq!(later.len(), c.master_with_peers, "{later:?}");
+    assert!(later.iter().all(|(s, i)| *s == Source::Master && *i != 2));
+}

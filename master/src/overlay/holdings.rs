@@ -78,6 +78,19 @@ impl HoldingsMap {
         self.lock().remove(node);
     }
 
+    /// Whether `node`'s live session reported holdings (it takes part in the overlay).
+    pub fn reported(&self, node: &NodeId) -> bool {
+        self.lock().contains_key(node)
+    }
+
+    /// A node other than `asker` that holds all of `sha256`, if any.
+    pub fn whole_holder(&self, sha256: &Sha256, asker: &NodeId) -> Option<NodeId> {
+        self.lock()
+            .iter()
+            .find(|(n, h)| *n != asker && h.complete.contains(sha256))
+            .map(|(n, _)| *n)
+    }
+
     /// Nodes that reported `sha256`, whole holders first, each group shuffled, at most
     /// [`MAX_PROVIDERS`], never `asker`.
     pub fn providers(&self, sha256: &Sha256, asker: &NodeId) -> Vec<NodeId> {

@@ -10,6 +10,7 @@
 pub mod holdings;
 pub mod membership;
 pub mod peers;
+pub mod ration;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -31,6 +32,10 @@ pub struct OverlayState {
     pub membership: Membership,
     /// What live sessions can serve.
     pub holdings: HoldingsMap,
+    /// Which chunks the master sent into the overlay lately.
+    pub ration: std::sync::Mutex<ration::Ration>,
+    /// The origin of [`OverlayState::now_ms`].
+    started: std::time::Instant,
     /// Held by [`refresh`] from reading the set to queuing its delta.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -43,8 +48,15 @@ impl OverlayState {
         Ok(Self {
             membership: Membership::new(epoch, fleet.members(), relays(&store.gateways()?)),
             holdings: HoldingsMap::default(),
+            ration: Default::default(),
+            started: std::time::Instant::now(),
             refreshing: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Milliseconds since the master started (monotonic), the rationing clock.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The `overlay` messages a new session starts with, given the set its `hello` names.

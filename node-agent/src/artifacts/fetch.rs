@@ -171,7 +171,7 @@ pub async fn fetch(
                         Event::ChunkBad { source, index }
                     }
                     Outcome::Chunk(Source::Peer(peer), index, Got::Busy) => Event::ChunkBusy { peer, index },
-                    Outcome::Chunk(source, index, Got::Busy) => Event::ChunkFailed { source, index },
+                    Outcome::Chunk(Source::Master, index, Got::Busy) => Event::MasterBusy { index },
                     Outcome::Chunk(source, index, Got::Failed(reason)) => {
                         tracing::debug!(%sha256, index, ?source, %reason, "chunk request failed");
                         Event::ChunkFailed { source, index }
@@ -228,7 +228,10 @@ async fn chunk(
             return fetcher
                 .range(&sha256, offset, len)
                 .await
-                .map_err(|e| Got::Failed(e.to_string()));
+                .map_err(|e| match e {
+                    FetchError::Busy { .. } => Got::Busy,
+                    e => Got::Failed(e.to_string()),
+                });
         }
         Source::Peer(p) => p,
     };
