@@ -100,10 +100,12 @@ pub async fn put_deployment(
     if spec.replicas > 1000 {
         return Err(bad_request("at most 1000 replicas"));
     }
-    let info = recipe_info(&ctx, &spec.recipe).map_err(ApiError::RecipeMissing)?;
+    let info =
+        recipe_info(&ctx, &spec.recipe).map_err(|e| ApiError::RecipeMissing(e.to_string()))?;
     let declared = recipe_params(&ctx, &spec.recipe).ok();
-    request_check::params(declared.as_ref(), &spec.params).map_err(bad_request)?;
-    request_check::labels(&spec.labels).map_err(bad_request)?;
+    request_check::params(declared.as_ref(), &spec.params)
+        .map_err(|e| bad_request(e.to_string()))?;
+    request_check::labels(&spec.labels).map_err(|e| bad_request(e.to_string()))?;
     let asked = spec.clone();
     let routes_info = info.clone();
     let store = ctx.store.clone();
@@ -152,7 +154,8 @@ pub async fn update_deployment(
         Some(s @ 1..=86_400) => s * 1000,
         Some(_) => return Err(bad_request("deadline_s must be between 1 and 86400")),
     };
-    let info = recipe_info(&ctx, &req.recipe).map_err(ApiError::RecipeMissing)?;
+    let info =
+        recipe_info(&ctx, &req.recipe).map_err(|e| ApiError::RecipeMissing(e.to_string()))?;
     let declared = recipe_params(&ctx, &req.recipe).ok();
     let recipe = req.recipe;
     let missing = name.clone();
@@ -163,7 +166,8 @@ pub async fn update_deployment(
         move |old| {
             let mut spec = old.ok_or_else(|| unknown(&missing))?.clone();
             // The new recipe must take the parameters the deployment gives.
-            request_check::params(declared.as_ref(), &spec.params).map_err(bad_request)?;
+            request_check::params(declared.as_ref(), &spec.params)
+                .map_err(|e| bad_request(e.to_string()))?;
             spec.recipe = recipe.clone();
             // The routes stay; the new recipe must have the ports they go to.
             ingress_check::ports_declared(&spec, &info)?;

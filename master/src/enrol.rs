@@ -39,11 +39,22 @@ fn check(ctx: &Context, req: &EnrolRequest) -> Result<Hex<4>, (ErrorCode, String
                 "the enrolment proof is not signed by the node's key".to_owned(),
             )
         })?;
-    check_facts(&req.facts).map_err(|m| (ErrorCode::InvalidMessage, m))?;
+    check_facts(&req.facts).map_err(|e| (ErrorCode::InvalidMessage, e.to_string()))?;
     Ok(req.token_id)
 }
 
-fn check_facts(facts: &NodeFacts) -> Result<(), String> {
+/// Node facts over the limits of SPEC §12.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FactsError {
+    /// A fact longer than [`MAX_FACT_LEN`].
+    #[error("the {0} fact is longer than {MAX_FACT_LEN} bytes")]
+    TooLong(&'static str),
+    /// More than [`MAX_LABELS`] labels.
+    #[error("at most {MAX_LABELS} labels may be declared")]
+    TooManyLabels,
+}
+
+fn check_facts(facts: &NodeFacts) -> Result<(), FactsError> {
     let long = [("agent", &facts.agent), ("isp", &facts.isp)]
         .into_iter()
         .chain(
@@ -54,12 +65,10 @@ fn check_facts(facts: &NodeFacts) -> Result<(), String> {
         )
         .find(|(_, v)| v.len() > MAX_FACT_LEN);
     if let Some((what, _)) = long {
-        return Err(format!(
-            "the {what} fact is longer than {MAX_FACT_LEN} bytes"
-        ));
+        return Err(FactsError::TooLong(what));
     }
     if facts.labels.len() > MAX_LABELS {
-        return Err(format!("at most {MAX_LABELS} labels may be declared"));
+        return Err(FactsError::TooManyLabels);
     }
     Ok(())
 }

@@ -14,61 +14,93 @@ pub const MAX_LABELS: usize = 32;
 /// Longest label key or value, bytes (as node facts, SPEC §12).
 pub const MAX_LABEL_TEXT: usize = 256;
 
+/// Why a request can never run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A parameter name that is empty or holds a NUL byte.
+    #[error("parameter name {0:?} is empty or holds a NUL byte")]
+    BadParamName(String),
+    /// A parameter value with a NUL byte.
+    #[error(
+        "parameter {0} holds a NUL byte, which no program argument or environment variable can carry"
+    )]
+    NulInParam(String),
+    /// A parameter value over [`MAX_PARAM_VALUE`].
+    #[error("parameter {key} is {len} bytes; at most {MAX_PARAM_VALUE}")]
+    ParamTooLong { key: String, len: usize },
+    /// A parameter the recipe does not declare.
+    #[error("the recipe declares no parameter {key} (it declares: {declared})")]
+    Undeclared { key: String, declared: String },
+    /// A value of the wrong type.
+    #[error("parameter {key}: {error}")]
+    WrongType {
+        key: String,
+        error: hearth_recipes::policy::ValueError,
+    },
+    /// More than [`MAX_LABELS`] labels.
+    #[error("{0} labels; at most {MAX_LABELS}")]
+    TooManyLabels(usize),
+    /// A label key or value of the wrong size.
+    #[error(
+        "label {0:?}: keys must be 1–{MAX_LABEL_TEXT} bytes and values at most {MAX_LABEL_TEXT}"
+    )]
+    LabelSize(String),
+    /// A label with a NUL byte.
+    #[error("label {0:?} holds a NUL byte")]
+    NulInLabel(String),
+}
+
 /// Checks `params` against the recipe's declared parameters (`None`: the recipe could not be
 /// read, so only what no recipe could accept is refused).
 pub fn params(
     declared: Option<&BTreeMap<String, ParamKind>>,
     params: &BTreeMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), RequestError> {
     for (key, value) in params {
         if key.is_empty() || key.contains('\0') {
-            return Err(format!(
-                "parameter name {key:?} is empty or holds a NUL byte"
-            ));
+            return Err(RequestError::BadParamName(key.clone()));
         }
         if value.contains('\0') {
-            return Err(format!(
-                "parameter {key} holds a NUL byte, which no program argument or environment variable can carry"
-            ));
+            return Err(RequestError::NulInParam(key.clone()));
         }
         if value.len() > MAX_PARAM_VALUE {
-            return Err(format!(
-                "parameter {key} is {} bytes; at most {MAX_PARAM_VALUE}",
-                value.len()
-            ));
+            return Err(RequestError::ParamTooLong {
+                key: key.clone(),
+                len: value.len(),
+            });
         }
         if let Some(declared) = declared {
             let Some(kind) = declared.get(key) else {
                 let known: Vec<&str> = declared.keys().map(String::as_str).collect();
-                return Err(format!(
-                    "the recipe declares no parameter {key} (it declares: {})",
-                    if known.is_empty() {
+                return Err(RequestError::Undeclared {
+                    key: key.clone(),
+                    declared: if known.is_empty() {
                         "none".to_owned()
                     } else {
                         known.join(", ")
-                    }
-                ));
+                    },
+                });
             };
-            kind.check(value)
-                .map_err(|e| format!("parameter {key}: {e}"))?;
+            kind.check(value).map_err(|error| RequestError::WrongType {
+                key: key.clone(),
+                error,
+            })?;
         }
     }
     Ok(())
 }
 
 /// Checks the labels a deployment requires.
-pub fn labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn labels(labels: &BTreeMap<String, String>) -> Result<(), RequestError> {
     if labels.len() > MAX_LABELS {
-        return Err(format!("{} labels; at most {MAX_LABELS}", labels.len()));
+        return Err(RequestError::TooManyLabels(labels.len()));
     }
     for (k, v) in labels {
         if k.is_empty() || k.len() > MAX_LABEL_TEXT || v.len() > MAX_LABEL_TEXT {
-            return Err(format!(
-                "label {k:?}: keys must be 1–{MAX_LABEL_TEXT} bytes and values at most {MAX_LABEL_TEXT}"
-            ));
+            return Err(RequestError::LabelSize(k.clone()));
         }
         if k.contains('\0') || v.contains('\0') {
-            return Err(format!("label {k:?} holds a NUL byte"));
+            return Err(RequestError::NulInLabel(k.clone()));
         }
     }
     Ok(())
@@ -86,14 +118,18 @@ mod tests {
         ]
         .into();
         let one = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
-        assert!(params(Some(&declared), &one("title", "x\0y")).is_err_and(|e| e.contains("NUL")));
+        assert!(matches!(
+            params(Some(&declared), &one("title", "x\0y")),
+            Err(RequestError::NulInParam(_))
+        ));
         assert!(params(None, &one("title", "x\0y")).is_err());
         assert!(
             params(Some(&declared), &one("titel", "x"))
-                .is_err_and(|e| e.contains("declares no parameter titel"))
+                .is_err_and(|e| e.to_string().contains("declares no parameter titel"))
         );
         assert!(
-            params(Some(&declared), &one("workers", "many")).is_err_and(|e| e.contains("integer"))
+            params(Some(&declared), &one("workers", "many"))
+                .is_err_and(|e| e.to_string().contains("`many` is not an integer"))
         );
         assert!(params(Some(&declared), &one("title", &"a".repeat(5000))).is_err());
         assert!(params(Some(&declared), &one("workers", "4")).is_ok());

@@ -29,7 +29,7 @@ pub use hearth_core::scheduler::{
     EventKind, Move, MoveReason, NodeState, Outcome, Plan, Policy, REPLACE_BUDGET, RecipeInfo,
     Snapshot, StoredCondition, model, plan, status,
 };
-pub use recipes::{has_peers, health_checked, recipe_info, recipe_params};
+pub use recipes::{RecipeError, has_peers, health_checked, recipe_info, recipe_params};
 
 /// A node's snapshot from its record, live state and uptime standing (the fleet's admin state
 /// and liveness win over the record's; a node the fleet does not hold is `pending`).
@@ -149,9 +149,13 @@ async fn one_pass(
     let mut rollouts = Vec::new();
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     for stored in deployments.iter() {
-        let spec: Result<DeploymentSpec, String> = serde_json::from_value(stored.spec.clone())
-            .map_err(|e| format!("unreadable spec: {e}"));
-        let planned = spec.and_then(|spec| recipe_info(ctx, &spec.recipe).map(|info| (spec, info)));
+        let planned = serde_json::from_value::<DeploymentSpec>(stored.spec.clone())
+            .map_err(|e| format!("unreadable spec: {e}"))
+            .and_then(|spec| {
+                recipe_info(ctx, &spec.recipe)
+                    .map(|info| (spec, info))
+                    .map_err(|e| e.to_string())
+            });
         let (spec, info) = match planned {
             Ok(p) => p,
             Err(detail) => {

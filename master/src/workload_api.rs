@@ -71,7 +71,8 @@ pub async fn place_instance(
     // The recipe decides which parameters exist; one that cannot be read (the node will refuse
     // it) still gets what no recipe could take refused here.
     let declared = crate::scheduler::recipe_params(&ctx, &p.recipe).ok();
-    crate::request_check::params(declared.as_ref(), &p.params).map_err(bad_request)?;
+    crate::request_check::params(declared.as_ref(), &p.params)
+        .map_err(|e| bad_request(e.to_string()))?;
     let spec = Assignment {
         instance: p.instance,
         deployment: p.deployment,

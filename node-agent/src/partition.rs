@@ -113,7 +113,8 @@ pub fn prepare(
         dir: Some(&dir),
         data: Some(&data),
     };
-    let expand = |text: &str| expand(text, &ctx).map_err(PartitionError::Invalid);
+    let expand =
+        |text: &str| expand(text, &ctx).map_err(|e| PartitionError::Invalid(e.to_string()));
     let program = PathBuf::from(expand(&r.run.command)?);
     let args = r
         .run

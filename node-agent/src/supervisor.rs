@@ -553,7 +553,13 @@ async fn trusted_targets(trust: &TrustStore, fetcher: &Fetcher) -> Result<Truste
     }
     crate::trust::ensure_root(trust, fetcher)
         .await
-        .map_err(Prepare::Retry)?;
+        .map_err(|e| {
+            if e.is_transient() {
+                Prepare::Retry(e.to_string())
+            } else {
+                Prepare::Refused(e.to_string())
+            }
+        })?;
     // A refresh that fails (the master busy or restarting, no descriptors, a full disk, or
     // metadata the co-op has yet to re-sign) says nothing final about this recipe: retried with
     // backoff, its cause reported. Only what is verified against the trusted targets is final.

@@ -17,9 +17,34 @@ pub enum ParamKind {
     Boolean,
 }
 
+/// A parameter value that is not of its declared type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not a{} {kind}", if matches!(kind, ParamKind::Integer) { "n" } else { "" })]
+pub struct ValueError {
+    /// The value.
+    pub value: String,
+    /// The type it should have.
+    pub kind: ParamKind,
+}
+
+impl std::fmt::Display for ParamKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Boolean => "boolean",
+        })
+    }
+}
+
+/// An artifact source that is neither `master` nor an `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is neither `master` nor an https:// URL")]
+pub struct SourceError(pub String);
+
 impl ParamKind {
     /// Checks a value of this type; the error says why it is not one.
-    pub fn check(self, value: &str) -> Result<(), String> {
+    pub fn check(self, value: &str) -> Result<(), ValueError> {
         let ok = match self {
             Self::String => true,
             Self::Integer => value.parse::<i64>().is_ok(),
@@ -28,7 +53,10 @@ impl ParamKind {
         if ok {
             Ok(())
         } else {
-            Err(format!("`{value}` is not a {self:?}").to_lowercase())
+            Err(ValueError {
+                value: value.to_owned(),
+                kind: self,
+            })
         }
     }
 }
@@ -107,12 +135,10 @@ impl Default for DataPolicy {
 
 /// Checks a source an artifact can be fetched from: `master` (over the node's session) or an
 /// `https://` URL (checked against the signed hash like every other source).
-pub fn check_source(source: &str) -> Result<(), String> {
+pub fn check_source(source: &str) -> Result<(), SourceError> {
     if source == "master" || source.starts_with("https://") {
         Ok(())
     } else {
-        Err(format!(
-            "`{source}` is neither `master` nor an https:// URL"
-        ))
+        Err(SourceError(source.to_owned()))
     }
 }

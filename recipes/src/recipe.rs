@@ -206,14 +206,14 @@ impl Recipe {
         }
         for a in &self.artifacts {
             for src in &a.sources {
-                check_source(src).map_err(|r| field("artifacts.sources", r))?;
+                check_source(src).map_err(|e| field("artifacts.sources", e.to_string()))?;
             }
         }
         for (name, p) in &self.params {
             if let Some(d) = &p.default {
                 p.kind
                     .check(d)
-                    .map_err(|r| field(&format!("params.{name}.default"), r))?;
+                    .map_err(|e| field(&format!("params.{name}.default"), e.to_string()))?;
             }
         }
         if !(1..=1000).contains(&self.placement.replicas) {
@@ -271,6 +271,6 @@ impl Recipe {
                 Some(_) => {}
             }
         }
-        crate::template::check(self).map_err(|reason| field("run", reason))
+        crate::template::check(self).map_err(|e| field("run", e.to_string()))
     }
 }

@@ -20,21 +20,40 @@ pub struct Context<'a> {
     pub data: Option<&'a Path>,
 }
 
+/// A template that cannot be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// A `{` with no `}`.
+    #[error("unclosed `{{` in `{text}`")]
+    Unclosed {
+        /// The template.
+        text: String,
+    },
+    /// A placeholder that names nothing the recipe or node has.
+    #[error("unknown placeholder `{{{key}}}` in `{text}`")]
+    Unknown {
+        /// The placeholder, without braces.
+        key: String,
+        /// The template.
+        text: String,
+    },
+}
+
 /// Expands placeholders; an unknown placeholder is an error naming it.
-pub fn expand(text: &str, ctx: &Context<'_>) -> Result<String, String> {
+pub fn expand(text: &str, ctx: &Context<'_>) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find('{') {
         out.push_str(rest.get(..start).unwrap_or_default());
         let after = rest.get(start + 1..).unwrap_or_default();
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed `{{` in `{text}`"))?;
+        let end = after.find('}').ok_or_else(|| TemplateError::Unclosed {
+            text: text.to_owned(),
+        })?;
         let key = after.get(..end).unwrap_or_default();
-        out.push_str(
-            &lookup(key, ctx)
-                .ok_or_else(|| format!("unknown placeholder `{{{key}}}` in `{text}`"))?,
-        );
+        out.push_str(&lookup(key, ctx).ok_or_else(|| TemplateError::Unknown {
+            key: key.to_owned(),
+            text: text.to_owned(),
+        })?);
         rest = after.get(end + 1..).unwrap_or_default();
     }
     out.push_str(rest);
@@ -53,7 +72,7 @@ fn lookup(key: &str, ctx: &Context<'_>) -> Option<String> {
 }
 
 /// Checks that every placeholder in the recipe's run section names something the recipe has.
-pub(crate) fn check(recipe: &Recipe) -> Result<(), String> {
+pub(crate) fn check(recipe: &Recipe) -> Result<(), TemplateError> {
     let probe = Context {
         artifacts: recipe
             .artifacts
@@ -91,7 +110,13 @@ mod tests {
             ..Context::default()
         };
         assert_eq!(expand("--port={port:http}", &ctx).unwrap(), "--port=8080");
-        assert!(expand("{port:ssh}", &ctx).unwrap_err().contains("port:ssh"));
-        assert!(expand("{port:http", &ctx).is_err());
+        assert!(matches!(
+            expand("{port:ssh}", &ctx),
+            Err(TemplateError::Unknown { key, .. }) if key == "port:ssh"
+        ));
+        assert!(matches!(
+            expand("{port:http", &ctx),
+            Err(TemplateError::Unclosed { .. })
+        ));
     }
 }

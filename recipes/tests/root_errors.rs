@@ -19,4 +19,5 @@ async fn a_root_signed_twice_by_one_key_is_refused_with_a_sentence() {
         .to_string();
     assert!(e.contains("two signatures by the same key"), "{e}");
     assert!(!e.contains("Decoded"), "{e}");
+    assert!(!e.contains("  "), "one sentence, no runs of spaces: {e}");
 }

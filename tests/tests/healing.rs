@@ -129,6 +129,37 @@ async fn partial_deployments_run_what_fits_and_heal_onto_the_one_free_home() {
         let i = ids.iter().position(|x| x == n).unwrap();
         nodes[i].kill9();
     }
+    // Between a home's silence and its node being declared down, its replicas are shown as
+    // unknown (node suspect), not running, and not counted as serving.
+    let started = std::time::Instant::now();
+    let mut suspect_seen = None;
+    while suspect_seen.is_none() && started.elapsed() < WAIT {
+        let d = view(&m, "be-only").await;
+        let on_dead: Vec<&Value> = d["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| dead.contains(r["node"].as_str().unwrap()))
+            .collect();
+        if on_dead.iter().any(|r| r["state"] == "lost") && suspect_seen.is_none() {
+            panic!("a dead home's replica went lost without being shown suspect first: {d}");
+        }
+        if let Some(r) = on_dead.iter().find(|r| r["state"] == "unknown") {
+            assert!(
+                r["detail"].as_str().unwrap().starts_with("node suspect"),
+                "{r}"
+            );
+            assert_eq!(r["health"], "unknown", "{r}");
+            assert_eq!(r["serving"], false, "{r}");
+            suspect_seen = Some(d);
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let d = suspect_seen.expect("no view showed the dead homes' replicas as suspect");
+    assert!(
+        serving(&d).iter().all(|(_, n)| !dead.contains(n)),
+        "a suspect home's replica counted as serving: {d}"
+    );
     let free = ids
         .iter()
         .enumerate()

@@ -4,13 +4,33 @@
 
 use std::collections::BTreeMap;
 
+use hearth_protocol::Sha256;
 use hearth_protocol::messages::state::{Name, RecipeRef};
 
 use super::RecipeInfo;
 use crate::context::Context;
 
+/// Why a deployment's recipe cannot be read. Permanent for the blob it names: blobs are
+/// content-addressed, so only another upload (or another recipe reference) changes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecipeError {
+    /// No blob with that hash was uploaded.
+    #[error("recipe blob {0} is not uploaded")]
+    NotUploaded(Sha256),
+    /// The blob is not a recipe.
+    #[error("recipe blob {sha256} is not a valid recipe: {reason}")]
+    Invalid { sha256: Sha256, reason: String },
+    /// The blob is another recipe than the reference names.
+    #[error("recipe blob {sha256} is {found}, not {wanted}")]
+    Mismatch {
+        sha256: Sha256,
+        found: String,
+        wanted: String,
+    },
+}
+
 /// Reads resources and port names from the uploaded recipe.
-pub fn recipe_info(ctx: &Context, recipe: &RecipeRef) -> Result<RecipeInfo, String> {
+pub fn recipe_info(ctx: &Context, recipe: &RecipeRef) -> Result<RecipeInfo, RecipeError> {
     parsed(ctx, recipe).map(|p| p.info)
 }
 
@@ -30,7 +50,7 @@ pub fn has_peers(ctx: &Context, recipe: &RecipeRef) -> bool {
 pub fn recipe_params(
     ctx: &Context,
     recipe: &RecipeRef,
-) -> Result<BTreeMap<String, hearth_recipes::policy::ParamKind>, String> {
+) -> Result<BTreeMap<String, hearth_recipes::policy::ParamKind>, RecipeError> {
     parsed(ctx, recipe).map(|p| p.params)
 }
 
@@ -45,7 +65,7 @@ pub(super) struct ParsedRecipe {
     params: BTreeMap<String, hearth_recipes::policy::ParamKind>,
 }
 
-fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, String> {
+fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, RecipeError> {
     // Blobs are content-addressed, so a recipe read once never changes: the scheduler's
     // once-a-second passes parse each recipe once, not once per pass.
     let cached = ctx
@@ -58,10 +78,12 @@ fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, String> {
     let p = match cached {
         Some(hit) => hit,
         None => {
-            let bytes = std::fs::read(ctx.blobs.path(&recipe.sha256))
-                .map_err(|_| format!("recipe blob {} is not uploaded", recipe.sha256))?;
-            let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
-            let r = hearth_recipes::Recipe::parse(text).map_err(|e| e.to_string())?;
+            let sha256 = recipe.sha256;
+            let bytes = std::fs::read(ctx.blobs.path(&sha256))
+                .map_err(|_| RecipeError::NotUploaded(sha256))?;
+            let invalid = |reason: String| RecipeError::Invalid { sha256, reason };
+            let text = std::str::from_utf8(&bytes).map_err(|e| invalid(e.to_string()))?;
+            let r = hearth_recipes::Recipe::parse(text).map_err(|e| invalid(e.to_string()))?;
             let entry = ParsedRecipe {
                 info: RecipeInfo {
                     resources: r.resources,
@@ -82,10 +104,11 @@ fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, String> {
         }
     };
     if p.name != recipe.name || p.version != recipe.version {
-        return Err(format!(
-            "recipe blob {} is {} {}, not {} {}",
-            recipe.sha256, p.name, p.version, recipe.name, recipe.version
-        ));
+        return Err(RecipeError::Mismatch {
+            sha256: recipe.sha256,
+            found: format!("{} {}", p.name, p.version),
+            wanted: format!("{} {}", recipe.name, recipe.version),
+        });
     }
     Ok(p)
 }

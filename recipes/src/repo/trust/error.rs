@@ -118,7 +118,7 @@ pub enum TrustError {
 /// the key id's Rust debug form.
 pub(super) fn plain(text: &str) -> String {
     if text.contains("Duplicate key ID") {
-        "it carries two signatures by the same key (each key signs a root once): sign it again          with `hearth recipe keys rotate-root`, or remove the repeated signature"
+        "it carries two signatures by the same key (each key signs a root once): sign it again with `hearth recipe keys rotate-root`, or remove the repeated signature"
             .to_owned()
     } else {
         text.to_owned()
