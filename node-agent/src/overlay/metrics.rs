@@ -46,7 +46,7 @@ pub fn render(overlay: &Overlay) -> String {
     );
     let _ = writeln!(
         out,
-        "# HELP hearth_overlay_chunks_refused_total Chunk requests refused (busy, over budget).\n\
+        "# HELP hearth_overlay_chunks_refused_total Chunks from peers refused: they failed their hash against the signed manifest.\n\
          # TYPE hearth_overlay_chunks_refused_total counter\n\
          hearth_overlay_chunks_refused_total {}",
         get(&s.chunks_refused)

@@ -157,7 +157,8 @@ pub struct OverlayStats {
     pub replica_up: AtomicU64,
     /// Replica-link bytes received from peers.
     pub replica_down: AtomicU64,
-    /// Chunk requests refused (`busy`, over budget).
+    /// Chunks received from peers and refused: they failed their hash against the signed
+    /// manifest (the peer is scored down, the chunk fetched again elsewhere).
     pub chunks_refused: AtomicU64,
     /// Artifact bytes counted against the upload budget so far.
     pub budget_used: AtomicU64,

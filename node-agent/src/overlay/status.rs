@@ -33,7 +33,7 @@ pub struct OverlayHealth {
     pub budget_mbps: u64,
     /// Artifact bytes served against the budget.
     pub budget_used_bytes: u64,
-    /// Chunk requests refused.
+    /// Chunks from peers refused for failing their hash.
     pub chunks_refused: u64,
 }
 
