@@ -1,31 +1,32 @@
 //! The overlay across NATs (SPEC §16.3), in network namespaces this test creates (root, `ip`
 //! and `iptables` needed; skipped with a message otherwise). A public namespace holds the
-//! master and the gateway (the relay); two routers each masquerade a home. In home 1 runs a
-//! real agent; in home 2 a member enrolled with the master (its overlay in a thread of this
-//! test moved into that namespace). The member reaches the agent through the relay; with
-//! port-preserving NATs hole punching (DCUtR) makes the link direct, with `--random-fully`
-//! NATs it stays relayed and still carries data. The agent's `hearth-node status --json` is
-//! what is checked.
+//! master and the gateway (the relay); two routers each masquerade a home, and in each home runs
+//! a real agent (`hearth-node run`). A `[peers]` deployment of two replicas
+//! (`hearth-test-peer`) puts one in each home, so the agents link to each other over the
+//! overlay: through the relay first; with port-preserving NATs hole punching (DCUtR) makes the
+//! link direct, with `--random-fully` NATs it stays relayed. Either way the replicas reach each
+//! other through the addresses their agents gave them, and both agents' `hearth-node status
+//! --json` show the link as it is.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
-use hearth_node_agent::overlay::{LinkKind, Overlay, OverlayConfig, OverlayError};
-use hearth_protocol::messages::overlay::HaveRequest;
-use hearth_protocol::{Message, NodeId, Sha256};
+use hearth_node_agent::overlay::LinkKind;
+use hearth_tests::deploy::{cli_ok, deployment, running};
 use hearth_tests::gateway::GatewayProc;
 use hearth_tests::master::{FAST, MasterProc};
 use hearth_tests::netns::{HOME_IPS, Nat, NatLab, PUBLIC_IP, unsupported};
-use hearth_tests::node::{TestSession, enrol_node};
 use hearth_tests::{bin, eventually};
+use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(40);
+const WAIT: Duration = Duration::from_secs(60);
 
-/// The agent in home 1; killed on drop.
+/// An agent in one home; killed on drop.
 struct Agent {
     dir: PathBuf,
+    log: PathBuf,
     child: Child,
 }
 
@@ -36,123 +37,102 @@ impl Drop for Agent {
     }
 }
 
-fn status(dir: &Path) -> serde_json::Value {
-    let out = std::process::Command::new(bin("hearth-node"))
-        .args(["status", "--json", "--data-dir"])
-        .arg(dir)
-        .output()
-        .expect("status");
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
+impl Agent {
+    /// Enrols and runs an agent in `lab`'s home `i`.
+    fn start(lab: &NatLab, i: usize, root: &Path, master: &MasterProc, node_bin: &Path) -> Self {
+        let dir = root.join(format!("agent{i}"));
+        let out = NatLab::command(&lab.homes[i], node_bin)
+            .args(["enrol", "--master", &master.quic.to_string(), "--token"])
+            .arg(master.token(&[]))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--country", "BE", "--isp", ["Proximus", "Telenet"][i]])
+            .args(["--home", &format!("home-{i}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "enrol: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = root.join(format!("agent{i}.log"));
+        let child = NatLab::command(&lab.homes[i], node_bin)
+            .args(["run", "--data-dir"])
+            .arg(&dir)
+            .args(["--overlay-listen", &format!("{}:0", HOME_IPS[i])])
+            .env(
+                "RUST_LOG",
+                std::env::var("HEARTH_NAT_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { dir, log, child }
+    }
+
+    fn status(&self) -> Value {
+        let out = std::process::Command::new(bin("hearth-node"))
+            .args(["status", "--json", "--data-dir"])
+            .arg(&self.dir)
+            .output()
+            .expect("status");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The link to `peer` as this agent's status shows it.
+    fn link(&self, peer: &str) -> Option<String> {
+        let s = self.status();
+        s["overlay"]["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["node"] == peer)
+            .and_then(|p| p["link"].as_str().map(str::to_owned))
+    }
 }
 
-async fn ask(o: &Overlay, peer: NodeId) -> Result<Message, OverlayError> {
-    let mut s = o.open(peer).await?;
-    s.send(&Message::HaveRequest(HaveRequest {
-        sha256: Sha256::digest(b"nothing"),
-    }))
-    .await?;
-    tokio::time::timeout(Duration::from_secs(10), s.recv())
-        .await
-        .map_err(|_| OverlayError::Closed)??
-        .ok_or(OverlayError::Closed)
+/// A replica that records what its peers answered (`hearth-test-peer`).
+fn recipe(artifact: &hearth_protocol::Sha256, size: u64) -> String {
+    format!(
+        r#"name = "peer-echo"
+version = "1.0.0"
+description = "Replicas that greet each other across home NATs"
+[[artifacts]]
+name = "server"
+sha256 = "{artifact}"
+size = {size}
+executable = true
+[run]
+command = "{{artifact:server}}"
+args = ["--port", "{{port:cluster}}", "--out", "{{data}}/reached.json"]
+[[ports]]
+name = "cluster"
+[peers]
+port = "cluster"
+[health]
+kind = "tcp"
+port = "cluster"
+"#
+    )
 }
 
-/// What the member in home 2 saw.
-#[derive(Debug)]
-struct Seen {
-    first_answer_after: Duration,
-    link: Option<LinkKind>,
-    later_answer: bool,
+/// `reached.json` of replica `me` in `dir` once it holds `peer`'s answer, written after `since`.
+fn reached(dir: &Path, me: &str, peer: &str, since: SystemTime) -> bool {
+    let file = dir.join("data").join("reached.json");
+    let fresh = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t > since);
+    let v: Option<Value> = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    fresh && v.is_some_and(|v| v["peers"][peer] == format!("{peer} got hello from {me}").as_str())
 }
 
-/// The member: enrols, reads the member set, reaches the agent, waits `settle` for hole
-/// punching, asks again; stays up until `stop` is dropped.
-#[allow(clippy::too_many_arguments)] // one thread's whole brief
-fn member(
-    home: String,
-    master: (std::net::SocketAddr, hearth_protocol::MasterId),
-    token: String,
-    dir: PathBuf,
-    agent: NodeId,
-    settle: Duration,
-    report: std::sync::mpsc::Sender<Result<Seen, String>>,
-    stop: std::sync::mpsc::Receiver<()>,
-) {
-    NatLab::enter(&home);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let result = async {
-            let (_, key) = enrol_node(&dir, master.0, &token)
-                .await
-                .map_err(|e| format!("enrol: {e}"))?;
-            let mut session = TestSession::open(master.0, master.1, &key).await;
-            let mut set = None;
-            for _ in 0..40 {
-                if let Some(Message::Overlay(m)) = session.next_any().await
-                    && m.add.contains(&agent)
-                    && !m.relays.is_empty()
-                {
-                    set = Some(m);
-                    break;
-                }
-            }
-            let set = set.ok_or("no overlay message naming the agent and a relay")?;
-            let (o, _a, _r) = Overlay::start(OverlayConfig {
-                key,
-                listen: format!("{}:0", HOME_IPS[1]).parse().unwrap(),
-                dir: None,
-            })
-            .map_err(|e| e.to_string())?;
-            o.apply(&set).map_err(|e| e.to_string())?;
-            let started = Instant::now();
-            let mut last = String::new();
-            let mut answered = false;
-            while started.elapsed() < WAIT {
-                match ask(&o, agent).await {
-                    Ok(_) => {
-                        answered = true;
-                        break;
-                    }
-                    Err(e) => last = e.to_string(),
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            if !answered {
-                return Err(format!("the agent never answered: {last}"));
-            }
-            let first_answer_after = started.elapsed();
-            let deadline = Instant::now() + settle;
-            while Instant::now() < deadline && o.link(&agent) != Some(LinkKind::Direct) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            let link = o.link(&agent);
-            let later_answer = ask(&o, agent).await.is_ok();
-            let _ = report.send(Ok(Seen {
-                first_answer_after,
-                link,
-                later_answer,
-            }));
-            // Keep the link up while the test reads the agent's status.
-            for _ in 0..600 {
-                if !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            drop(session);
-            Ok::<(), String>(())
-        }
-        .await;
-        if let Err(e) = result {
-            let _ = report.send(Err(e));
-        }
-    });
-}
-
-/// One case: returns the agent's link to the member as its status shows it.
+/// One case: two agents behind NATs of kind `nat` link with `expect`.
 fn case(tag: &str, nat: Nat, expect: LinkKind) {
     if let Some(why) = unsupported() {
         eprintln!("SKIPPED overlay_nat ({tag}): {why}");
@@ -160,6 +140,7 @@ fn case(tag: &str, nat: Nat, expect: LinkKind) {
     }
     // Build the binaries before leaving the host's namespace.
     let node_bin = bin("hearth-node");
+    let peer_bin = PathBuf::from(env!("CARGO_BIN_EXE_hearth-test-peer"));
     let lab = NatLab::new(tag, nat);
     NatLab::enter(&lab.public);
     let root = tempfile::tempdir().unwrap();
@@ -178,107 +159,112 @@ fn case(tag: &str, nat: Nat, expect: LinkKind) {
         &master,
         &["--overlay-listen", &relay_listen],
     );
-
-    let dir = root.path().join("agent");
-    let out = NatLab::command(&lab.homes[0], &node_bin)
-        .args(["enrol", "--master", &master.quic.to_string(), "--token"])
-        .arg(master.token(&[]))
-        .arg("--data-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "enrol: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let log = std::fs::File::create(root.path().join("agent.log")).unwrap();
-    let agent = Agent {
-        child: NatLab::command(&lab.homes[0], &node_bin)
-            .args(["run", "--data-dir"])
-            .arg(&dir)
-            .args(["--overlay-listen", &format!("{}:0", HOME_IPS[0])])
-            .env(
-                "RUST_LOG",
-                std::env::var("HEARTH_NAT_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-        dir,
+    let agents = [0, 1].map(|i| Agent::start(&lab, i, root.path(), &master, &node_bin));
+    let logs = || {
+        agents
+            .iter()
+            .map(|a| format!("--- {}\n{}", a.log.display(), a.log()))
+            .collect::<String>()
     };
-    let agent_log = || std::fs::read_to_string(root.path().join("agent.log")).unwrap_or_default();
-    rt.block_on(eventually(WAIT, async || {
-        let s = status(&agent.dir);
-        s["overlay"]["relays"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|r| r["reserved"] == true))
-            .then_some(())
-    }))
-    .unwrap_or_else(|| {
-        panic!(
-            "no reservation on the relay: {}\n{}",
-            status(&agent.dir),
-            agent_log()
-        )
-    });
-    let agent_id: NodeId = status(&agent.dir)["node"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-
-    let (report_tx, report) = std::sync::mpsc::channel();
-    let (stop, stop_rx) = std::sync::mpsc::channel();
-    let settle = Duration::from_secs(if expect == LinkKind::Direct { 20 } else { 12 });
-    let home = lab.homes[1].clone();
-    let m = (master.quic, master.id);
-    let token = master.token(&[]);
-    let member_dir = root.path().join("member");
-    let member_thread = std::thread::spawn(move || {
-        member(
-            home, m, token, member_dir, agent_id, settle, report_tx, stop_rx,
-        )
-    });
-    let seen = report
-        .recv_timeout(WAIT + settle + Duration::from_secs(20))
-        .expect("the member reported")
-        .unwrap_or_else(|e| panic!("member: {e}\n{}", agent_log()));
-    eprintln!(
-        "{tag}: member saw {seen:?} (first answer after {:?})",
-        seen.first_answer_after
-    );
-    assert!(
-        seen.later_answer,
-        "the link stopped carrying data: {seen:?}"
-    );
-    assert_eq!(
-        seen.link,
-        Some(expect),
-        "member side: {seen:?}\n{}",
-        agent_log()
-    );
-    let shown = rt
-        .block_on(eventually(Duration::from_secs(10), async || {
-            let s = status(&agent.dir);
-            let peers = s["overlay"]["peers"]
+    for a in &agents {
+        rt.block_on(eventually(WAIT, async || {
+            a.status()["overlay"]["relays"]
                 .as_array()
-                .cloned()
-                .unwrap_or_default();
-            peers.iter().find(|p| p["link"] == expect.as_str()).cloned()
+                .is_some_and(|r| r.iter().any(|r| r["reserved"] == true))
+                .then_some(())
+        }))
+        .unwrap_or_else(|| panic!("no reservation on the relay: {}\n{}", a.status(), logs()));
+    }
+    let ids: Vec<String> = agents
+        .iter()
+        .map(|a| a.status()["node"].as_str().unwrap().to_owned())
+        .collect();
+
+    // One replica in each home; their agents link to each other for the `[peers]` port.
+    let size = std::fs::metadata(&peer_bin).unwrap().len();
+    let placeholder = hearth_protocol::Sha256::digest(b"filled in by hearth recipe build");
+    let reference = hearth_tests::recipes::sign_and_publish(
+        &master,
+        &recipe(&placeholder, size),
+        &[("server", &peer_bin)],
+    );
+    cli_ok(
+        &master,
+        &["deploy", "echo", "--recipe", &reference, "--replicas", "2"],
+    );
+    let two = rt
+        .block_on(eventually(WAIT, async || {
+            let r = running(&deployment(&master, "echo"));
+            (r.len() == 2).then_some(r)
         }))
         .unwrap_or_else(|| {
             panic!(
-                "agent status never showed a {} link: {}",
-                expect.as_str(),
-                status(&agent.dir)
+                "two replicas never ran: {}\n{}",
+                deployment(&master, "echo"),
+                logs()
             )
         });
-    eprintln!("{tag}: agent status shows {shown}");
-    drop(stop);
-    let _ = member_thread.join();
-    drop(agent);
+    let replica = |i: usize| {
+        let (instance, _) = two.iter().find(|(_, n)| *n == ids[i]).unwrap().clone();
+        let dir = agents[i].dir.join("instances").join(&instance);
+        (instance, dir)
+    };
+    let [(a, dir_a), (b, dir_b)] = [replica(0), replica(1)];
+
+    // The replicas reach each other (through the relay at first, whatever the NATs).
+    let start = SystemTime::now();
+    let both = |since| reached(&dir_a, &a, &b, since) && reached(&dir_b, &b, &a, since);
+    rt.block_on(eventually(WAIT, async || both(start).then_some(())))
+        .unwrap_or_else(|| {
+            panic!(
+                "the replicas never reached each other: {:?} {:?}\n{}",
+                std::fs::read_to_string(dir_a.join("data/reached.json")),
+                std::fs::read_to_string(dir_b.join("data/reached.json")),
+                logs()
+            )
+        });
+
+    // Both agents show the link as the NATs allow it, and it carries the replicas' bytes.
+    let settle = Duration::from_secs(if expect == LinkKind::Direct { 30 } else { 12 });
+    let links = rt
+        .block_on(eventually(settle, async || {
+            let l = (agents[0].link(&ids[1])?, agents[1].link(&ids[0])?);
+            (l.0 == expect.as_str() && l.1 == expect.as_str()).then_some(l)
+        }))
+        .unwrap_or_else(|| {
+            panic!(
+                "the agents never both showed a {} link: {:?} / {:?}\n{}",
+                expect.as_str(),
+                agents[0].link(&ids[1]),
+                agents[1].link(&ids[0]),
+                logs()
+            )
+        });
+    eprintln!("{tag}: agent status shows {links:?}");
+    if expect == LinkKind::Relayed {
+        // Relayed for good: nothing upgrades it later.
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(agents[0].link(&ids[1]).as_deref(), Some("relayed"));
+    }
+    let settled = SystemTime::now();
+    rt.block_on(eventually(WAIT, async || both(settled).then_some(())))
+        .unwrap_or_else(|| {
+            panic!(
+                "the link stopped carrying the replicas' bytes once {}: {:?} {:?}\n{}",
+                expect.as_str(),
+                std::fs::read_to_string(dir_a.join("data/reached.json")),
+                std::fs::read_to_string(dir_b.join("data/reached.json")),
+                logs()
+            )
+        });
+    let bytes = |s: &Value| s["overlay"]["bytes_up"].as_u64().unwrap_or(0);
+    assert!(
+        agents.iter().all(|a| bytes(&a.status()) > 0),
+        "no overlay bytes counted: {} / {}",
+        agents[0].status(),
+        agents[1].status()
+    );
+    drop(agents);
 }
 
 #[test]
