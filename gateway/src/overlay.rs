@@ -63,19 +63,36 @@ struct RelayBehaviour {
 
 /// Relay limits for a cooperative relay whose circuits carry replica links: many
 /// reservations and circuits, long circuits with a large byte budget (libp2p's defaults, 2
-/// minutes and 128 KiB per circuit, suit only a hole-punching rendezvous).
+/// minutes and 128 KiB per circuit, suit only a hole-punching rendezvous). Rates: only members
+/// are admitted, and many homes may share one address (CGNAT), so the per-address rates are
+/// far above libp2p's 60 a minute, which a fan-out to a few dozen homes behind one address
+/// exhausts in a second.
 pub fn relay_config() -> relay::Config {
+    let per = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
+    let minute = Duration::from_secs(60);
     relay::Config {
         max_reservations: 4096,
         max_reservations_per_peer: 4,
         reservation_duration: Duration::from_secs(3600),
+        reservation_rate_limiters: Vec::new(),
         max_circuits: 4096,
         max_circuits_per_peer: 64,
         max_circuit_duration: Duration::from_secs(12 * 3600),
         max_circuit_bytes: 8 << 30,
-        ..relay::Config::default()
+        circuit_src_rate_limiters: Vec::new(),
     }
+    .reservation_rate_per_peer(per(30), Duration::from_secs(120))
+    .reservation_rate_per_ip(per(RESERVATIONS_PER_IP_MINUTE), minute)
+    .circuit_src_per_peer(per(CIRCUITS_PER_PEER_MINUTE), minute)
+    .circuit_src_per_ip(per(CIRCUITS_PER_IP_MINUTE), minute)
 }
+
+/// Reservations a minute from one address.
+pub const RESERVATIONS_PER_IP_MINUTE: u32 = 1_200;
+/// Circuits a minute one member may open.
+pub const CIRCUITS_PER_PEER_MINUTE: u32 = 600;
+/// Circuits a minute from one address.
+pub const CIRCUITS_PER_IP_MINUTE: u32 = 12_000;
 
 /// Starts the relay on `listen` (UDP), admitting the members `poller` reports. Returns the
 /// address listened on (for `overlay.addr`).

@@ -417,8 +417,10 @@ impl Cache {
         Ok(path)
     }
 
-    /// Removes every blob, partial download and chunk sidecar not in `keep` and not being
-    /// fetched right now (a large artifact still downloading is not in any prepared plan yet).
+    /// Removes every blob, partial download and chunk sidecar not in `keep`, not being fetched
+    /// right now (a large artifact still downloading is not in any prepared plan yet) and not
+    /// written in the last [`GC_GRACE`] (a preparation fetches a recipe's blobs one after the
+    /// other, and the first ones are in no plan until the last arrives).
     pub fn retain(&self, keep: &HashSet<Sha256>) -> std::io::Result<u64> {
         let fetching: HashSet<Sha256> = self
             .inflight
@@ -437,7 +439,10 @@ impl Cache {
                 .find_map(|suffix| name.strip_suffix(suffix))
                 .unwrap_or(name);
             let sha = base.parse::<Sha256>().ok();
-            if sha.is_none_or(|s| !keep.contains(&s) && !fetching.contains(&s)) {
+            let recent = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < GC_GRACE));
+            if !recent && sha.is_none_or(|s| !keep.contains(&s) && !fetching.contains(&s)) {
                 std::fs::remove_file(&path)?;
                 removed += 1;
             }
@@ -445,6 +450,9 @@ impl Cache {
         Ok(removed)
     }
 }
+
+/// How long a blob written to the cache is kept whatever the plans say.
+pub const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// SHA-256 of a file's content.
 pub fn hash_file(path: &Path) -> std::io::Result<Sha256> {

@@ -9,6 +9,7 @@
 //! `overlay.json` and [`metrics`] serves Prometheus text.
 
 pub mod admission;
+pub mod dials;
 pub mod metrics;
 pub mod replica;
 pub mod status;

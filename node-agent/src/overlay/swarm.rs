@@ -154,6 +154,7 @@ pub(crate) fn spawn(
         waiters: HashMap::new(),
         punching: HashMap::new(),
         wanted: HashMap::new(),
+        dials: Default::default(),
     };
     tokio::spawn(task.run(commands));
     Ok(started)
@@ -195,6 +196,8 @@ struct Task {
     /// `open`s waiting for hole punching on a fresh relayed link, until the deadline.
     punching: HashMap<PeerId, (Instant, Vec<Reply>)>,
     wanted: HashMap<PeerId, Want>,
+    /// Dials in flight and waiting (at most [`super::dials::MAX_DIALS`] at once).
+    dials: super::dials::Dials<PeerId>,
 }
 
 impl Task {
@@ -263,8 +266,45 @@ impl Task {
         }
     }
 
-    /// Dials a peer on its direct addresses and through every relay.
+    /// Dials a peer on its direct addresses and through every relay, when a dial slot is free;
+    /// otherwise the dial waits its turn (`dials`), and its `open`s keep waiting.
     fn dial(&mut self, peer: PeerId) -> Result<(), String> {
+        if self.addrs.get(&peer).is_none_or(Vec::is_empty) && self.relays.is_empty() {
+            return Err("no known address and no relay".to_owned());
+        }
+        if !self.dials.want(peer, Instant::now()) {
+            return Ok(());
+        }
+        let result = self.start_dial(peer);
+        if result.is_err() {
+            self.dials.cancel(&peer);
+        }
+        result
+    }
+
+    /// Starts the dials that waited for a slot, now that `peer`'s ended.
+    fn dial_ended(&mut self, peer: &PeerId) {
+        let swarm = &self.swarm;
+        let next = self
+            .dials
+            .ended(peer, Instant::now(), |p| swarm.is_connected(p));
+        self.start_waiting(next);
+    }
+
+    fn start_waiting(&mut self, peers: Vec<PeerId>) {
+        for p in peers {
+            if let Err(e) = self.start_dial(p) {
+                self.dials.cancel(&p);
+                if let Some(replies) = self.waiters.remove(&p) {
+                    for r in replies {
+                        let _ = r.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_dial(&mut self, peer: PeerId) -> Result<(), String> {
         let mut addrs = self.addrs.get(&peer).cloned().unwrap_or_default();
         for (relay, state) in &self.relays {
             addrs.push(
@@ -284,7 +324,12 @@ impl Task {
             .addresses(addrs)
             .build();
         match self.swarm.dial(opts) {
-            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(DialError::DialPeerConditionFalse(_)) => {
+                // Connected or being dialled already: that dial's outcome answers the waiters.
+                self.dials.cancel(&peer);
+                Ok(())
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -369,6 +414,9 @@ impl Task {
                 }
             }
         }
+        let swarm = &self.swarm;
+        let next = self.dials.expire(now, |p| swarm.is_connected(p));
+        self.start_waiting(next);
         let redial: Vec<PeerId> = self
             .wanted
             .iter()
@@ -421,7 +469,10 @@ impl Task {
                 connection_id,
                 endpoint,
                 ..
-            } => self.established(peer_id, connection_id, &endpoint),
+            } => {
+                self.established(peer_id, connection_id, &endpoint);
+                self.dial_ended(&peer_id);
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
@@ -449,6 +500,7 @@ impl Task {
                         let _ = r.send(Err(error.to_string()));
                     }
                 }
+                self.dial_ended(&peer);
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "overlay listening");

@@ -36,10 +36,17 @@ struct Args {
     /// Longest wait for all replicas, seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
+    /// Keep the runs' directories (logs, caches) here instead of a temporary directory.
+    #[arg(long)]
+    keep: Option<std::path::PathBuf>,
+    /// Only the run with the overlay.
+    #[arg(long)]
+    only_overlay: bool,
 }
 
 struct Run {
     master_bytes: u64,
+    rationed: u64,
     secs: f64,
     rss_kib: Vec<u64>,
 }
@@ -51,10 +58,21 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("set HEARTH_BIN_DIR=target/release (the release binaries)");
     }
     let tmp = tempfile::tempdir()?;
-    let payload = tmp.path().join("payload.bin");
+    let base = args.keep.clone().unwrap_or_else(|| tmp.path().to_owned());
+    std::fs::create_dir_all(&base)?;
+    let payload = base.join("payload.bin");
     write_payload(&payload, args.mb * 1_000_000)?;
     let size = args.mb * 1_000_000;
-    let off = run(&args, &tmp.path().join("off"), &payload, false).await?;
+    let off = if args.only_overlay {
+        Run {
+            master_bytes: 0,
+            rationed: 0,
+            secs: 0.0,
+            rss_kib: Vec::new(),
+        }
+    } else {
+        run(&args, &base.join("off"), &payload, false).await?
+    };
     println!(
         "overlay off: master sent {} bytes ({:.2} copies of the artifact), all {} verified and running after {:.1} s",
         off.master_bytes,
@@ -62,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         args.agents,
         off.secs
     );
-    let on = run(&args, &tmp.path().join("on"), &payload, true).await?;
+    let on = run(&args, &base.join("on"), &payload, true).await?;
     println!(
         "overlay on (budget {} Mbit/s per agent): master sent {} bytes ({:.2} copies, {:.1} % of overlay off), all {} verified and running after {:.1} s",
         args.budget_mbps,
@@ -71,6 +89,10 @@ async fn main() -> anyhow::Result<()> {
         on.master_bytes as f64 / off.master_bytes.max(1) as f64 * 100.0,
         args.agents,
         on.secs
+    );
+    println!(
+        "overlay on: the master answered {} chunk requests busy (a peer could serve them)",
+        on.rationed
     );
     let mut rss = on.rss_kib.clone();
     rss.sort_unstable();
@@ -209,6 +231,7 @@ async fn run(args: &Args, root: &Path, payload: &Path, overlay: bool) -> anyhow:
     }
     let secs = t.elapsed().as_secs_f64();
     let master_bytes = master_blob_bytes(&m).await? - before;
+    let rationed = metric(&m, "hearth_master_chunks_rationed_total").await?;
     let mut rss = Vec::new();
     if overlay {
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -218,12 +241,17 @@ async fn run(args: &Args, root: &Path, payload: &Path, overlay: bool) -> anyhow:
     }
     Ok(Run {
         master_bytes,
+        rationed,
         secs,
         rss_kib: rss,
     })
 }
 
 async fn master_blob_bytes(m: &MasterProc) -> anyhow::Result<u64> {
+    metric(m, "hearth_master_blob_bytes_sent_total").await
+}
+
+async fn metric(m: &MasterProc, name: &str) -> anyhow::Result<u64> {
     let text = reqwest::Client::new()
         .get(format!("http://{}/metrics", m.http))
         .bearer_auth(&m.token)
@@ -232,8 +260,8 @@ async fn master_blob_bytes(m: &MasterProc) -> anyhow::Result<u64> {
         .text()
         .await?;
     text.lines()
-        .find_map(|l| l.strip_prefix("hearth_master_blob_bytes_sent_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
-        .ok_or_else(|| anyhow::anyhow!("no hearth_master_blob_bytes_sent_total"))
+        .ok_or_else(|| anyhow::anyhow!("no {name} in the master's metrics"))
 }
