@@ -56,10 +56,11 @@ pub async fn serve_fetch(
     let _ = stream.finish();
 }
 
-/// Refuses a chunk request with `busy` when a peer can serve it (SPEC §16.4, [`ration`]).
+/// The `busy` answer to a chunk request that a peer can serve (SPEC §16.4, [`ration`]), or
+/// `None` to serve it.
 ///
 /// [`ration`]: crate::overlay::ration
-fn ration(ctx: &Context, node: NodeId, req: &FetchBlob, total: u64) -> Result<(), Message> {
+fn ration(ctx: &Context, node: NodeId, req: &FetchBlob, total: u64) -> Option<Message> {
     let holdings = &ctx.overlay.holdings;
     let request = Request {
         asker: node,
@@ -71,7 +72,7 @@ fn ration(ctx: &Context, node: NodeId, req: &FetchBlob, total: u64) -> Result<()
         asker_in_overlay: holdings.reported(&node),
     };
     if !request.ranged || !request.asker_in_overlay {
-        return Ok(());
+        return None;
     }
     let whole = holdings.whole_holder(&req.sha256, &node);
     let now = ctx.overlay.now_ms();
@@ -82,10 +83,10 @@ fn ration(ctx: &Context, node: NodeId, req: &FetchBlob, total: u64) -> Result<()
         .unwrap_or_else(|p| p.into_inner())
         .decide(now, request, whole, |n| holdings.reported(n));
     match verdict {
-        Verdict::Serve => Ok(()),
+        Verdict::Serve => None,
         Verdict::Busy { peer, retry_ms } => {
             ctx.metrics.chunks_rationed.inc();
-            Err(Message::error(
+            Some(Message::error(
                 ErrorCode::Busy,
                 format!(
                     "peer {peer} can serve blob {} at offset {}: fetch it from the overlay, or ask \
@@ -131,7 +132,9 @@ async fn send_blob(
     let mut file = std::fs::File::open(&path).map_err(|_| not_found())?;
     let total = file.metadata().map_err(|_| not_found())?.len();
     let end = total.min(req.offset.saturating_add(req.max_len));
-    ration(ctx, node, req, total)?;
+    if let Some(busy) = ration(ctx, node, req, total) {
+        return Err(busy);
+    }
     let mut offset = req.offset.min(total);
     file.seek(SeekFrom::Start(offset))
         .map_err(|_| not_found())?;
