@@ -1,4 +1,4 @@
-//! The recipe of `hearth-static` that tests and benchmarks deploy.
+//! The recipes that tests and benchmarks deploy: `hearth-static` and `hearth-test-peer`.
 
 use hearth_protocol::Sha256;
 
@@ -31,6 +31,33 @@ path = "/healthz"
 [resources]
 cpu_millis = 100
 memory_mib = 32
+"#
+    )
+}
+
+/// `peer-echo` 1.0.0 running `hearth-test-peer` (`artifact`, `size` bytes): replicas that
+/// listen on their `cluster` port, reach each other through the addresses their agents give
+/// them (`[peers] port = "cluster"`) and record the answers in `{data}/reached.json`.
+pub fn peer_echo(artifact: &Sha256, size: u64) -> String {
+    format!(
+        r#"name = "peer-echo"
+version = "1.0.0"
+description = "Replicas that greet each other (hearth-test-peer)"
+[[artifacts]]
+name = "server"
+sha256 = "{artifact}"
+size = {size}
+executable = true
+[run]
+command = "{{artifact:server}}"
+args = ["--port", "{{port:cluster}}", "--out", "{{data}}/reached.json"]
+[[ports]]
+name = "cluster"
+[peers]
+port = "cluster"
+[health]
+kind = "tcp"
+port = "cluster"
 "#
     )
 }

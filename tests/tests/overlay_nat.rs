@@ -95,31 +95,6 @@ impl Agent {
     }
 }
 
-/// A replica that records what its peers answered (`hearth-test-peer`).
-fn recipe(artifact: &hearth_protocol::Sha256, size: u64) -> String {
-    format!(
-        r#"name = "peer-echo"
-version = "1.0.0"
-description = "Replicas that greet each other across home NATs"
-[[artifacts]]
-name = "server"
-sha256 = "{artifact}"
-size = {size}
-executable = true
-[run]
-command = "{{artifact:server}}"
-args = ["--port", "{{port:cluster}}", "--out", "{{data}}/reached.json"]
-[[ports]]
-name = "cluster"
-[peers]
-port = "cluster"
-[health]
-kind = "tcp"
-port = "cluster"
-"#
-    )
-}
-
 /// `reached.json` of replica `me` in `dir` once it holds `peer`'s answer, written after `since`.
 fn reached(dir: &Path, me: &str, peer: &str, since: SystemTime) -> bool {
     let file = dir.join("data").join("reached.json");
@@ -185,7 +160,7 @@ fn case(tag: &str, nat: Nat, expect: LinkKind) {
     let placeholder = hearth_protocol::Sha256::digest(b"filled in by hearth recipe build");
     let reference = hearth_tests::recipes::sign_and_publish(
         &master,
-        &recipe(&placeholder, size),
+        &hearth_tests::recipes::peer_echo(&placeholder, size),
         &[("server", &peer_bin)],
     );
     cli_ok(

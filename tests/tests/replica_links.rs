@@ -17,30 +17,6 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn recipe(artifact: &hearth_protocol::Sha256, size: u64) -> String {
-    format!(
-        r#"name = "peer-echo"
-version = "1.0.0"
-description = "Replicas that greet each other (hearth-test-peer)"
-[[artifacts]]
-name = "server"
-sha256 = "{artifact}"
-size = {size}
-executable = true
-[run]
-command = "{{artifact:server}}"
-args = ["--port", "{{port:cluster}}", "--out", "{{data}}/reached.json"]
-[[ports]]
-name = "cluster"
-[peers]
-port = "cluster"
-[health]
-kind = "tcp"
-port = "cluster"
-"#
-    )
-}
-
 fn instance_dir(nodes: &[NodeProc], ids: &[String], node: &str, instance: &str) -> PathBuf {
     let i = ids.iter().position(|n| n == node).unwrap();
     nodes[i].dir.join("instances").join(instance)
@@ -84,7 +60,7 @@ async fn replicas_reach_each_other_through_the_overlay_and_follow_a_move() {
     let placeholder = hearth_protocol::Sha256::digest(b"filled in by hearth recipe build");
     let reference = hearth_tests::recipes::sign_and_publish(
         &m,
-        &recipe(&placeholder, size),
+        &hearth_tests::recipes::peer_echo(&placeholder, size),
         &[("server", &binary)],
     );
     cli_ok(
