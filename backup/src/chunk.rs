@@ -144,3 +144,33 @@ pub(crate) fn open(
     }
     Ok(plain)
 }
+
+/// The id of `plain` as an object of the deployment with `key` (SPEC §17.2).
+pub fn object_id(key: &crate::BackupKey, plain: &[u8]) -> ChunkId {
+    id_of(&key.derive(), plain)
+}
+
+/// Seals `plain` as an object of `kind` (its id is [`object_id`]); returns the id and the
+/// sealed bytes.
+pub fn seal_object(
+    key: &crate::BackupKey,
+    kind: crate::ObjectKind,
+    plain: &[u8],
+) -> Result<(ChunkId, Vec<u8>), BackupError> {
+    let keys = key.derive();
+    let id = id_of(&keys, plain);
+    let sealed = seal(&keys, kind.as_str(), &id, plain)?;
+    Ok((id, sealed))
+}
+
+/// Opens one sealed object of `kind` named `id` (at most `max_len` bytes of plaintext),
+/// checking its tag and its id.
+pub fn open_object(
+    key: &crate::BackupKey,
+    kind: crate::ObjectKind,
+    id: &ChunkId,
+    sealed: &[u8],
+    max_len: usize,
+) -> Result<Vec<u8>, BackupError> {
+    open(&key.derive(), kind.as_str(), id, sealed, max_len)
+}

@@ -22,7 +22,7 @@ mod restore;
 mod snapshot;
 mod store;
 
-pub use chunk::ChunkId;
+pub use chunk::{ChunkId, object_id, open_object, seal_object};
 pub use error::BackupError;
 pub use key::BackupKey;
 pub use manifest::{Entry, EntryKind, MANIFEST_VERSION, MAX_MANIFEST, Manifest, SnapshotId};
