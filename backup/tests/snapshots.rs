@@ -185,6 +185,7 @@ fn a_tampered_chunk_is_refused_and_nothing_is_left_in_place() {
         .unwrap();
     let good = store.get(ObjectKind::Chunk, &other).unwrap().unwrap();
     store.put(ObjectKind::Chunk, &victim, &good).unwrap();
+    store.sync().unwrap();
     assert!(matches!(
         restore(&key, &store, &id, &target),
         Err(BackupError::Tampered { kind: "chunk", .. })
@@ -210,4 +211,26 @@ fn keys_round_trip_as_hex_and_bad_ones_are_refused() {
         Err(BackupError::BadKey)
     ));
     assert_eq!(format!("{k:?}"), "BackupKey(…)");
+}
+
+#[test]
+fn objects_are_visible_only_once_synced_and_a_crash_before_leaves_none() {
+    let t = tempfile::tempdir().unwrap();
+    let key = BackupKey::generate();
+    let (id, sealed) = hearth_backup::seal_object(&key, ObjectKind::Chunk, b"data").unwrap();
+    let store = DirStore::new(t.path());
+    store.put(ObjectKind::Chunk, &id, &sealed).unwrap();
+    assert!(store.has(ObjectKind::Chunk, &id).unwrap());
+    assert!(!store.path(ObjectKind::Chunk, &id).exists());
+    // The process dies before `sync`: a new store does not trust what it left.
+    drop(store);
+    let reopened = DirStore::new(t.path());
+    assert!(!reopened.has(ObjectKind::Chunk, &id).unwrap());
+    reopened.put(ObjectKind::Chunk, &id, &sealed).unwrap();
+    reopened.sync().unwrap();
+    let again = DirStore::new(t.path());
+    assert_eq!(
+        again.get(ObjectKind::Chunk, &id).unwrap().as_deref(),
+        Some(&sealed[..])
+    );
 }

@@ -64,7 +64,11 @@ fn object_ids_and_sealed_objects_match_the_vectors() {
             std::env::var_os("HEARTH_BLESS").is_some(),
             "{p:?} is missing: run with HEARTH_BLESS=1 once to write it"
         );
-        std::fs::write(&p, serde_json::to_string_pretty(&generate()).unwrap() + "\n").unwrap();
+        std::fs::write(
+            &p,
+            serde_json::to_string_pretty(&generate()).unwrap() + "\n",
+        )
+        .unwrap();
     }
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     let key = BackupKey::from_hex(v["key_hex"].as_str().unwrap()).unwrap();
@@ -75,8 +79,14 @@ fn object_ids_and_sealed_objects_match_the_vectors() {
         let id = object_id(&key, &plain);
         assert_eq!(id.to_string(), o["id"].as_str().unwrap(), "{o}");
         let sealed = hex::decode(o["sealed_hex"].as_str().unwrap()).unwrap();
-        let opened = open_object(&key, kind(o["kind"].as_str().unwrap()), &id, &sealed, 1 << 20)
-            .unwrap();
+        let opened = open_object(
+            &key,
+            kind(o["kind"].as_str().unwrap()),
+            &id,
+            &sealed,
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(opened, plain);
         // The same bytes under the other kind are refused (the kind is authenticated).
         let other = if o["kind"] == "chunk" {
@@ -89,11 +99,23 @@ fn object_ids_and_sealed_objects_match_the_vectors() {
     for o in v["tampered"].as_array().unwrap() {
         let id = o["id"].as_str().unwrap().parse().unwrap();
         let sealed = hex::decode(o["sealed_hex"].as_str().unwrap()).unwrap();
-        assert!(open_object(&key, kind(o["kind"].as_str().unwrap()), &id, &sealed, 1 << 20).is_err());
+        assert!(
+            open_object(
+                &key,
+                kind(o["kind"].as_str().unwrap()),
+                &id,
+                &sealed,
+                1 << 20
+            )
+            .is_err()
+        );
     }
     // A fresh seal differs (random nonce) but opens the same.
     let (id, a) = seal_object(&key, ObjectKind::Chunk, b"hello").unwrap();
     let (_, b) = seal_object(&key, ObjectKind::Chunk, b"hello").unwrap();
     assert_ne!(a, b);
-    assert_eq!(open_object(&key, ObjectKind::Chunk, &id, &b, 16).unwrap(), b"hello");
+    assert_eq!(
+        open_object(&key, ObjectKind::Chunk, &id, &b, 16).unwrap(),
+        b"hello"
+    );
 }
