@@ -69,6 +69,40 @@ pub(crate) fn id_of(keys: &Keys, plain: &[u8]) -> ChunkId {
     ChunkId(mac.finalize().into_bytes().into())
 }
 
+thread_local! {
+    /// One zstd context per thread: setting one up costs more than compressing a 64 KiB chunk.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(plain: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(LEVEL)?);
+        }
+        match c.as_mut() {
+            Some(z) => z.compress(plain),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
+fn decompress(packed: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(z) => z.decompress(packed, max_len),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
 fn aad(kind: &str, id: &ChunkId) -> Vec<u8> {
     let mut a = format!("hearth-backup/{kind}/v1").into_bytes();
     a.extend_from_slice(&id.0);
@@ -82,7 +116,7 @@ pub(crate) fn seal(
     id: &ChunkId,
     plain: &[u8],
 ) -> Result<Vec<u8>, BackupError> {
-    let packed = zstd::bulk::compress(plain, LEVEL).map_err(|_| BackupError::Seal(*id))?;
+    let packed = compress(plain).map_err(|_| BackupError::Seal(*id))?;
     let cipher = XChaCha20Poly1305::new((&keys.seal).into());
     let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
     let aad = aad(kind, id);
@@ -138,7 +172,7 @@ pub(crate) fn open(
             },
         )
         .map_err(|_| tampered())?;
-    let plain = zstd::bulk::decompress(&packed, max_len).map_err(|_| tampered())?;
+    let plain = decompress(&packed, max_len).map_err(|_| tampered())?;
     if id_of(keys, &plain) != *id {
         return Err(tampered());
     }
