@@ -407,3 +407,26 @@ fn a_closed_pipe_is_an_exit_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(141), "{stderr}");
 }
+
+#[test]
+fn init_commands_with_a_closed_pipe_fail_cleanly_without_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (bin, flag, dir) in [
+        ("hearth-master", "--data-dir", "master"),
+        ("hearth-gateway", "--data", "gateway"),
+    ] {
+        let mut child = std::process::Command::new(hearth_tests::bin(bin))
+            .args(["init", flag])
+            .arg(tmp.path().join(dir))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{bin}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{bin}: {stderr}");
+        assert!(tmp.path().join(dir).exists(), "{bin} initialised nothing");
+    }
+}

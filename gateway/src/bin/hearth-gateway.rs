@@ -1,7 +1,9 @@
 //! `hearth-gateway`: initialise a data directory, or run the gateway.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hearth_gateway::config::{GatewayConfig, RunArgs};
 use hearth_gateway::data_dir::DataDir;
@@ -42,7 +44,8 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Init { data } => {
             let id = DataDir::new(&data).init()?;
-            println!("{id}");
+            // A closed pipe (`hearth-… init | true`) is an error like any other, not a panic.
+            writeln!(std::io::stdout().lock(), "{id}").context("printing the gateway key")?;
             eprintln!(
                 "gateway initialised in {}; register it with `hearth gateway add NAME --key {id} \
                  --tunnel-addr HOST:PORT`, then start it with `hearth-gateway run --data {} \

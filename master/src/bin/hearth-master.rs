@@ -1,9 +1,11 @@
 //! `hearth-master`: initialise a data directory, or run the master.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use hearth_master::data_dir::DataDir;
 use hearth_master::liveness::LivenessConfig;
@@ -98,7 +100,8 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Init { data_dir } => {
             let id = DataDir::new(&data_dir).init()?;
-            println!("{id}");
+            // A closed pipe (`hearth-… init | true`) is an error like any other, not a panic.
+            writeln!(std::io::stdout().lock(), "{id}").context("printing the master id")?;
             eprintln!(
                 "master initialised in {}; start it with `hearth-master run --data-dir {}`",
                 data_dir.display(),
