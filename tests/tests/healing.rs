@@ -89,6 +89,39 @@ async fn partial_deployments_run_what_fits_and_heal_onto_the_one_free_home() {
         five.unwrap_or_else(|| panic!("not 5 serving: {}\n{}", futures_view(&m, "big"), m.log()));
     assert_eq!(d["running"], 5);
     assert!(notes(&d)[0].starts_with("5 of 6 replicas placed"), "{d}");
+    // `--json` carries the same warning; `deployment show` names each replica's home, ISP and
+    // country and the spread achieved.
+    let again = cli_ok(
+        &m,
+        &[
+            "deploy",
+            "--json",
+            "big",
+            "--recipe",
+            &recipe,
+            "--replicas",
+            "6",
+        ],
+    );
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert!(
+        again["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.starts_with("5 of 6 replicas placed")),
+        "{again}"
+    );
+    let shown = cli_ok(&m, &["deployment", "show", "big"]);
+    assert!(
+        shown.contains("spread:    5 homes, 2 countries, 5 ISPs, no spread asked beyond homes"),
+        "{shown}"
+    );
+    for (cc, isp, home) in &places {
+        let row = shown
+            .lines()
+            .find(|l| l.contains(home))
+            .unwrap_or_else(|| panic!("no row for {home}: {shown}"));
+        assert!(row.contains(isp) && row.contains(cc), "{row}");
+    }
     // `--wait` fails when placement does not complete.
     let waited = m.cli(&[
         "deploy",
