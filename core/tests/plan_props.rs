@@ -129,6 +129,37 @@ proptest! {
         wanted in deployments(),
         flips in flips(),
     ) {
+        check(&fleet, &wanted, &flips)?;
+    }
+}
+
+/// A case proptest found (CI, 2026-12-04): a replica re-placed in the same home while its node
+/// was down, then the node returns.
+#[test]
+fn a_home_whose_node_returns_keeps_one_replica() {
+    let mut fleet = vec![(0u8, false); 23];
+    for (i, home, up) in [
+        (4, 5, false),
+        (11, 3, false),
+        (12, 2, true),
+        (13, 5, false),
+        (18, 5, false),
+        (19, 5, false),
+        (20, 5, false),
+        (21, 2, true),
+        (22, 4, true),
+    ] {
+        fleet[i] = (home, up);
+    }
+    check(&fleet, &[(3, 5, 0)], &[vec![22, 12], vec![12], vec![]]).unwrap();
+}
+
+fn check(
+    fleet: &[(u8, bool)],
+    wanted: &[(u32, u8, u8)],
+    flips: &[Vec<usize>],
+) -> Result<(), TestCaseError> {
+    {
         let mut nodes: Vec<NodeState> = fleet
             .iter()
             .enumerate()
@@ -161,7 +192,8 @@ proptest! {
                         .find(|d| d.spec.name == spec.deployment)
                         .expect("placed for a deployment of the snapshot");
                     prop_assert!(
-                        d.spec.countries.is_empty() || d.spec.countries.contains(&n.candidate.country),
+                        d.spec.countries.is_empty()
+                            || d.spec.countries.contains(&n.candidate.country),
                         "{} placed in {} outside {:?}",
                         d.spec.name,
                         n.candidate.country,
@@ -172,7 +204,10 @@ proptest! {
             apply(&mut assignments, &planned.changes);
             for d in &deployments {
                 let mut homes = BTreeSet::new();
-                for (node, _) in assignments.iter().filter(|(_, a)| a.deployment == d.spec.name) {
+                for (node, _) in assignments
+                    .iter()
+                    .filter(|(_, a)| a.deployment == d.spec.name)
+                {
                     let n = by_id[node];
                     if n.keeps {
                         prop_assert!(
@@ -194,4 +229,5 @@ proptest! {
             }
         }
     }
+    Ok(())
 }

@@ -229,6 +229,28 @@ impl<'a> Pass<'a> {
             .map(|(n, _)| *n)
             .collect();
         kept.sort_by_key(|(n, a)| (self.draining(n), a.instance.clone()));
+        // Two live replicas in one home arise only when a node returns after a replica was
+        // placed beside its own while it was away: one per home is kept (the first in order),
+        // the others removed; what is then short is placed elsewhere like any shortfall.
+        let mut homes = std::collections::BTreeSet::new();
+        let mut doubled = Vec::new();
+        kept.retain(|(n, a)| {
+            let home = self.candidate(n).map(|c| c.home.to_string());
+            if home.is_some_and(|h| !homes.insert(h)) {
+                doubled.push((*n, a.instance.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        for (n, id) in doubled {
+            self.remove(&id);
+            let text = format!(
+                "{id} from {}: a second replica in its home",
+                self.describe(&n)
+            );
+            out.events.push(event(EventKind::Removed, text));
+        }
         let wanted = d.spec.replicas as usize;
         if kept.len() > wanted {
             if let (Some(m), Some(_)) = (out.moving.take(), incoming) {
