@@ -24,6 +24,9 @@ pub struct Declared {
     pub labels: BTreeMap<String, String>,
     /// Watts the home server draws (`--power-watts`), for the credit statement's energy.
     pub power_w: Option<u32>,
+    /// Disk the volunteer gives to the cooperative (`--disk-mib`); without it, the space free
+    /// on the data directory's filesystem at enrolment.
+    pub disk_mib: Option<u64>,
 }
 
 /// Measures the machine and combines it with what the volunteer declared.
@@ -41,7 +44,9 @@ pub fn detect(declared: Declared, data_dir: &Path) -> NodeFacts {
         capacity: Resources {
             cpu_millis,
             memory_mib: memory_mib().unwrap_or(0),
-            disk_mib: disk_mib(data_dir).unwrap_or(0),
+            disk_mib: declared
+                .disk_mib
+                .unwrap_or_else(|| free_disk_mib(data_dir).unwrap_or(0)),
             bandwidth_mbps: declared.uplink_mbps,
         },
         country: declared.country,
@@ -76,7 +81,7 @@ fn memory_mib() -> Option<u64> {
 
 /// Space available to the data directory's filesystem (the directory may not exist yet at
 /// enrolment: its nearest existing ancestor is on the same filesystem).
-fn disk_mib(path: &Path) -> Option<u64> {
+pub fn free_disk_mib(path: &Path) -> Option<u64> {
     let stat = path
         .ancestors()
         .find_map(|p| nix::sys::statvfs::statvfs(p).ok())?;

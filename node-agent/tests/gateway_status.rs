@@ -68,6 +68,7 @@ async fn status_lists_gateway_links_and_receipts() {
         downlink_mbps: 100,
         labels: BTreeMap::new(),
         power_w: None,
+        disk_mib: None,
     };
     let master = MasterId::from_key(SecretKey::generate().public());
     let facts = detect(declared, tmp.path());

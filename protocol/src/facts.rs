@@ -122,8 +122,9 @@ pub struct Resources {
     pub bandwidth_mbps: u32,
 }
 
-/// Facts a node declares at enrolment. Capacity is measured by the agent; location facts are
-/// declared by the volunteer and used for placement spread and jurisdiction.
+/// Facts a node declares at enrolment. Capacity is measured by the agent (the volunteer may
+/// declare the disk given instead); location facts are declared by the volunteer and used for
+/// placement spread and jurisdiction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct NodeFacts {

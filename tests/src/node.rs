@@ -27,6 +27,7 @@ pub fn declared(country: &str, isp: &str, home: &str) -> Declared {
         downlink_mbps: 500,
         labels: Default::default(),
         power_w: None,
+        disk_mib: Some(65536),
     }
 }
 
@@ -265,6 +266,8 @@ impl NodeProc {
             ])
             .arg(dir)
             .args(["--country", at.0, "--isp", at.1, "--home", at.2])
+            // Placement must not depend on how full the test machine's disk is.
+            .args(["--disk-mib", "65536"])
             .args(extra)
             .output()
             .expect("run hearth-node enrol");

@@ -217,6 +217,43 @@ async fn an_ht1_token_still_enrols_trusting_the_root_on_first_use_with_warnings(
     );
 }
 
+/// `--disk-mib` says how much disk the home gives (what placement may reserve on it), with a
+/// warning when that is more than is free; without it the free space is measured. A bad value
+/// is refused before anything is written.
+#[tokio::test]
+async fn enrol_declares_the_disk_the_home_gives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(tmp.path(), FAST);
+    let disk = async |out: &Output| {
+        assert!(out.status.success(), "{}", stderr(out));
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let (status, v) = m.get(&format!("/v1/nodes/{id}")).await;
+        assert_eq!(status, 200, "{v}");
+        v["facts"]["capacity"]["disk_mib"].as_u64().unwrap()
+    };
+
+    let bad = tmp.path().join("bad");
+    let out = enrol(&m, &bad, &m.token(&[]), &["--disk-mib", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--disk-mib"), "{}", stderr(&out));
+    assert!(!bad.join("node.key").exists());
+
+    // 4 TiB: more than this machine has free, so the agent warns, and the master keeps it.
+    let out = enrol(
+        &m,
+        &tmp.path().join("big"),
+        &m.token(&[]),
+        &["--disk-mib", "4194304"],
+    );
+    assert!(stderr(&out).contains("more than the"), "{}", stderr(&out));
+    assert_eq!(disk(&out).await, 4_194_304);
+
+    let out = enrol(&m, &tmp.path().join("measured"), &m.token(&[]), &[]);
+    assert!(!stderr(&out).contains("--disk-mib"), "{}", stderr(&out));
+    let measured = disk(&out).await;
+    assert!(measured > 0 && measured < 4_194_304, "{measured}");
+}
+
 /// SPEC §7.2: before its `enrol_request` an enrolment connection may fetch root metadata only,
 /// on at most 4 streams; a fifth fetch is a protocol error (close code 1).
 #[tokio::test]

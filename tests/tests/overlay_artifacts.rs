@@ -39,6 +39,7 @@ async fn node(m: &MasterProc, dir: &Path, home: &str, flags: &[&str]) -> (NodePr
         .arg("--data-dir")
         .arg(dir)
         .args(["--country", "BE", "--isp", "Proximus", "--home", home])
+        .args(["--disk-mib", "65536"])
         .output()
         .unwrap();
     assert!(

@@ -48,6 +48,7 @@ impl Agent {
             .arg(&dir)
             .args(["--country", "BE", "--isp", ["Proximus", "Telenet"][i]])
             .args(["--home", &format!("home-{i}")])
+            .args(["--disk-mib", "65536"])
             .output()
             .unwrap();
         assert!(

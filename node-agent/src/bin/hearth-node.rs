@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use hearth_node_agent::artifacts::Artifacts;
 use hearth_node_agent::credits;
 use hearth_node_agent::enrol::{RootSource, enrol_with_root};
-use hearth_node_agent::facts::Declared;
+use hearth_node_agent::facts::{Declared, free_disk_mib};
 use hearth_node_agent::fetcher::Fetcher;
 use hearth_node_agent::gateway::settle::{self, ReporterConfig};
 use hearth_node_agent::gateway::{GatewayConfig, Gateways, GatewaysStatus, RECEIPTS_KEPT};
@@ -71,6 +71,10 @@ enum Command {
         /// (without it the cooperative's default is used).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         power_watts: Option<u32>,
+        /// Disk in MiB this home gives to the cooperative's instances (what placement may
+        /// reserve on it); without it, the space free on the data directory's filesystem now.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+        disk_mib: Option<u64>,
         /// The cooperative's signed root metadata (`N.root.json`, from `hearth recipe keys`),
         /// for those who bring their own: it wins over the root an `ht2` token pins. Without
         /// it an `ht2` token's root is fetched from the master and checked against the token;
@@ -194,6 +198,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             downlink_mbps,
             labels,
             power_watts,
+            disk_mib,
             trust_root,
         } => {
             let token: EnrolToken = token.parse()?;
@@ -217,7 +222,16 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 downlink_mbps,
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
                 power_w: power_watts,
+                disk_mib,
             };
+            if let (Some(given), Some(free)) = (disk_mib, free_disk_mib(&data_dir))
+                && given > free
+            {
+                eprintln!(
+                    "warning: --disk-mib {given} is more than the {free} MiB free on the data \
+                     directory's filesystem: instances may fill it"
+                );
+            }
             let done =
                 enrol_with_root(&NodeDir::new(&data_dir), addr, &token, declared, root).await?;
             match done.root {
