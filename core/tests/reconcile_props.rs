@@ -51,6 +51,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn spec(i: usize, generation: u64) -> Assignment {
     Assignment {
+        backup: None,
         instance: format!("web-{i}").parse().unwrap(),
         deployment: "web".parse().unwrap(),
         generation,
@@ -173,7 +174,7 @@ proptest! {
                             instances.push(a);
                         }
                     }
-                    Event::Desired(DesiredState { revision, instances, gateways: Vec::new() })
+                    Event::Desired(DesiredState { holds: Vec::new(), revision, instances, gateways: Vec::new() })
                 }
                 Op::Prepared(kind) => {
                     if world.preparing.is_empty() {

@@ -74,6 +74,7 @@ pub async fn place_instance(
     crate::request_check::params(declared.as_ref(), &p.params)
         .map_err(|e| bad_request(e.to_string()))?;
     let spec = Assignment {
+        backup: None,
         instance: p.instance,
         deployment: p.deployment,
         generation: 0,

@@ -252,6 +252,7 @@ fn sample_messages(keys: &Keys) -> Vec<(String, Message)> {
         sha256: Sha256::digest(b"recipe"),
     };
     let assignment = Assignment {
+        backup: None,
         instance: parse("web-0"),
         deployment: parse("web"),
         generation: 3,
@@ -313,6 +314,7 @@ fn sample_messages(keys: &Keys) -> Vec<(String, Message)> {
         }),
         Message::HeartbeatAck(HeartbeatAck { seq: 12 }),
         Message::DesiredState(DesiredState {
+            holds: Vec::new(),
             gateways: Vec::new(),
             revision: 42,
             instances: vec![assignment, singleton],

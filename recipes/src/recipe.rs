@@ -233,8 +233,28 @@ impl Recipe {
                 format!("`{bad}` is not home, isp or country"),
             ));
         }
-        if self.data.backup != Backup::None && self.data.keep == 0 {
-            return Err(field("data.keep", "backups are on but none is kept".into()));
+        if self.data.backup != Backup::None {
+            if !self.data.persistent {
+                return Err(field(
+                    "data.backup",
+                    "backups need `persistent = true` (there is no data to back up)".into(),
+                ));
+            }
+            if !(1..=366).contains(&self.data.keep) {
+                return Err(field(
+                    "data.keep",
+                    format!("{} snapshots kept: keep 1 to 366", self.data.keep),
+                ));
+            }
+            if !(1..=5).contains(&self.data.copies) {
+                return Err(field(
+                    "data.copies",
+                    format!("{} copies: keep 1 to 5", self.data.copies),
+                ));
+            }
+        }
+        if self.data.snapshot_command.first().is_some_and(|c| c.is_empty()) {
+            return Err(field("data.snapshot_command", "the command is empty".into()));
         }
         let ports: std::collections::BTreeSet<_> =
             self.ports.iter().map(|p| p.name.as_str()).collect();

@@ -36,8 +36,19 @@ fn a_full_recipe_parses() {
     assert_eq!(r.placement.replicas, 3);
     assert_eq!(r.placement.countries.len(), 2);
     assert!(r.data.persistent);
-    assert_eq!(r.data.backup, Backup::Daily);
+    assert_eq!(r.data.backup, Backup::DAILY);
+    assert_eq!((r.data.keep, r.data.copies), (14, 2));
     assert_eq!(r.artifacts[0].sources.len(), 2);
+}
+
+#[test]
+fn backup_intervals_parse() {
+    for (text, secs) in [("hourly", 3_600), ("15m", 900), ("30s", 30), ("6h", 21_600)] {
+        let r = Recipe::parse(&BASE.replace("\"daily\"", &format!("\"{text}\""))).unwrap();
+        assert_eq!(r.data.backup.every_secs(), Some(secs), "{text}");
+    }
+    let none = Recipe::parse(&BASE.replace("backup = \"daily\"", "")).unwrap();
+    assert_eq!(none.data.backup, Backup::None);
 }
 
 #[test]
@@ -61,7 +72,15 @@ fn invalid_fields_are_named_with_the_reason() {
             "countries = [\"Belgium\"]",
             "countries",
         ),
-        ("backup = \"daily\"", "backup = \"hourly\"", "backup"),
+        ("backup = \"daily\"", "backup = \"5s\"", "backup"),
+        ("backup = \"daily\"", "backup = \"3d\"", "backup"),
+        ("keep = 14", "keep = 14\ncopies = 0", "data.copies"),
+        ("persistent = true", "persistent = false", "data.backup"),
+        (
+            "keep = 14",
+            "keep = 14\nsnapshot_command = [\"\"]",
+            "data.snapshot_command",
+        ),
         (
             "persistent = true",
             "persistent = true\ncolour = 1",

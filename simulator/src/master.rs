@@ -265,6 +265,7 @@ impl Sim {
             return;
         }
         let state = DesiredState {
+            holds: Vec::new(),
             gateways: Vec::new(),
             revision: home.revision,
             instances: home

@@ -103,6 +103,7 @@ fn desired_states_are_acked_and_raise_the_revision() {
     let mut l = link();
     open(&mut l, 0, 50);
     let ds = DesiredState {
+        holds: Vec::new(),
         gateways: Vec::new(),
         revision: 7,
         instances: vec![],

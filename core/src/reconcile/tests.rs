@@ -7,6 +7,7 @@ use super::*;
 
 fn spec(id: &str, generation: u64, lease_ms: Option<u64>) -> Assignment {
     Assignment {
+        backup: None,
         instance: id.parse().unwrap(),
         deployment: "web".parse().unwrap(),
         generation,
@@ -26,6 +27,7 @@ fn spec(id: &str, generation: u64, lease_ms: Option<u64>) -> Assignment {
 
 fn desired(revision: u64, specs: Vec<Assignment>) -> Event {
     Event::Desired(DesiredState {
+        holds: Vec::new(),
         gateways: Vec::new(),
         revision,
         instances: specs,

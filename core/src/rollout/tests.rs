@@ -26,6 +26,7 @@ impl World {
         let replicas = (0..n)
             .map(|i| {
                 let a = Assignment {
+                    backup: None,
                     instance: format!("web-{i}").parse().unwrap(),
                     deployment: "web".parse().unwrap(),
                     generation: 1,

@@ -137,6 +137,7 @@ impl<'a> Pass<'a> {
             lease_ms: None,
             exposed: Vec::new(),
             peers: Vec::new(),
+            backup: None,
         };
         self.changes.push(Change::Place {
             node,

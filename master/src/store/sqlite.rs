@@ -481,6 +481,7 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             let gateways = gateways::publish(conn, &mut instances)?;
             Ok(DesiredState {
+                holds: Vec::new(),
                 gateways,
                 revision: opt_ms(revision).unwrap_or(0),
                 instances,

@@ -1,6 +1,7 @@
 //! Every message of protocol version 1, as one enum dispatched by its `type` tag.
 
 pub mod audit;
+pub mod backup;
 pub mod enrol;
 pub mod error;
 pub mod fetch;
@@ -15,6 +16,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use audit::{AuditAnswer, AuditProbe};
+use backup::{
+    BackupCommit, BackupFetch, BackupGet, BackupObject, BackupOffer, BackupStored, BackupWant,
+    SnapshotReport,
+};
 use enrol::{EnrolAccepted, EnrolRequest};
 use error::ErrorMessage;
 use fetch::{BlobChunk, FetchBlob, FetchMetadata, Metadata};
@@ -92,6 +97,22 @@ pub enum Message {
     Have(Have),
     /// Peer → peer (overlay stream): connect to a replica's peer port.
     ReplicaOpen(ReplicaOpen),
+    /// Node → master: a snapshot was taken and is durable on its holders (SPEC §17.5).
+    SnapshotReport(SnapshotReport),
+    /// Overlay: a snapshot's objects offered to a holder (SPEC §17.6).
+    BackupOffer(BackupOffer),
+    /// Overlay: the offered objects the holder lacks.
+    BackupWant(BackupWant),
+    /// Overlay: one sealed object, its bytes following the frame.
+    BackupObject(BackupObject),
+    /// Overlay: keep the snapshot (and these others only).
+    BackupCommit(BackupCommit),
+    /// Overlay: the snapshot is durable on the holder.
+    BackupStored(BackupStored),
+    /// Overlay: a snapshot's manifest asked of a holder (SPEC §17.7).
+    BackupGet(BackupGet),
+    /// Overlay: chunks asked of a holder.
+    BackupFetch(BackupFetch),
 }
 
 /// Lists each variant with its wire tag once, and derives from that list the tag table, the
@@ -152,6 +173,14 @@ tags! {
     HaveRequest => "have_request",
     Have => "have",
     ReplicaOpen => "replica_open",
+    SnapshotReport => "snapshot_report",
+    BackupOffer => "backup_offer",
+    BackupWant => "backup_want",
+    BackupObject => "backup_object",
+    BackupCommit => "backup_commit",
+    BackupStored => "backup_stored",
+    BackupGet => "backup_get",
+    BackupFetch => "backup_fetch",
 }
 
 impl Message {

@@ -36,6 +36,10 @@ pub struct DesiredState {
     /// instances has a published port. Absent: none (close any link).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<crate::messages::tunnel::GatewayRef>,
+    /// Deployments whose backup copies this node keeps (SPEC §17.4). Absent: none (the copies
+    /// it holds are deleted after a grace period).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<crate::messages::backup::Holding>,
 }
 
 /// One instance the node must run.
@@ -69,6 +73,10 @@ pub struct Assignment {
     /// the instance may reach each one's peer port over the overlay (SPEC §16.5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<crate::messages::overlay::ReplicaPeer>,
+    /// When the recipe backs up its persistent data: the deployment's key, the schedule, the
+    /// homes that keep the copies, and a snapshot to restore first (SPEC §17.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::messages::backup::BackupPlan>,
 }
 
 /// A recipe named by the master; the node only runs it after verifying it.
@@ -98,6 +106,8 @@ pub struct DesiredStateAck {
 pub enum InstanceState {
     /// Accepted, waiting for the recipe and artifacts.
     Fetching,
+    /// Verified; the latest snapshot of its data is being restored before it starts.
+    Restoring,
     /// Verified, the process is being started.
     Starting,
     /// The process runs.
