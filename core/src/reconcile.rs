@@ -28,6 +28,9 @@ pub const UNHEALTHY_AFTER: u32 = 3;
 pub enum Phase {
     /// Recipe and artifacts are being fetched and verified.
     Preparing,
+    /// Verified; the driver restores a snapshot of the data before the first start
+    /// (`Assignment.backup.restore`).
+    Restoring,
     /// Verified; the driver is starting the process.
     Starting,
     /// The process runs.
@@ -79,6 +82,10 @@ pub struct Instance {
     pub failed_checks: u32,
     /// False once the master no longer wants it: it is stopped and forgotten.
     pub wanted: bool,
+    /// The restore step last done: `Some(0)` once a first start checked for a snapshot to
+    /// restore, `Some(n)` once the operator's restore request `n` was applied.
+    #[serde(default)]
+    pub restored: Option<u64>,
 }
 
 /// Something that happened.
@@ -104,6 +111,14 @@ pub enum Event {
         instance: InstanceId,
         generation: u64,
         reason: String,
+    },
+    /// A restore finished (or was not needed: the data directory already held data).
+    Restored {
+        instance: InstanceId,
+        generation: u64,
+        /// The restore step done (`Restore.seq`).
+        seq: u64,
+        result: Result<(), Prepare>,
     },
     /// A process exited.
     Exited {
@@ -139,6 +154,9 @@ pub enum Prepare {
 pub enum Action {
     /// Fetch and verify the recipe and artifacts, set up the partition.
     Prepare(Assignment),
+    /// Restore the snapshot `spec.backup.restore` names into the instance's data directory (for
+    /// `seq` 0, only if that directory holds nothing yet), then answer `Restored`.
+    Restore(Assignment),
     /// Start the prepared instance.
     Start(Assignment),
     /// Signal a process group: SIGTERM, or SIGKILL when `kill`.
@@ -191,6 +209,11 @@ impl Agent {
                     && i.wanted
                 {
                     match result {
+                        Ok(()) if restore_due(i).is_some() => {
+                            i.phase = Phase::Restoring;
+                            out.push(Action::Restore(i.spec.clone()));
+                            out.push(report(i, None));
+                        }
                         Ok(()) => {
                             i.phase = Phase::Starting;
                             out.push(Action::Start(i.spec.clone()));
@@ -201,6 +224,49 @@ impl Agent {
                                 until_ms: now_ms + backoff(i.restarts),
                             };
                             out.push(report(i, Some(why)));
+                        }
+                        Err(Prepare::Refused(why)) => {
+                            i.phase = Phase::Failed {
+                                reason: why.clone(),
+                            };
+                            out.push(report(i, Some(why)));
+                            out.push(Action::Persist);
+                        }
+                    }
+                }
+            }
+            Event::Restored {
+                instance,
+                generation,
+                seq,
+                result,
+            } => {
+                if let Some(i) = self.current(&instance, generation)
+                    && i.phase == Phase::Restoring
+                    && i.wanted
+                {
+                    match result {
+                        Ok(()) => {
+                            i.restored = Some(seq);
+                            i.phase = Phase::Starting;
+                            out.push(Action::Start(i.spec.clone()));
+                            out.push(Action::Persist);
+                        }
+                        Err(Prepare::Retry(why)) => {
+                            i.restarts += 1;
+                            i.phase = Phase::Backoff {
+                                until_ms: now_ms + backoff(i.restarts),
+                            };
+                            out.push(report(i, Some(why)));
+                        }
+                        Err(Prepare::Refused(why)) if seq > 0 => {
+                            // The operator's restore failed its checks: the data was left as
+                            // it was, so the instance starts on it again, saying why.
+                            i.restored = Some(seq);
+                            i.phase = Phase::Starting;
+                            out.push(report(i, Some(why)));
+                            out.push(Action::Start(i.spec.clone()));
+                            out.push(Action::Persist);
                         }
                         Err(Prepare::Refused(why)) => {
                             i.phase = Phase::Failed {
@@ -335,6 +401,7 @@ impl Agent {
                         health: Health::Unknown,
                         failed_checks: 0,
                         wanted: true,
+                        restored: None,
                     };
                     out.push(report(&i, None));
                     self.instances.insert(id, i);
@@ -353,7 +420,25 @@ impl Agent {
                         }
                     }
                 }
-                Some(_) => {} // same or older generation: nothing to do
+                Some(i) if spec.generation == i.spec.generation => {
+                    // The backup plan changes without a new generation (holders, `now`, a
+                    // restore the operator asked for): it is taken in place.
+                    i.spec.backup = spec.backup;
+                    if restore_due(i).is_some_and(|seq| seq > 0) {
+                        // The operator's restore: stop, then prepare and restore again.
+                        i.restarts = 0;
+                        match i.phase {
+                            Phase::Running { .. } => stop(i, now_ms, out),
+                            Phase::Failed { .. } | Phase::Backoff { .. } | Phase::Stopped => {
+                                i.phase = Phase::Preparing;
+                                out.push(Action::Prepare(i.spec.clone()));
+                                out.push(report(i, None));
+                            }
+                            _ => {} // preparing, restoring, starting, stopping: it comes round
+                        }
+                    }
+                }
+                Some(_) => {} // older generation: nothing to do
             }
         }
         self.forget_stopped(out);
@@ -490,6 +575,18 @@ fn stop(i: &mut Instance, now_ms: u64, out: &mut Vec<Action>) {
     }
 }
 
+/// The restore step `i` still has to do before it starts: `Some(0)` at a first start when its
+/// plan names a snapshot, `Some(n)` for an operator's restore request not yet applied.
+fn restore_due(i: &Instance) -> Option<u64> {
+    let r = i.spec.backup.as_ref()?.restore.as_ref()?;
+    match (r.seq, i.restored) {
+        (0, None) => Some(0),
+        (0, Some(_)) => None,
+        (n, done) if done.is_none_or(|d| d < n) => Some(n),
+        _ => None,
+    }
+}
+
 fn backoff(restarts: u32) -> u64 {
     Backoff::RESTART.ceiling_ms(restarts)
 }
@@ -497,6 +594,7 @@ fn backoff(restarts: u32) -> u64 {
 fn state_of(phase: &Phase) -> InstanceState {
     match phase {
         Phase::Preparing => InstanceState::Fetching,
+        Phase::Restoring => InstanceState::Restoring,
         Phase::Starting => InstanceState::Starting,
         Phase::Running { .. } => InstanceState::Running,
         Phase::Backoff { .. } => InstanceState::Restarting,
@@ -526,5 +624,7 @@ fn report(i: &Instance, message: Option<String>) -> Action {
     }
 }
 
+#[cfg(test)]
+mod restore_tests;
 #[cfg(test)]
 mod tests;

@@ -105,6 +105,19 @@ impl World {
             for action in agent.step(self.now, e) {
                 match action {
                     Action::Prepare(a) => self.preparing.push((a.instance, a.generation)),
+                    Action::Restore(a) => {
+                        let seq = a
+                            .backup
+                            .as_ref()
+                            .and_then(|b| b.restore.as_ref())
+                            .map_or(0, |r| r.seq);
+                        queue.push(Event::Restored {
+                            instance: a.instance,
+                            generation: a.generation,
+                            seq,
+                            result: Ok(()),
+                        });
+                    }
                     Action::Start(a) => {
                         prop_assert!(
                             !self.alive.values().any(|(i, _)| *i == a.instance),

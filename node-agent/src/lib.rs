@@ -9,6 +9,7 @@
 //! exposed ports, and the bandwidth receipts the gateways sign.
 
 pub mod artifacts;
+pub mod backup;
 pub mod cgroup;
 pub mod credits;
 pub mod enrol;

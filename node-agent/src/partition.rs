@@ -32,6 +32,9 @@ pub struct Prepared {
     pub blobs: Vec<Sha256>,
     /// The port its recipe's `[peers]` names, where its peer replicas reach it.
     pub peers_port: Option<u16>,
+    /// The recipe's `[data] snapshot_command`, run before each snapshot in the instance's
+    /// environment (its output appended to `logs/snapshot.log`).
+    pub snapshot_hook: Option<Launch>,
 }
 
 /// Why a partition could not be set up.
@@ -175,6 +178,17 @@ pub fn prepare(
         .collect();
     let mut blobs: Vec<Sha256> = r.artifacts.iter().map(|a| a.sha256).collect();
     blobs.push(recipe.sha256());
+    let snapshot_hook = match r.data.snapshot_command.split_first() {
+        None => None,
+        Some((program, args)) => Some(Launch {
+            program: PathBuf::from(expand(program)?),
+            args: args.iter().map(|a| expand(a)).collect::<Result<_, _>>()?,
+            env: env.clone(),
+            dir: dir.clone(),
+            log: dir.join("logs").join("snapshot.log"),
+            run_as,
+        }),
+    };
     Ok(Prepared {
         launch: Launch {
             program,
@@ -192,6 +206,7 @@ pub fn prepare(
             .collect(),
         blobs,
         peers_port,
+        snapshot_hook,
     })
 }
 

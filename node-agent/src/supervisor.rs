@@ -76,6 +76,8 @@ pub struct Wiring {
     pub replicas: Option<ReplicaLinks>,
     /// Artifacts by chunks over the overlay (`None` with `--overlay off`: all from the master).
     pub artifacts: Option<crate::artifacts::Artifacts>,
+    /// Snapshots, copies and restores of persistent data (`None`: this agent takes none).
+    pub backups: Option<crate::backup::Backups>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -223,6 +225,9 @@ impl Supervisor {
                 // Not only newer revisions: after a restart the master sends the revision this
                 // agent already applied, and the links must come up from it all the same.
                 if ds.revision >= self.agent.applied_revision {
+                    if let Some(backups) = &self.wiring.backups {
+                        backups.set_desired(&ds);
+                    }
                     if let Some(gateways) = &self.wiring.gateways {
                         gateways.set(&ds.gateways);
                     }
@@ -321,6 +326,7 @@ impl Supervisor {
             });
         }
         self.health_checks();
+        self.backups_due();
         if self.ticks.is_multiple_of(10) {
             for (_, plan) in self.plans.values() {
                 if let Err(e) = process::rotate_log(&plan.launch.log, LOG_MAX, LOG_KEEP) {
@@ -341,6 +347,79 @@ impl Supervisor {
                 _ => {}
             }
         }
+    }
+
+    /// Hands the backups the running instances whose plan backs up their data.
+    fn backups_due(&self) {
+        let Some(backups) = &self.wiring.backups else {
+            return;
+        };
+        let running = self
+            .agent
+            .instances
+            .iter()
+            .filter(|(_, i)| matches!(i.phase, Phase::Running { .. }))
+            .filter_map(|(id, i)| {
+                let plan = i.spec.backup.clone()?;
+                let (_, prepared) = self
+                    .plans
+                    .get(id)
+                    .filter(|(g, _)| *g == i.spec.generation)?;
+                Some(crate::backup::Running {
+                    instance: id.clone(),
+                    deployment: i.spec.deployment.clone(),
+                    plan,
+                    data: partition::instance_dir(&self.root, &i.spec).join("data"),
+                    hook: prepared.snapshot_hook.clone(),
+                })
+            })
+            .collect();
+        backups.tick(running);
+    }
+
+    /// Restores the snapshot `spec`'s plan names, then tells the core.
+    fn restore(&self, spec: Assignment) {
+        let inputs = self.wiring.inputs.clone();
+        let backups = self.wiring.backups.clone();
+        let data = partition::instance_dir(&self.root, &spec).join("data");
+        let run_as = self
+            .plans
+            .get(&spec.instance)
+            .filter(|(g, _)| *g == spec.generation)
+            .and_then(|(_, p)| p.launch.run_as);
+        tokio::spawn(async move {
+            let seq = spec
+                .backup
+                .as_ref()
+                .and_then(|b| b.restore.as_ref())
+                .map_or(0, |r| r.seq);
+            let result = match (&backups, &spec.backup) {
+                (Some(b), Some(plan)) => {
+                    b.restore(&spec.instance, &spec.deployment, plan, &data)
+                        .await
+                }
+                _ => Err(crate::backup::BackupNetError::Unexpected(
+                    "this agent keeps no backups".into(),
+                )),
+            };
+            let result = match result {
+                Ok(outcome) => {
+                    tracing::info!(instance = %spec.instance, ?outcome, "restore step done");
+                    match run_as.map(|r| crate::users::chown_tree(&data, r)) {
+                        Some(Err(e)) => Err(Prepare::Retry(format!("restored data: {e}"))),
+                        _ => Ok(()),
+                    }
+                }
+                Err(e) if e.is_retryable() => Err(Prepare::Retry(format!("restoring: {e}"))),
+                Err(e) => Err(Prepare::Refused(format!("restore refused: {e}"))),
+            };
+            let _ = inputs.send(Input::Core(Event::Restored {
+                instance: spec.instance.clone(),
+                generation: spec.generation,
+                seq,
+                result,
+            }));
+        });
     }
 
     fn health_checks(&mut self) {
@@ -379,6 +458,7 @@ impl Supervisor {
         match action {
             Action::Prepare(spec) => self.prepare(spec, true),
             Action::Start(spec) => self.launch(&spec),
+            Action::Restore(spec) => self.restore(spec),
             Action::Signal {
                 instance,
                 pid,

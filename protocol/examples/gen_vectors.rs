@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use hearth_protocol::messages::audit::{AuditAnswer, AuditProbe};
+use hearth_protocol::messages::backup::{
+    BackupCommit, BackupFetch, BackupGet, BackupObject, BackupOffer, BackupPlan, BackupSecret,
+    BackupStored, BackupWant, Holding, ObjectKind, Restore, SnapshotReport,
+};
 use hearth_protocol::messages::enrol::{EnrolAccepted, EnrolRequest};
 use hearth_protocol::messages::error::ErrorCode;
 use hearth_protocol::messages::fetch::{BlobChunk, FetchBlob, FetchMetadata, Metadata};
@@ -106,6 +110,21 @@ fn main() -> anyhow::Result<()> {
         v["name"] = name.into();
         v["description"] = description.into();
         write(name, v)?;
+    }
+    // Backup vectors (SPEC §17) after them, for the same reason.
+    for (name, message) in backup_messages(&keys) {
+        write(&name, valid_frame(&name, message)?)?;
+    }
+    for (name, description, bytes) in invalid_backup_frames(&keys) {
+        write(
+            name,
+            frame_vector(
+                name,
+                description,
+                &bytes,
+                json!({ "error": ErrorCode::InvalidMessage.as_str() }),
+            ),
+        )?;
     }
     println!("wrote {n} vectors to {}", dir.display());
     Ok(())
@@ -902,4 +921,169 @@ fn peer_id_vectors(keys: &Keys) -> Vec<(&'static str, &'static str, Value)> {
                "expect": {"peer_id_hex": hex::encode(bytes),
                           "peer_id_text": bs58::encode(bytes).into_string()}}),
     )]
+}
+
+/// A sealed chunk's id: the plaintext `hello` under the key of `backup/vectors/backup-v1.json`
+/// (55 bytes sealed).
+const CHUNK: &str = "d15747798d1fd88b0757aa6e6bac799a21b0028dcf991c8ad3c52215557d755e";
+/// That snapshot's manifest id (215 bytes sealed).
+const SNAPSHOT: &str = "51f8bc7195bddaceb063576f26718e65102207e5d13c2e6447a4c2993bdf24f9";
+/// An older manifest's id.
+const OLDER_SNAPSHOT: &str = "cb33bccbd750b8bd71984188eeb75279699007f29d5a6ae80dcc028087db4902";
+
+/// The key of `backup/vectors/backup-v1.json`: bytes 0, 1, …, 31.
+fn backup_key() -> BackupSecret {
+    let mut key = [0u8; 32];
+    for (i, b) in (0u8..).zip(key.iter_mut()) {
+        *b = i;
+    }
+    BackupSecret(Hex(key))
+}
+
+/// A desired state whose assignment carries a backup plan (with a restore), and a deployment
+/// whose copies the node keeps.
+fn desired_state_with_backup(keys: &Keys) -> DesiredState {
+    let other = NodeId::from_key(SecretKey::from_seed(&[0x44; 32]).public());
+    let third = NodeId::from_key(SecretKey::from_seed(&[0x55; 32]).public());
+    let mut with_backup = sample_messages(keys)
+        .into_iter()
+        .find_map(|(_, m)| match m {
+            Message::DesiredState(d) => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    with_backup.revision = 45;
+    with_backup.instances.truncate(1);
+    if let Some(a) = with_backup.instances.first_mut() {
+        a.backup = Some(BackupPlan {
+            key: backup_key(),
+            every_s: 3600,
+            keep: 24,
+            now: 0,
+            holders: vec![other, third],
+            restore: Some(Restore {
+                snapshot: parse(SNAPSHOT),
+                seq: 0,
+                from: vec![other, third],
+            }),
+        });
+    }
+    with_backup.holds = vec![Holding {
+        deployment: parse("notes"),
+        replicas: vec![other],
+    }];
+    with_backup
+}
+
+/// The backup messages (§17): a snapshot report, the push and read streams' messages, a desired
+/// state with a backup plan and holdings, an instance restoring, and the `not_yours` error.
+fn backup_messages(keys: &Keys) -> Vec<(String, Message)> {
+    let other = NodeId::from_key(SecretKey::from_seed(&[0x44; 32]).public());
+    let third = NodeId::from_key(SecretKey::from_seed(&[0x55; 32]).public());
+    let chunk = parse(CHUNK);
+    let snapshot = parse(SNAPSHOT);
+    let mut out: Vec<(String, Message)> = [
+        Message::SnapshotReport(SnapshotReport {
+            instance: parse("web-0"),
+            deployment: parse("web"),
+            snapshot,
+            taken_ms: 1_796_400_000_000,
+            bytes: 5,
+            stored_bytes: 270,
+            sent_bytes: 540,
+            held_by: vec![other, third],
+        }),
+        Message::BackupOffer(BackupOffer {
+            deployment: parse("web"),
+            snapshot,
+            objects: vec![chunk],
+        }),
+        Message::BackupWant(BackupWant {
+            objects: vec![chunk],
+        }),
+        Message::BackupObject(BackupObject {
+            kind: ObjectKind::Chunk,
+            id: chunk,
+            len: 55,
+        }),
+        Message::BackupCommit(BackupCommit {
+            snapshot,
+            keep: vec![snapshot, parse(OLDER_SNAPSHOT)],
+        }),
+        Message::BackupStored(BackupStored {
+            snapshot,
+            held_bytes: 391,
+        }),
+        Message::BackupGet(BackupGet {
+            deployment: parse("web"),
+            snapshot,
+        }),
+        Message::BackupFetch(BackupFetch {
+            objects: vec![chunk],
+        }),
+    ]
+    .into_iter()
+    .map(|m| (format!("valid-{}", m.type_tag()), m))
+    .collect();
+    out.push((
+        "desired-state-with-backup".into(),
+        Message::DesiredState(desired_state_with_backup(keys)),
+    ));
+    out.push((
+        "instance-status-restoring".into(),
+        Message::InstanceStatus(InstanceStatus {
+            report: report(InstanceState::Restoring, Health::Unknown),
+            endpoints: Vec::new(),
+            published: BTreeMap::new(),
+            message: Some("restoring snapshot 51f8bc7195bd from 2 holders".into()),
+        }),
+    ));
+    out.push((
+        "error-not-yours".into(),
+        Message::error(
+            ErrorCode::NotYours,
+            "this node keeps no copies of deployment web for you",
+            false,
+        ),
+    ));
+    out
+}
+
+/// Backup frames a decoder must refuse as `invalid_message`. The types cannot hold a 31-byte
+/// key, so that one is the valid desired state's encoding with the key cut short.
+fn invalid_backup_frames(keys: &Keys) -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let object = |kind: &str, id: &str| {
+        framed(
+            format!(
+                r#"{{"v":1,"type":"backup_object","body":{{"kind":"{kind}","id":"{id}","len":55}}}}"#
+            )
+            .as_bytes(),
+        )
+    };
+    let desired = frame::encode(
+        &Message::DesiredState(desired_state_with_backup(keys)),
+        DEFAULT_MAX_FRAME,
+    )
+    .unwrap();
+    let key = backup_key().0.to_string();
+    let short_key = String::from_utf8(desired[4..].to_vec())
+        .unwrap()
+        .replacen(&key, &key[..62], 1);
+    vec![
+        (
+            "backup-object-bad-id",
+            "An object id must be 64 lowercase hex digits.",
+            object("chunk", &"zz".repeat(32)),
+        ),
+        (
+            "backup-object-unknown-kind",
+            "An object is a chunk or a snapshot, nothing else.",
+            object("manifest", CHUNK),
+        ),
+        (
+            "backup-plan-short-key",
+            "A backup key of 31 bytes: the key is exactly 32.",
+            framed(short_key.as_bytes()),
+        ),
+    ]
 }

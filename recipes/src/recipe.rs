@@ -253,8 +253,16 @@ impl Recipe {
                 ));
             }
         }
-        if self.data.snapshot_command.first().is_some_and(|c| c.is_empty()) {
-            return Err(field("data.snapshot_command", "the command is empty".into()));
+        if self
+            .data
+            .snapshot_command
+            .first()
+            .is_some_and(|c| c.is_empty())
+        {
+            return Err(field(
+                "data.snapshot_command",
+                "the command is empty".into(),
+            ));
         }
         let ports: std::collections::BTreeSet<_> =
             self.ports.iter().map(|p| p.name.as_str()).collect();

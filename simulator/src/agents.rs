@@ -61,6 +61,8 @@ impl Sim {
                 };
                 self.q.after(delay, ev);
             }
+            // The simulated master gives no backup plans, so the core never asks to restore.
+            Action::Restore(_) => {}
             Action::Start(a) => {
                 let delay = crate::distr::to_ms(self.scenario.agent.start_seconds * 1000.0);
                 let ev = Event::Started {

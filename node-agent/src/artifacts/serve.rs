@@ -59,15 +59,15 @@ impl Bucket {
 }
 
 /// Serves the artifact requests of `incoming` from `dir` within `budget_mbps` (0: none served,
-/// every request answered `not_found`).
+/// every request answered `not_found`), spending `bucket` (the budget, shared with backups).
 pub async fn serve(
     mut incoming: mpsc::Receiver<Incoming>,
     dir: PathBuf,
     overlay: Overlay,
     budget_mbps: u64,
+    bucket: Arc<Mutex<Bucket>>,
 ) {
     OverlayStats::add(&overlay.stats().budget_mbps, budget_mbps);
-    let bucket = Arc::new(Mutex::new(Bucket::new(budget_mbps)));
     let slots = Arc::new(Semaphore::new(MAX_STREAMS));
     while let Some(Incoming {
         from,

@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use hearth_node_agent::artifacts::Artifacts;
+use hearth_node_agent::artifacts::serve::Bucket;
+use hearth_node_agent::backup::Backups;
 use hearth_node_agent::credits;
 use hearth_node_agent::enrol::{RootSource, enrol_with_root};
 use hearth_node_agent::facts::{Declared, free_disk_mib};
@@ -335,13 +338,18 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     .await?,
                 ),
             };
-            let (overlay, replicas) = match overlay {
-                Some((overlay, incoming)) => {
+            let (overlay, replicas, bucket) = match overlay {
+                Some((overlay, incoming, bucket)) => {
                     let links = ReplicaLinks::start(&root, overlay.clone(), incoming);
-                    (Some(overlay), Some(links))
+                    (Some(overlay), Some(links), bucket)
                 }
-                None => (None, None),
+                None => (
+                    None,
+                    None,
+                    Arc::new(Mutex::new(Bucket::new(upload_budget_mbps))),
+                ),
             };
+            let backups = Backups::start(&root, overlay.clone(), outbound_tx.clone(), bucket);
             let artifacts = overlay.as_ref().map(|o| Artifacts {
                 dir: root.join("cache"),
                 overlay: o.clone(),
@@ -363,6 +371,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 gateways: Some(gateways),
                 replicas,
                 artifacts,
+                backups: Some(backups),
             };
             let supervisor = Supervisor::start(
                 root,
@@ -648,7 +657,11 @@ async fn start_overlay(
     key: &hearth_protocol::SecretKey,
     flags: OverlayFlags,
     shutdown: &tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<(Overlay, tokio::sync::mpsc::Receiver<overlay::Incoming>)> {
+) -> anyhow::Result<(
+    Overlay,
+    tokio::sync::mpsc::Receiver<overlay::Incoming>,
+    Arc<Mutex<Bucket>>,
+)> {
     let OverlayFlags {
         listen,
         metrics,
@@ -661,11 +674,14 @@ async fn start_overlay(
     })
     .context("--overlay on")?;
     tracing::info!(peer_id = %overlay.peer_id(), %listen, "overlay started");
+    // One upload budget for what this home serves: artifact chunks and backup transfers.
+    let bucket = Arc::new(Mutex::new(Bucket::new(budget_mbps)));
     tokio::spawn(hearth_node_agent::artifacts::serve::serve(
         artifacts,
         std::fs::canonicalize(dir.path())?.join("cache"),
         overlay.clone(),
         budget_mbps,
+        bucket.clone(),
     ));
     tokio::spawn(overlay::status::write_loop(
         overlay.clone(),
@@ -682,7 +698,7 @@ async fn start_overlay(
         tracing::info!(addr = %bound, "metrics at /metrics");
         tokio::spawn(overlay::metrics::serve(listener, overlay.clone()));
     }
-    Ok((overlay, replicas))
+    Ok((overlay, replicas, bucket))
 }
 
 async fn shutdown_signal() {

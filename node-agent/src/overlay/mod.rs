@@ -226,6 +226,9 @@ struct Inner {
     stats: OverlayStats,
     shared: Arc<Mutex<Shared>>,
     membership: Mutex<Membership>,
+    /// Backup streams (`backup_offer`, `backup_get`) until [`Overlay::take_backups`] takes
+    /// them; queued until then, and `busy` once the queue is full.
+    backups: Mutex<Option<mpsc::Receiver<Incoming>>>,
 }
 
 impl std::fmt::Debug for Overlay {
@@ -259,13 +262,19 @@ impl Overlay {
         let started = swarm::spawn(&config, shared.clone(), rx)?;
         let (artifacts_tx, artifacts) = mpsc::channel(INCOMING_QUEUE);
         let (replicas_tx, replicas) = mpsc::channel(INCOMING_QUEUE);
+        let (backups_tx, backups) = mpsc::channel(INCOMING_QUEUE);
         let mut control = started.control.clone();
         let incoming = control
             .accept(libp2p::StreamProtocol::new(
                 hearth_protocol::messages::overlay::OVERLAY_PROTOCOL,
             ))
             .map_err(|e| OverlayError::Setup(e.to_string()))?;
-        tokio::spawn(stream::accept_loop(incoming, artifacts_tx, replicas_tx));
+        tokio::spawn(stream::accept_loop(
+            incoming,
+            artifacts_tx,
+            replicas_tx,
+            backups_tx,
+        ));
         let overlay = Overlay {
             inner: Arc::new(Inner {
                 local,
@@ -275,10 +284,21 @@ impl Overlay {
                 stats: OverlayStats::default(),
                 shared,
                 membership: Mutex::new(membership),
+                backups: Mutex::new(Some(backups)),
             }),
         };
         overlay.push_admission();
         Ok((overlay, artifacts, replicas))
+    }
+
+    /// The receiver of backup streams (`backup_offer`, `backup_get`); `None` after the first
+    /// call.
+    pub fn take_backups(&self) -> Option<mpsc::Receiver<Incoming>> {
+        self.inner
+            .backups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Opens a `/hearth/overlay/1` stream to a member, dialling it (direct, then through each

@@ -92,6 +92,28 @@ impl PeerStream {
         Ok(())
     }
 
+    /// Sends raw bytes between frames (a `backup_object`'s body).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), OverlayError> {
+        self.io.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Reads exactly `len` raw bytes between frames (bytes already buffered first). Not
+    /// cancel-safe: use it only outside a `select!`.
+    pub async fn recv_raw(&mut self, len: usize) -> Result<Vec<u8>, OverlayError> {
+        let mut out = Vec::with_capacity(len);
+        let from_buf = self.buf.len().min(len);
+        out.extend(self.buf.drain(..from_buf));
+        if out.len() < len {
+            let start = out.len();
+            out.resize(len, 0);
+            if let Some(rest) = out.get_mut(start..) {
+                self.io.read_exact(rest).await?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Sends an `error` with this code and sentence.
     pub async fn send_error(
         &mut self,
@@ -170,6 +192,7 @@ pub(super) async fn accept_loop(
     mut incoming: libp2p_stream::IncomingStreams,
     artifacts: mpsc::Sender<Incoming>,
     replicas: mpsc::Sender<Incoming>,
+    backups: mpsc::Sender<Incoming>,
 ) {
     let permits = Arc::new(Semaphore::new(ACCEPTING));
     while let Some((peer, stream)) = incoming.next().await {
@@ -180,7 +203,7 @@ pub(super) async fn accept_loop(
             tracing::debug!(%peer, "stream from a peer that is not a node dropped");
             continue;
         };
-        let (artifacts, replicas) = (artifacts.clone(), replicas.clone());
+        let (artifacts, replicas, backups) = (artifacts.clone(), replicas.clone(), backups.clone());
         let span = tracing::debug_span!("overlay_in", peer = %from);
         tokio::spawn(
             async move {
@@ -206,6 +229,7 @@ pub(super) async fn accept_loop(
                 let to = match &first {
                     Message::HaveRequest(_) | Message::FetchBlob(_) => &artifacts,
                     Message::ReplicaOpen(_) => &replicas,
+                    Message::BackupOffer(_) | Message::BackupGet(_) => &backups,
                     other => {
                         let what = other.type_tag();
                         let _ = stream
@@ -213,7 +237,7 @@ pub(super) async fn accept_loop(
                                 ErrorCode::UnexpectedMessage,
                                 format!(
                                     "`{what}` does not open an overlay stream (have_request, \
-                                 fetch_blob or replica_open do)"
+                                 fetch_blob, replica_open, backup_offer or backup_get do)"
                                 ),
                             )
                             .await;
