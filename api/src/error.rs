@@ -78,6 +78,16 @@ pub enum ApiError {
     /// 409: the recipe blob is missing, unreadable, or another recipe or version.
     #[error("{0}")]
     RecipeMissing(String),
+    /// 404: no stored snapshot of the deployment with that id (or none held yet).
+    #[error("{0}")]
+    UnknownSnapshot(String),
+    /// 409: the deployment's recipe does not back up its data.
+    #[error("{0}")]
+    NoBackups(String),
+    /// 409: the deployment backs up, but its allowed countries hold no enrolled node that
+    /// could keep a copy (copies are never kept outside them).
+    #[error("{0}")]
+    NoBackupHomes(String),
     /// 409: a rolling update of the deployment is already under way.
     #[error("{0}")]
     Busy(String),
@@ -145,6 +155,9 @@ impl ApiError {
             Self::NodeRevoked(_) => "node_revoked",
             Self::RecipeMissing(_) => "recipe_missing",
             Self::Busy(_) => "busy",
+            Self::UnknownSnapshot(_) => "unknown_snapshot",
+            Self::NoBackups(_) => "no_backups",
+            Self::NoBackupHomes(_) => "no_backup_homes",
             Self::VersionMismatch(_) => "version_mismatch",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Internal(_) => "internal",
@@ -173,11 +186,14 @@ impl ApiError {
             | Self::UnknownRecipe(_)
             | Self::UnknownGateway(_)
             | Self::UnknownCheckpoint(_)
+            | Self::UnknownSnapshot(_)
             | Self::BeyondLog(_) => 404,
             Self::TokenSpent(_)
             | Self::NodeRevoked(_)
             | Self::RecipeMissing(_)
             | Self::Busy(_)
+            | Self::NoBackups(_)
+            | Self::NoBackupHomes(_)
             | Self::GatewayExists(_)
             | Self::WitnessExists(_)
             | Self::HostTaken(_)
@@ -217,6 +233,9 @@ impl ApiError {
             | Self::NodeRevoked(m)
             | Self::RecipeMissing(m)
             | Self::Busy(m)
+            | Self::UnknownSnapshot(m)
+            | Self::NoBackups(m)
+            | Self::NoBackupHomes(m)
             | Self::VersionMismatch(m)
             | Self::PayloadTooLarge(m)
             | Self::Internal(m)
@@ -262,6 +281,9 @@ impl ApiError {
             "node_revoked" => Self::NodeRevoked(message),
             "recipe_missing" => Self::RecipeMissing(message),
             "busy" => Self::Busy(message),
+            "unknown_snapshot" => Self::UnknownSnapshot(message),
+            "no_backups" => Self::NoBackups(message),
+            "no_backup_homes" => Self::NoBackupHomes(message),
             "version_mismatch" => Self::VersionMismatch(message),
             "payload_too_large" => Self::PayloadTooLarge(message),
             "internal" => Self::Internal(message),
@@ -317,7 +339,8 @@ pub struct ErrorDetail {
     /// `unknown_deployment`, `unknown_recipe`, `unknown_gateway`, `gateway_exists`,
     /// `host_taken`, `port_taken`, `busy`, `version_mismatch`, `probes_busy`, `routes_busy`,
     /// `token_ids_exhausted`, `unknown_witness`, `bad_cosignature`, `unknown_checkpoint`,
-    /// `beyond_log`, `witness_exists`, `ledger_unavailable`, `store_unavailable` or `internal`.
+    /// `beyond_log`, `witness_exists`, `ledger_unavailable`, `unknown_snapshot`, `no_backups`,
+    /// `no_backup_homes`, `store_unavailable` or `internal`.
     #[schemars(extend("examples" = ["unauthorized", "unknown_node"]))]
     pub code: String,
     /// A sentence for humans saying what was wrong; its wording may change.
@@ -337,6 +360,9 @@ mod tests {
             ApiError::VersionMismatch("stale".into()),
             ApiError::HostTaken("www.example.coop".into()),
             ApiError::UnknownGateway("edge".into()),
+            ApiError::NoBackups("notes".into()),
+            ApiError::UnknownSnapshot("5f0c".into()),
+            ApiError::NoBackupHomes("NL".into()),
         ] {
             assert_eq!(ApiError::from_answer(e.status(), e.body()), e);
         }

@@ -11,5 +11,7 @@ mod schema;
 mod types;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
-pub use schema::{DeploymentName, NodeIdText, Nullable, Sha256Text, TokenIdText, UnixMs};
+pub use schema::{
+    DeploymentName, NodeIdText, Nullable, Sha256Text, SnapshotIdText, TokenIdText, UnixMs,
+};
 pub use types::*;

@@ -96,6 +96,24 @@ impl JsonSchema for Sha256Text {
     }
 }
 
+/// Schema of a snapshot id (its manifest's keyed hash) in hex.
+#[derive(Debug)]
+pub struct SnapshotIdText;
+
+impl JsonSchema for SnapshotIdText {
+    fn schema_name() -> Cow<'static, str> {
+        "SnapshotId".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "description": "A backup snapshot's id: 64 lowercase hex characters (`hearth backup list` shows the first 12).",
+            "examples": ["5f0c6e1b2a9d4c3e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e"]
+        })
+    }
+}
+
 /// Schema of a Unix time in milliseconds.
 #[derive(Debug)]
 pub struct UnixMs;

@@ -20,6 +20,7 @@ macro_rules! outln {
     };
 }
 
+mod backup;
 mod client;
 mod credits;
 mod deploy;
@@ -127,6 +128,17 @@ pub enum Command {
     /// One deployment: each replica's node, state, health and endpoints.
     #[command(subcommand)]
     Deployment(DeploymentCmd),
+    /// A deployment's backups: snapshot now, list, restore.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
+    /// Where a deployment's data lives: every replica and backup copy, with home, ISP, country.
+    Where {
+        /// Deployment name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a deployment's number of replicas.
     Scale {
         /// Deployment name.
@@ -369,6 +381,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let v = client.get(&format!("/v1/deployments/{name}")).await?;
             output(&v, json, |v| show::deployment(&name, v))?;
         }
+        Command::Backup(cmd) => backup::backup(&client, cmd).await?,
+        Command::Where { name, json } => backup::where_is(&client, &name, json).await?,
         Command::Scale { name, replicas } => {
             client
                 .change_deployment(&name, |spec| {

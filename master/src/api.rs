@@ -120,6 +120,18 @@ pub fn router(ctx: Arc<Context>) -> Router {
             post(crate::deploy_api::update_deployment),
         )
         .route(
+            "/v1/deployments/{name}/backups",
+            get(crate::backup_api::list_backups).post(crate::backup_api::backup_now),
+        )
+        .route(
+            "/v1/deployments/{name}/restore",
+            post(crate::backup_api::restore),
+        )
+        .route(
+            "/v1/deployments/{name}/where",
+            get(crate::backup_api::where_is),
+        )
+        .route(
             "/v1/gateways",
             post(crate::gateway_api::add_gateway).get(crate::gateway_api::list_gateways),
         )

@@ -1,14 +1,14 @@
 //! Operator API for deployments: create or update (idempotent by name), list, show, remove.
 //! What a deployment looks like in answers is `deploy_view`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use hearth_protocol::{Message, NodeId, Sha256};
+use hearth_protocol::{CountryCode, Message, NodeId, Sha256};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, HttpError, bad_request, blocking};
@@ -17,7 +17,7 @@ use crate::deploy_view::{EVENTS_SHOWN, forecast, view};
 use crate::json_body::JsonBody;
 use crate::rollout::{DEFAULT_DEADLINE_MS, Rollout};
 use crate::scheduler::{DeploymentSpec, recipe_info, recipe_params};
-use crate::store::{NodeRecord, Store, StoreError, StoredDeployment, exposed_ports};
+use crate::store::{AdminState, NodeRecord, Store, StoreError, StoredDeployment, exposed_ports};
 use crate::{ingress_check, request_check};
 
 pub use hearth_api::{MAX_DEPLOYMENT_NAME, UpdateRequest};
@@ -106,6 +106,8 @@ pub async fn put_deployment(
     request_check::params(declared.as_ref(), &spec.params)
         .map_err(|e| bad_request(e.to_string()))?;
     request_check::labels(&spec.labels).map_err(|e| bad_request(e.to_string()))?;
+    let homes = backup_homes(&ctx, &spec.recipe).await?;
+    check_backup_homes(&spec, homes.as_ref())?;
     let asked = spec.clone();
     let routes_info = info.clone();
     let store = ctx.store.clone();
@@ -157,6 +159,7 @@ pub async fn update_deployment(
     let info =
         recipe_info(&ctx, &req.recipe).map_err(|e| ApiError::RecipeMissing(e.to_string()))?;
     let declared = recipe_params(&ctx, &req.recipe).ok();
+    let homes = backup_homes(&ctx, &req.recipe).await?;
     let recipe = req.recipe;
     let missing = name.clone();
     let stored = write(
@@ -169,6 +172,7 @@ pub async fn update_deployment(
             request_check::params(declared.as_ref(), &spec.params)
                 .map_err(|e| bad_request(e.to_string()))?;
             spec.recipe = recipe.clone();
+            check_backup_homes(&spec, homes.as_ref())?;
             // The routes stay; the new recipe must have the ports they go to.
             ingress_check::ports_declared(&spec, &info)?;
             Ok(spec)
@@ -184,6 +188,45 @@ pub async fn update_deployment(
         &stored,
     );
     Ok(tagged(answer, &stored))
+}
+
+/// For a recipe that backs up: the countries with an enrolled node (neither revoked nor
+/// retired), where copies could be kept. `None` for a recipe that does not back up.
+async fn backup_homes(
+    ctx: &Arc<Context>,
+    recipe: &hearth_protocol::messages::state::RecipeRef,
+) -> Result<Option<BTreeSet<CountryCode>>, HttpError> {
+    if crate::scheduler::backup_policy(ctx, recipe).is_none() {
+        return Ok(None);
+    }
+    let store = ctx.store.clone();
+    let records = blocking(move || store.nodes()).await?;
+    Ok(Some(
+        records
+            .iter()
+            .filter(|r| !matches!(r.admin, AdminState::Revoked | AdminState::Retired))
+            .map(|r| r.facts.country)
+            .collect(),
+    ))
+}
+
+/// Refuses (409 `no_backup_homes`) a deployment that backs up but whose allowed countries hold
+/// no enrolled node: its copies could only be kept outside them, which is never done.
+fn check_backup_homes(
+    spec: &DeploymentSpec,
+    homes: Option<&BTreeSet<CountryCode>>,
+) -> Result<(), HttpError> {
+    let Some(homes) = homes else { return Ok(()) };
+    if spec.countries.is_empty() || spec.countries.iter().any(|c| homes.contains(c)) {
+        return Ok(());
+    }
+    let names: Vec<String> = spec.countries.iter().map(ToString::to_string).collect();
+    Err(ApiError::NoBackupHomes(format!(
+        "deployment {} backs up its data, but no node is enrolled in {}: its backup copies could only be kept outside its allowed countries, which Hearth never does; enrol a node there or allow another country",
+        spec.name,
+        names.join(", ")
+    ))
+    .into())
 }
 
 /// A deployment view with its `version`.
@@ -323,10 +366,12 @@ pub async fn remove_deployment(
     let store = ctx.store.clone();
     let key = name.clone();
     let touched = blocking(move || {
+        // Its backup holders stop keeping its copies (the removal bumps their revisions).
+        let holders = store.backup(&key)?.holders;
         if !store.remove_deployment(&key)? {
             return Ok(None);
         }
-        let mut touched = Vec::new();
+        let mut touched: Vec<Option<NodeId>> = holders.into_iter().map(Some).collect();
         for (_, a) in store
             .assignments()?
             .iter()

@@ -104,6 +104,11 @@ pub fn serving(ctx: &Context, node: &NodeId, a: &Assignment, now: u64) -> bool {
     shown(ctx, node, a, now).0.serving
 }
 
+/// A replica's state as the view shows it (`running`, `pending`, `unknown`, `lost`…).
+pub fn replica_state(ctx: &Context, node: &NodeId, a: &Assignment, now: u64) -> String {
+    shown(ctx, node, a, now).0.state
+}
+
 fn text(v: &impl serde::Serialize) -> String {
     serde_json::to_value(v)
         .ok()

@@ -8,6 +8,8 @@
 pub mod api;
 pub mod audit;
 pub mod audit_api;
+pub mod backup_api;
+pub mod backups;
 pub mod blobs;
 pub mod clock;
 pub mod context;

@@ -29,7 +29,9 @@ pub use hearth_core::scheduler::{
     EventKind, Move, MoveReason, NodeState, Outcome, Plan, Policy, REPLACE_BUDGET, RecipeInfo,
     Snapshot, StoredCondition, model, plan, status,
 };
-pub use recipes::{RecipeError, has_peers, health_checked, recipe_info, recipe_params};
+pub use recipes::{
+    BackupPolicy, RecipeError, backup_policy, has_peers, health_checked, recipe_info, recipe_params,
+};
 
 /// A node's snapshot from its record, live state and uptime standing (the fleet's admin state
 /// and liveness win over the record's; a node the fleet does not hold is `pending`).
@@ -227,6 +229,15 @@ async fn one_pass(
         .collect();
     let changed = !changes.is_empty();
     apply(ctx, changes).await?;
+    let specs: Vec<DeploymentSpec> = inputs.iter().map(|d| d.spec.clone()).collect();
+    let planned_names: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let unplannable: BTreeSet<String> = deployments
+        .iter()
+        .filter(|d| !planned_names.contains(d.name.as_str()))
+        .map(|d| d.name.clone())
+        .collect();
+    crate::backups::holders_pass(ctx, specs, unplannable, records.clone(), &mut outcomes, now)
+        .await?;
     let moving = outcomes.values().any(|o| o.moving.is_some());
     record_statuses(ctx, &statuses, outcomes, now).await?;
     // A deployment the plan just changed waits for the next pass to roll on.
@@ -366,8 +377,10 @@ async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::st
             })
             .collect();
         let touched = store.apply_assignments(&ops)?;
-        // The other replicas of a `[peers]` deployment learn where their peers are now.
-        crate::overlay::peers::bump_siblings(&ctx, &deployments, touched)
+        // The other replicas of a `[peers]` deployment learn where their peers are now, and
+        // the homes keeping its backup copies which nodes may send and read them.
+        let touched = crate::overlay::peers::bump_siblings(&ctx, &deployments, touched)?;
+        crate::backups::bump_holders(&ctx, &deployments, touched)
     })
     .await
     .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))??;

@@ -404,6 +404,33 @@ async fn run_session(
                 ctx.fleet.record_status(&node, status);
                 None
             }
+            Ok(Some(Message::SnapshotReport(report))) => {
+                let shared = ctx.clone();
+                let answer = tokio::task::spawn_blocking(move || {
+                    crate::backups::report(&shared, &node, report)
+                })
+                .await;
+                match answer {
+                    Ok(Ok(None)) => None,
+                    Ok(Ok(Some(refusal))) => {
+                        if let (Message::Error(e), Some(suppressed)) =
+                            (&refusal, log.allow(now_ms()))
+                        {
+                            tracing::warn!(code = %e.code, suppressed, "snapshot report refused: {}", e.message);
+                        }
+                        Some(refusal)
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "could not store a snapshot report");
+                        Some(Message::error(
+                            ErrorCode::Internal,
+                            "the master could not store the snapshot report; send it again later",
+                            false,
+                        ))
+                    }
+                    Err(_) => None,
+                }
+            }
             Ok(Some(Message::UsageReport(report))) => {
                 Some(ctx.settlement.settle(&ctx.ledger, node, report).await)
             }

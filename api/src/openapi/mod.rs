@@ -12,10 +12,11 @@ use serde_json::{Map, Value};
 
 use crate::schema::{NodeIdText, Sha256Text, TokenIdText};
 use crate::{
-    CheckpointView, ConsistencyProofView, CreateToken, CreatedToken, CreditsView, DeploymentSpec,
-    DeploymentView, ErrorBody, GatewaySpec, GatewayView, InclusionProofView, InstanceView,
-    ListedRecipe, MemberSet, NodeLedger, NodeView, PlaceInstance, PlacedInstance, ProbeOutcome,
-    RemovedInstance, RevokedToken, RouteTable, StoredBlob, TokenView, UpdateRequest, WitnessSpec,
+    BackupRequested, BackupsView, CheckpointView, ConsistencyProofView, CreateToken, CreatedToken,
+    CreditsView, DeploymentSpec, DeploymentView, ErrorBody, GatewaySpec, GatewayView,
+    InclusionProofView, InstanceView, ListedRecipe, MemberSet, NodeLedger, NodeView, PlaceInstance,
+    PlacedInstance, ProbeOutcome, RemovedInstance, RestoreRequested, RestoreSpec, RevokedToken,
+    RouteTable, StoredBlob, TokenView, UpdateRequest, WhereView, WitnessSpec,
 };
 
 /// The hand-written part: routes and everything but the schemas.
@@ -97,6 +98,11 @@ fn schemas() -> Map<String, Value> {
     add::<WitnessSpec>(&mut generator);
     add::<NodeLedger>(&mut generator);
     add::<CreditsView>(&mut generator);
+    add::<BackupsView>(&mut generator);
+    add::<BackupRequested>(&mut generator);
+    add::<RestoreSpec>(&mut generator);
+    add::<RestoreRequested>(&mut generator);
+    add::<WhereView>(&mut generator);
     let mut defs = generator.take_definitions(true);
     defs.sort_keys();
     for schema in defs.values_mut() {

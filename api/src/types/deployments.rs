@@ -179,7 +179,7 @@ pub enum Role {
 /// A constraint not met now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Condition {
-    /// `replicas`, `countries`, `isps`, `drain` or `recipe`.
+    /// `replicas`, `countries`, `isps`, `drain`, `recipe` or `backups`.
     #[schemars(with = "ConditionKind")]
     pub kind: String,
     /// For humans.
@@ -203,6 +203,8 @@ pub enum ConditionKind {
     Drain,
     /// The recipe cannot be used.
     Recipe,
+    /// Fewer homes keep the backup copies than the recipe asks.
+    Backups,
 }
 
 /// Distinct places of the serving replicas.

@@ -1,5 +1,6 @@
 //! The request and answer bodies of the operator API, one module per group of routes.
 
+mod backups;
 mod deployments;
 mod gateways;
 mod ledger;
@@ -7,6 +8,7 @@ mod nodes;
 mod tokens;
 mod workloads;
 
+pub use backups::*;
 pub use deployments::*;
 pub use gateways::*;
 pub use ledger::*;

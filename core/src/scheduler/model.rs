@@ -117,6 +117,8 @@ pub enum ConditionKind {
     Drain,
     /// The deployment cannot be planned (unreadable spec, missing recipe).
     Recipe,
+    /// Fewer homes keep its backup copies than its recipe asks (`crate::backups`).
+    Backups,
 }
 
 impl ConditionKind {
@@ -128,6 +130,7 @@ impl ConditionKind {
             Self::Isps => "ISP spread restored",
             Self::Drain => "no replica left on a draining node",
             Self::Recipe => "the deployment can be planned again",
+            Self::Backups => "every backup copy has a home",
         }
     }
 }

@@ -17,10 +17,12 @@ use crate::context::Context;
 use crate::scheduler::has_peers;
 use crate::store::StoreError;
 
-/// `node`'s whole desired state, peers filled. Blocking (store and recipe reads).
+/// `node`'s whole desired state, peers and backups filled (`crate::backups::fill`). Blocking
+/// (store and recipe reads).
 pub fn desired_state(ctx: &Context, node: &NodeId) -> Result<DesiredState, StoreError> {
     let mut ds = ctx.store.desired_state(node)?;
     fill(ctx, &mut ds.instances)?;
+    crate::backups::fill(ctx, node, &mut ds)?;
     Ok(ds)
 }
 

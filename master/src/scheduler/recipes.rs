@@ -46,6 +46,22 @@ pub fn has_peers(ctx: &Context, recipe: &RecipeRef) -> bool {
     parsed(ctx, recipe).is_ok_and(|p| p.peers)
 }
 
+/// The recipe's backups (`[data] backup`), if it backs up; an unreadable recipe does not.
+pub fn backup_policy(ctx: &Context, recipe: &RecipeRef) -> Option<BackupPolicy> {
+    parsed(ctx, recipe).ok().and_then(|p| p.backup)
+}
+
+/// What the master reads of a recipe's data policy when it backs up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupPolicy {
+    /// Seconds between snapshots.
+    pub every_s: u64,
+    /// Snapshots each copy keeps.
+    pub keep: u32,
+    /// Homes that keep a copy.
+    pub copies: u32,
+}
+
 /// The parameters a recipe declares, with their types.
 pub fn recipe_params(
     ctx: &Context,
@@ -62,6 +78,7 @@ pub(super) struct ParsedRecipe {
     info: RecipeInfo,
     health_checked: bool,
     peers: bool,
+    backup: Option<BackupPolicy>,
     params: BTreeMap<String, hearth_recipes::policy::ParamKind>,
 }
 
@@ -91,6 +108,14 @@ fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, RecipeError
                 },
                 health_checked: r.health.is_some(),
                 peers: r.peers.is_some(),
+                backup: match r.data.backup {
+                    hearth_recipes::policy::Backup::None => None,
+                    hearth_recipes::policy::Backup::Every(every_s) => Some(BackupPolicy {
+                        every_s,
+                        keep: r.data.keep,
+                        copies: r.data.copies,
+                    }),
+                },
                 params: r.params.iter().map(|(k, p)| (k.clone(), p.kind)).collect(),
                 name: r.name,
                 version: r.version,

@@ -86,10 +86,47 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     // The gateway's overlay relay address (SPEC §16.3), if it runs one.
     (7, "ALTER TABLE gateways ADD COLUMN overlay_addr TEXT;"),
+    // Backups (issue 18): each deployment's key, the homes that keep its copies, the snapshots
+    // its replicas' nodes reported, and the operator's requests (`backup now`, `restore`).
+    (
+        8,
+        "CREATE TABLE backup_keys (
+        deployment     TEXT PRIMARY KEY,
+        key            TEXT NOT NULL,
+        created_ms     BIGINT NOT NULL
+    );
+    CREATE TABLE backup_holders (
+        deployment     TEXT NOT NULL,
+        node           TEXT NOT NULL REFERENCES nodes(id),
+        since_ms       BIGINT NOT NULL,
+        PRIMARY KEY (deployment, node)
+    );
+    CREATE INDEX backup_holders_by_node ON backup_holders(node);
+    CREATE TABLE snapshots (
+        deployment     TEXT NOT NULL,
+        snapshot       TEXT NOT NULL,
+        instance       TEXT NOT NULL,
+        node           TEXT NOT NULL,
+        taken_ms       BIGINT NOT NULL,
+        bytes          BIGINT NOT NULL,
+        stored_bytes   BIGINT NOT NULL,
+        sent_bytes     BIGINT NOT NULL,
+        held_by        TEXT NOT NULL,
+        received_ms    BIGINT NOT NULL,
+        PRIMARY KEY (deployment, snapshot)
+    );
+    CREATE TABLE backup_requests (
+        deployment       TEXT PRIMARY KEY,
+        now_seq          BIGINT NOT NULL,
+        restore_seq      BIGINT NOT NULL,
+        restore_snapshot TEXT,
+        restore_ms       BIGINT NOT NULL DEFAULT 0
+    );",
+    ),
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 7;
+pub(crate) const LATEST: i64 = 8;
 
 /// Brings the database to [`LATEST`], refusing one written by a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 //!
 //! SQL in the engines stays portable (standard types, `ON CONFLICT`, no engine-only functions).
 
+mod backups;
 mod cached;
 mod gateways;
 mod history;
@@ -16,6 +17,7 @@ use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId};
 use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 use serde::Serialize;
 
+pub use backups::{BackupAsk, BackupRecord, RestoreRequest, SnapshotRecord};
 pub(crate) use gateways::exposed_ports;
 pub use gateways::{GatewayRecord, PutGateway};
 pub use sqlite::SqliteStore;
@@ -237,6 +239,50 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Option<std::collections::BTreeSet<NodeId>>, StoreError>;
     /// Persists gateways' last-seen times (soft state, flushed in batches like liveness).
     fn record_gateway_seen(&self, seen: &[(String, u64)]) -> Result<(), StoreError>;
+    /// A deployment's backup key (hex), made from `fresh` if it has none yet; `None` if the
+    /// deployment is unknown. Once made, a key never changes while the deployment exists.
+    fn backup_key(
+        &self,
+        deployment: &str,
+        fresh: &str,
+        now_ms: u64,
+    ) -> Result<Option<String>, StoreError>;
+    /// A deployment's backup record (key, holders, requests); empty if it has none.
+    fn backup(&self, deployment: &str) -> Result<BackupRecord, StoreError>;
+    /// Every deployment's backup holders, oldest first.
+    fn backup_holders(&self)
+    -> Result<std::collections::BTreeMap<String, Vec<NodeId>>, StoreError>;
+    /// The deployments whose copies `node` keeps.
+    fn held_by(&self, node: &NodeId) -> Result<Vec<String>, StoreError>;
+    /// Sets a deployment's holders; when they change, bumps the revisions of the old and new
+    /// holders and of `also` (its replicas' nodes) in the same transaction and returns them
+    /// all (empty: nothing changed). Holders of an unknown deployment are not written.
+    fn set_backup_holders(
+        &self,
+        deployment: &str,
+        holders: &[NodeId],
+        also: &[NodeId],
+        now_ms: u64,
+    ) -> Result<std::collections::BTreeSet<NodeId>, StoreError>;
+    /// Records an operator's request (`backup now`, `restore`) with the next number and bumps
+    /// the revisions of `bump` (its replicas' nodes); the number, or `None` if the deployment
+    /// is unknown.
+    fn ask_backup(
+        &self,
+        deployment: &str,
+        ask: &BackupAsk,
+        bump: &[NodeId],
+    ) -> Result<Option<u64>, StoreError>;
+    /// Stores a reported snapshot, keeps the deployment's newest `keep` (and the one a restore
+    /// names) and appends `event` to its history; false if the deployment is unknown.
+    fn put_snapshot(
+        &self,
+        snapshot: &SnapshotRecord,
+        keep: usize,
+        event: &EventRecord,
+    ) -> Result<bool, StoreError>;
+    /// A deployment's stored snapshots, newest first.
+    fn snapshots(&self, deployment: &str) -> Result<Vec<SnapshotRecord>, StoreError>;
     /// A counter bumped after every write of assignments, deployments or gateways: what a
     /// routing-table long poll waits on (the fleet's [`crate::fleet::Fleet::changes`] is the
     /// other half).

@@ -1,7 +1,7 @@
 //! The embedded SQLite engine: one file in the data dir, WAL, `synchronous=FULL`, writes
 //! group-committed by one writer thread (`writer`), reads from a pool.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use super::{
     AdminChange, AdminState, AssignmentOp, EventRecord, LivenessUpdate, NodeRecord, RedeemError,
     StatusUpdate, Store, StoreError, StoredDeployment, TokenRecord, history,
 };
+use super::{BackupAsk, BackupRecord, SnapshotRecord, backups};
 
 /// Version of the JSON encoding of [`NodeFacts`] in the `nodes.facts` column.
 const FACTS_VERSION: i64 = 1;
@@ -569,6 +570,7 @@ impl Store for SqliteStore {
         self.write_deployments(move |tx| {
             let removed = tx.execute("DELETE FROM deployments WHERE name = ?1", [&name])? == 1;
             history::forget(tx, &name)?;
+            backups::forget(tx, &name)?;
             Ok(removed)
         })
     }
@@ -613,6 +615,67 @@ impl Store for SqliteStore {
         }
         let seen = seen.to_vec();
         self.db.write(move |tx| gateways::record_seen(tx, &seen))
+    }
+
+    fn backup_key(
+        &self,
+        deployment: &str,
+        fresh: &str,
+        now_ms: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let (deployment, fresh) = (deployment.to_owned(), fresh.to_owned());
+        self.db
+            .write(move |tx| backups::key(tx, &deployment, &fresh, now_ms))
+    }
+
+    fn backup(&self, deployment: &str) -> Result<BackupRecord, StoreError> {
+        self.db.read(|conn| backups::record(conn, deployment))
+    }
+
+    fn backup_holders(&self) -> Result<BTreeMap<String, Vec<NodeId>>, StoreError> {
+        self.db.read(backups::all_holders)
+    }
+
+    fn held_by(&self, node: &NodeId) -> Result<Vec<String>, StoreError> {
+        self.db.read(|conn| backups::held_by(conn, node))
+    }
+
+    fn set_backup_holders(
+        &self,
+        deployment: &str,
+        holders: &[NodeId],
+        also: &[NodeId],
+        now_ms: u64,
+    ) -> Result<BTreeSet<NodeId>, StoreError> {
+        let (deployment, holders, also) = (deployment.to_owned(), holders.to_vec(), also.to_vec());
+        self.db
+            .write(move |tx| backups::set_holders(tx, &deployment, &holders, &also, now_ms))
+    }
+
+    fn ask_backup(
+        &self,
+        deployment: &str,
+        ask: &BackupAsk,
+        bump: &[NodeId],
+    ) -> Result<Option<u64>, StoreError> {
+        let (deployment, ask, bump) = (deployment.to_owned(), ask.clone(), bump.to_vec());
+        self.db
+            .write(move |tx| backups::ask(tx, &deployment, &ask, &bump))
+    }
+
+    fn put_snapshot(
+        &self,
+        snapshot: &SnapshotRecord,
+        keep: usize,
+        event: &EventRecord,
+    ) -> Result<bool, StoreError> {
+        let (snapshot, event) = (snapshot.clone(), event.clone());
+        self.db
+            .write(move |tx| backups::put_snapshot(tx, &snapshot, keep, &event))
+    }
+
+    fn snapshots(&self, deployment: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
+        self.db.read(|conn| backups::snapshots(conn, deployment))
     }
 
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {

@@ -35,6 +35,8 @@ const INDEX_VERSION: u32 = 1;
 struct Index {
     v: u32,
     received_ms: u64,
+    /// The replica node that pushed it: its `keep` lists decide only over its own snapshots.
+    from: NodeId,
     objects: Vec<ObjectId>,
 }
 
@@ -105,7 +107,8 @@ impl Copies {
             .is_some_and(|r| r.contains(from))
     }
 
-    fn store(&self, deployment: &Name) -> Arc<DirStore> {
+    /// The copies of `deployment` kept here.
+    pub(crate) fn store(&self, deployment: &Name) -> Arc<DirStore> {
         lock(&self.inner.stores)
             .entry(deployment.clone())
             .or_insert_with(|| Arc::new(DirStore::new(self.inner.dir.join(deployment.as_str()))))
@@ -254,7 +257,7 @@ async fn take_push(
                 store.put(wire::store_kind(head.kind), &store_id(&head.id), &bytes)?;
             }
             Message::BackupCommit(c) => {
-                break commit(stream, copies, &store, &deployment, &offered, c).await;
+                break commit(stream, copies, &store, (&deployment, from), &offered, c).await;
             }
             other => {
                 break Err(refuse(
@@ -275,7 +278,7 @@ async fn commit(
     stream: &mut PeerStream,
     copies: &Copies,
     store: &Arc<DirStore>,
-    deployment: &Name,
+    (deployment, from): (&Name, NodeId),
     offered: &[ObjectId],
     c: BackupCommit,
 ) -> Result<(), BackupNetError> {
@@ -300,8 +303,8 @@ async fn commit(
                 format!("commit of {snapshot}: {} {id} was never sent", k.as_str()),
             ));
         }
-        write_index(&index_dir, &snapshot, offered)?;
-        retain(&store, &index_dir, &keep)
+        write_index(&index_dir, &snapshot, from, offered)?;
+        retain(&store, &index_dir, from, &keep)
     })
     .await
     .map_err(|_| BackupNetError::Cancelled)??;
@@ -322,12 +325,14 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> BackupNetError {
 fn write_index(
     dir: &Path,
     snapshot: &ObjectId,
+    from: NodeId,
     objects: Vec<ObjectId>,
 ) -> Result<(), BackupNetError> {
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {dir:?}")))?;
     let index = Index {
         v: INDEX_VERSION,
         received_ms: crate::now_ms(),
+        from,
         objects,
     };
     let bytes = serde_json::to_vec(&index).map_err(|e| io_err("index".into())(e.into()))?;
@@ -343,9 +348,14 @@ fn write_index(
         .map_err(io_err(format!("syncing {dir:?}")))
 }
 
-/// Deletes the snapshots not in `keep` and every chunk no kept snapshot names; returns the
-/// sealed bytes kept.
-fn retain(store: &DirStore, index_dir: &Path, keep: &[ObjectId]) -> Result<u64, BackupNetError> {
+/// Deletes the snapshots `from` pushed that are not in `keep` (another replica's stay) and
+/// every chunk no remaining snapshot names; returns the sealed bytes kept.
+fn retain(
+    store: &DirStore,
+    index_dir: &Path,
+    from: NodeId,
+    keep: &[ObjectId],
+) -> Result<u64, BackupNetError> {
     let mut named: HashSet<String> = HashSet::new();
     let entries = std::fs::read_dir(index_dir).map_err(io_err(format!("listing {index_dir:?}")))?;
     for e in entries.flatten() {
@@ -353,9 +363,12 @@ fn retain(store: &DirStore, index_dir: &Path, keep: &[ObjectId]) -> Result<u64, 
         if name.starts_with('.') {
             continue;
         }
-        if keep.iter().any(|k| k.to_string() == name) {
-            let text = std::fs::read(e.path()).map_err(io_err(format!("reading {name}")))?;
-            if let Ok(i) = serde_json::from_slice::<Index>(&text) {
+        let text = std::fs::read(e.path()).map_err(io_err(format!("reading {name}")))?;
+        let index = serde_json::from_slice::<Index>(&text).ok();
+        let kept = keep.iter().any(|k| k.to_string() == name)
+            || index.as_ref().is_some_and(|i| i.from != from);
+        if kept {
+            if let Some(i) = index {
                 named.extend(i.objects.iter().map(ToString::to_string));
             }
         } else {

@@ -245,8 +245,16 @@ impl Backups {
             BackupNetError::Unexpected("the overlay is off: no snapshot can be fetched".into())
         })?;
         let key = BackupKey::from_hex(&plan.key.0.to_string())?;
-        let out =
-            restore::restore(overlay, self.store(instance), &key, deployment, r, data).await?;
+        let out = restore::restore(
+            overlay,
+            &self.inner.copies,
+            self.store(instance),
+            &key,
+            deployment,
+            r,
+            data,
+        )
+        .await?;
         if let restore::Outcome::Restored { .. } = out {
             // Later snapshots build on the restored one.
             let mut s = self.state(instance);

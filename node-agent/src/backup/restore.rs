@@ -33,9 +33,12 @@ pub enum Outcome {
     },
 }
 
-/// Restores `r.snapshot` into `data` (for `r.seq` 0 only if `data` is empty or missing).
+/// Restores `r.snapshot` into `data` (for `r.seq` 0 only if `data` is empty or missing). A
+/// holder that is this very node (a replica re-placed into a home that kept a copy) is read
+/// from `local`, its copies, without the overlay.
 pub async fn restore(
     overlay: &Overlay,
+    local: &super::holder::Copies,
     store: std::sync::Arc<DirStore>,
     key: &BackupKey,
     deployment: &Name,
@@ -47,7 +50,21 @@ pub async fn restore(
     }
     let mut last = BackupNetError::Unexpected("no holder named for the snapshot".into());
     for holder in &r.from {
-        match fetch(overlay, &store, key, deployment, &r.snapshot, *holder).await {
+        let fetched = if *holder == overlay.local() {
+            let (copies, store, key, snapshot) = (
+                local.store(deployment),
+                store.clone(),
+                key.clone(),
+                r.snapshot,
+            );
+            tokio::task::spawn_blocking(move || copy_local(&copies, &store, &key, &snapshot))
+                .await
+                .map_err(|_| BackupNetError::Cancelled)
+                .and_then(|r| r)
+        } else {
+            fetch(overlay, &store, key, deployment, &r.snapshot, *holder).await
+        };
+        match fetched {
             Ok(()) => {}
             Err(e) => {
                 tracing::warn!(%holder, snapshot = %r.snapshot, error = %e, "cannot fetch the snapshot from this holder");
@@ -131,6 +148,31 @@ async fn fetch(
         }
     }
     let _ = stream.finish().await;
+    store.sync()?;
+    Ok(())
+}
+
+/// Copies the manifest and the chunks the instance's store lacks from this home's own copies.
+fn copy_local(
+    copies: &DirStore,
+    store: &DirStore,
+    key: &BackupKey,
+    snapshot: &ObjectId,
+) -> Result<(), BackupNetError> {
+    let id = store_id(snapshot);
+    let manifest = copies.get(StoreKind::Snapshot, &id)?.ok_or_else(|| {
+        BackupNetError::Unexpected(format!("this home keeps no snapshot {snapshot}"))
+    })?;
+    store.put(StoreKind::Snapshot, &id, &manifest)?;
+    let opened = hearth_backup::open_snapshot(key, store, &id)?;
+    for (c, _) in opened.chunks() {
+        if !store.has(StoreKind::Chunk, c)? {
+            let bytes = copies.get(StoreKind::Chunk, c)?.ok_or_else(|| {
+                BackupNetError::Unexpected(format!("this home's copy lacks chunk {c}"))
+            })?;
+            store.put(StoreKind::Chunk, c, &bytes)?;
+        }
+    }
     store.sync()?;
     Ok(())
 }
