@@ -143,11 +143,22 @@ async fn a_kv_store_whose_home_goes_dark_serves_its_data_from_another_home() {
     let (url, key) = (base(&first), token(&m, &first).await);
     let http = reqwest::Client::new();
 
-    // Objects written and acknowledged: a marked one, and 40 of 64 KiB.
+    // Objects written and acknowledged: a marked one, and 40 of 64 KiB of noise (or, for the
+    // heal figure of issue 18, `HEARTH_BACKUP_TEST_MIB` MiB in objects of 1 MiB).
     let mut written = vec![("register".to_owned(), MARKER.repeat(100).into_bytes())];
-    for i in 0..40u32 {
-        let body: Vec<u8> = (0..65_536u32)
-            .map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i) >> 13) as u8)
+    let (count, size) = match std::env::var("HEARTH_BACKUP_TEST_MIB") {
+        Ok(mib) => (mib.parse::<u32>().unwrap(), 1 << 20),
+        Err(_) => (40, 65_536),
+    };
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..count {
+        let body: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
             .collect();
         written.push((format!("obj-{i}"), body));
     }
@@ -248,6 +259,20 @@ async fn a_kv_store_whose_home_goes_dark_serves_its_data_from_another_home() {
         .iter()
         .position(|n| moved["node"] == n.as_str())
         .unwrap();
+    // The new home's story since the kill, for the note's heal figure.
+    for line in nodes[target]
+        .log()
+        .lines()
+        .filter(|l| l.contains("kv-0") || l.contains("restore") || l.contains("fetch"))
+        .rev()
+        .take(30)
+    {
+        eprintln!("{line}");
+    }
+    eprintln!(
+        "killed at {} ms (Unix)",
+        now_ms() - u64::try_from(killed.elapsed().as_millis()).unwrap()
+    );
     assert!(
         nodes[target].log().contains("restore step done"),
         "{}",
