@@ -125,7 +125,7 @@ pub async fn backup_now(
     let Some(now) = seq else {
         return Err(ApiError::UnknownDeployment(format!("no deployment {name}")).into());
     };
-    crate::backups::push(&ctx, nodes).await;
+    crate::overlay::peers::push(&ctx, nodes).await;
     tracing::info!(deployment = %name, now, "snapshot asked for");
     Ok((
         StatusCode::ACCEPTED,
@@ -177,7 +177,7 @@ pub async fn restore(
     let Some(seq) = seq else {
         return Err(ApiError::UnknownDeployment(format!("no deployment {name}")).into());
     };
-    crate::backups::push(&ctx, nodes).await;
+    crate::overlay::peers::push(&ctx, nodes).await;
     tracing::info!(deployment = %name, %snapshot, seq, "restore asked for");
     Ok((
         StatusCode::ACCEPTED,

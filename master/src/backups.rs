@@ -220,7 +220,7 @@ pub async fn holders_pass(
             });
         }
     }
-    push(ctx, touched).await;
+    crate::overlay::peers::push(ctx, touched).await;
     Ok(())
 }
 
@@ -323,23 +323,6 @@ pub fn bump_holders(
     ctx.store.bump_revisions(&more)?;
     touched.extend(more);
     Ok(touched)
-}
-
-/// Sends each connected node of `nodes` its new desired state.
-pub async fn push(ctx: &Arc<Context>, nodes: impl IntoIterator<Item = NodeId>) {
-    for node in nodes {
-        if !ctx.fleet.has_session(&node) {
-            continue; // it reads its desired state at its next hello
-        }
-        let shared = ctx.clone();
-        if let Ok(Ok(ds)) = tokio::task::spawn_blocking(move || {
-            crate::overlay::peers::desired_state(&shared, &node)
-        })
-        .await
-        {
-            ctx.fleet.push(&node, Message::DesiredState(ds));
-        }
-    }
 }
 
 /// A node's `snapshot_report`: stored (with a deployment event) when the instance is this

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hearth_protocol::NodeId;
 use hearth_protocol::messages::state::{Assignment, Name};
-use hearth_protocol::{Message, NodeId};
 
 use hearth_core::liveness::Liveness;
 use hearth_core::node::NodeView;
@@ -395,19 +395,7 @@ async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::st
             }
         }
     }
-    for node in touched {
-        if !ctx.fleet.has_session(&node) {
-            continue; // it reads its desired state at its next hello
-        }
-        let shared = ctx.clone();
-        if let Ok(Ok(ds)) = tokio::task::spawn_blocking(move || {
-            crate::overlay::peers::desired_state(&shared, &node)
-        })
-        .await
-        {
-            ctx.fleet.push(&node, Message::DesiredState(ds));
-        }
-    }
+    crate::overlay::peers::push(ctx, touched).await;
     Ok(())
 }
 

@@ -26,6 +26,22 @@ pub fn desired_state(ctx: &Context, node: &NodeId) -> Result<DesiredState, Store
     Ok(ds)
 }
 
+/// Sends each connected node of `nodes` its new whole desired state (one that is not connected
+/// reads it at its next `hello`); a node whose state cannot be read now gets it at the next push.
+pub async fn push(ctx: &std::sync::Arc<Context>, nodes: impl IntoIterator<Item = NodeId>) {
+    for node in nodes {
+        if !ctx.fleet.has_session(&node) {
+            continue;
+        }
+        let shared = ctx.clone();
+        if let Ok(Ok(ds)) = tokio::task::spawn_blocking(move || desired_state(&shared, &node)).await
+        {
+            ctx.fleet
+                .push(&node, hearth_protocol::Message::DesiredState(ds));
+        }
+    }
+}
+
 /// Fills `peers` of each assignment whose recipe has `[peers]`: the other replicas of its
 /// deployment, by instance.
 pub fn fill(ctx: &Context, instances: &mut [Assignment]) -> Result<(), StoreError> {

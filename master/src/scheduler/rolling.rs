@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use hearth_protocol::NodeId;
 use hearth_protocol::messages::state::{Assignment, InstanceReport};
-use hearth_protocol::{Message, NodeId};
 
 use super::{DeploymentSpec, health_checked};
 use crate::clock::now_ms;
@@ -92,16 +92,7 @@ pub(super) async fn drive(
             tracing::info!(deployment = %spec.name, instance = %a.instance, %node,
                 recipe = %format!("{}@{}", a.recipe.name, a.recipe.version), "rolling update step");
         }
-        for node in touched {
-            let shared = ctx.clone();
-            if let Ok(Ok(ds)) = tokio::task::spawn_blocking(move || {
-                crate::overlay::peers::desired_state(&shared, &node)
-            })
-            .await
-            {
-                ctx.fleet.push(&node, Message::DesiredState(ds));
-            }
-        }
+        crate::overlay::peers::push(ctx, touched).await;
     }
     Ok(under_way)
 }
