@@ -187,7 +187,7 @@ proptest! {
                             instances.push(a);
                         }
                     }
-                    Event::Desired(DesiredState { holds: Vec::new(), revision, instances, gateways: Vec::new() })
+                    Event::Desired(DesiredState { holds: Vec::new(), masters: Vec::new(), revision, instances, gateways: Vec::new() })
                 }
                 Op::Prepared(kind) => {
                     if world.preparing.is_empty() {

@@ -236,6 +236,13 @@ async fn create_token(
             secret: Hex(rand::random()),
             master: ctx.id,
             root,
+            // Several masters on one store: the token names them all (one master: none, and
+            // the node is told the address by `--master`, as before).
+            masters: if ctx.store.shared() {
+                ctx.cluster.addresses()
+            } else {
+                Vec::new()
+            },
         };
         let record = TokenRecord {
             id: candidate.id,

@@ -42,6 +42,8 @@ pub struct Context {
     pub settlement: crate::settlement::Settler,
     /// The node overlay: members, relays, holdings (SPEC §16).
     pub overlay: crate::overlay::OverlayState,
+    /// This master among the masters sharing the store: the scheduler lease, the registry.
+    pub cluster: crate::cluster::Cluster,
     /// Refused enrolments a peer can make us log: rate-limited like refused handshakes.
     pub enrol_log: std::sync::Mutex<crate::ratelimit::LogLimiter>,
 }

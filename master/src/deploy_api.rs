@@ -270,6 +270,7 @@ async fn write(
             };
             let new = StoredDeployment {
                 name: name.clone(),
+                version: old.as_ref().map_or(0, |o| o.version),
                 spec: serde_json::to_value(&spec).map_err(|e| bad_request(e.to_string()))?,
                 rollout: rollout
                     .map(|r| serde_json::to_value(&r))

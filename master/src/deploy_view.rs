@@ -126,7 +126,7 @@ pub fn view(
 ) -> Value {
     let name = stored.name.as_str();
     let now = now_ms();
-    let status = ctx.scheduler.status(name).unwrap_or_default();
+    let status = ctx.scheduler.status(&*ctx.store, name).unwrap_or_default();
     let mut serving = 0;
     let mut homes = BTreeSet::new();
     let mut countries = BTreeSet::new();

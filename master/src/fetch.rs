@@ -121,6 +121,11 @@ async fn send_blob(
     stream: &mut MessageStream,
     req: &FetchBlob,
 ) -> Result<(), Message> {
+    if ctx.blobs.size(&req.sha256).is_none() && ctx.store.shared() {
+        // Uploaded through another master and not copied here yet: copy it now (rare, and on
+        // the multi-threaded session runtime, so blocking this worker is allowed).
+        tokio::task::block_in_place(|| crate::shared_files::ensure_blob(ctx, &req.sha256));
+    }
     let path = ctx.blobs.path(&req.sha256);
     let not_found = || {
         Message::error(

@@ -168,6 +168,60 @@ impl Fleet {
         self.changed();
     }
 
+    /// Takes a node record written by another master (an enrolment, an admin state): adds the
+    /// node if unknown, else sets its admin state. Returns the connection to cut, if any.
+    pub fn learn(&self, record: &NodeRecord) -> Option<quinn::Connection> {
+        let known = self.read().get(&record.id).map(|e| e.admin);
+        match known {
+            None => {
+                self.enrolled(record);
+                None
+            }
+            Some(admin) if admin != record.admin => self.set_admin(&record.id, record.admin).1,
+            Some(_) => None,
+        }
+    }
+
+    /// Takes the time another master heard `node` (a node is down only when no master heard
+    /// it): a heartbeat at `at_ms` if it is newer than the last one and recent enough to count
+    /// (older than `down_after`, it would only flap the node up and down again).
+    pub fn remote_heard(&self, node: &NodeId, at_ms: u64, now_ms: u64) {
+        if now_ms.saturating_sub(at_ms) >= millis(self.cfg.down_after) {
+            return;
+        }
+        let mut nodes = self.write();
+        let Some(entry) = nodes.get_mut(node) else {
+            return;
+        };
+        if entry.liveness.last_heartbeat().is_some_and(|t| t >= at_ms) {
+            return;
+        }
+        let (next, transition) = entry.liveness.step(&self.cfg, at_ms, Event::Heartbeat);
+        entry.liveness = next;
+        if transition.is_some() {
+            entry.dirty = true;
+        }
+        drop(nodes);
+        if transition.is_some() {
+            self.changed();
+        }
+    }
+
+    /// Nodes with a session here heard after `since_ms`, with their last heartbeat: what this
+    /// master publishes for the others.
+    pub fn heard_here(&self, since_ms: u64) -> Vec<(NodeId, u64)> {
+        self.read()
+            .iter()
+            .filter(|(_, e)| e.session.is_some())
+            .filter_map(|(id, e)| {
+                e.liveness
+                    .last_heartbeat()
+                    .filter(|t| *t > since_ms)
+                    .map(|t| (*id, t))
+            })
+            .collect()
+    }
+
     /// Registers a session; returns its id and the superseded connection to close, if any.
     pub fn open_session(
         &self,
@@ -392,4 +446,8 @@ impl Admission for Fleet {
             .get(node)
             .is_some_and(|e| e.admin.admits_sessions())
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

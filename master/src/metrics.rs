@@ -42,6 +42,10 @@ pub struct Metrics {
     pub blob_bytes_sent: Counter,
     /// Chunk requests answered `busy` because a peer can serve them (SPEC §16.4).
     pub chunks_rationed: Counter,
+    /// 1 while this master holds the scheduler lease (several masters on one store).
+    pub scheduling: Gauge,
+    /// Masters registered in the store and alive, this one included.
+    pub masters: Gauge,
 }
 
 impl Default for Metrics {
@@ -56,6 +60,18 @@ impl Default for Metrics {
         let probes = Family::<CodeLabel, Counter>::default();
         let blob_bytes_sent = Counter::default();
         let chunks_rationed = Counter::default();
+        let scheduling = Gauge::default();
+        let masters = Gauge::default();
+        registry.register(
+            "scheduling",
+            "1 while this master holds the scheduler lease",
+            scheduling.clone(),
+        );
+        registry.register(
+            "masters",
+            "Live masters sharing the store, this one included",
+            masters.clone(),
+        );
         registry.register("nodes", "Enrolled nodes by state", nodes.clone());
         registry.register("sessions", "Open node sessions", sessions.clone());
         registry.register("heartbeats", "Heartbeats received", heartbeats.clone());
@@ -96,6 +112,8 @@ impl Default for Metrics {
             probes,
             blob_bytes_sent,
             chunks_rationed,
+            scheduling,
+            masters,
         }
     }
 }

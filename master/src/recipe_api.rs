@@ -40,7 +40,14 @@ pub async fn put_metadata(
     let repo = ctx.repository.clone();
     let name = file.clone();
     let size = body.len();
+    let kept = body.clone();
     run(move || repo.put(&name, &body)).await?;
+    // Acknowledged only once every master can serve it.
+    let (shared, name) = (ctx.clone(), file.clone());
+    crate::api::blocking(move || {
+        crate::shared_files::publish(&shared, crate::store::FileKind::Metadata, &name, &kept)
+    })
+    .await?;
     tracing::info!(%file, size, "repository metadata published");
     Ok(Json(json!({ "file": file, "size": size })))
 }

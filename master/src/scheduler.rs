@@ -86,11 +86,20 @@ pub async fn run(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>
             }
         }
         let inputs = (ctx.fleet.epoch(), ctx.scheduler.writes());
+        // Only the holder of the scheduler lease schedules (several masters on one store).
+        let Some(fence) = ctx.cluster.fence() else {
+            quiet = None;
+            continue;
+        };
         last_pass = std::time::Instant::now();
         pass = pass.wrapping_add(1);
-        quiet = match one_pass(&ctx, pass.wrapping_mul(7919)).await {
+        quiet = match one_pass(&ctx, pass.wrapping_mul(7919), &fence).await {
             Ok(PassOutcome::Quiet) => Some(inputs),
             Ok(PassOutcome::Busy) => None,
+            Err(crate::store::StoreError::Fenced(epoch)) => {
+                ctx.cluster.lost(epoch);
+                None
+            }
             Err(e) => {
                 tracing::error!(error = %e, "scheduler pass failed");
                 None
@@ -110,6 +119,7 @@ enum PassOutcome {
 async fn one_pass(
     ctx: &Arc<Context>,
     start: usize,
+    fence: &crate::store::Fence,
 ) -> Result<PassOutcome, crate::store::StoreError> {
     let blocking = |e: tokio::task::JoinError| crate::store::StoreError::Corrupt(e.to_string());
     let store = ctx.store.clone();
@@ -228,7 +238,7 @@ async fn one_pass(
         })
         .collect();
     let changed = !changes.is_empty();
-    apply(ctx, changes).await?;
+    apply(ctx, changes, fence).await?;
     let specs: Vec<DeploymentSpec> = inputs.iter().map(|d| d.spec.clone()).collect();
     let planned_names: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     let unplannable: BTreeSet<String> = deployments
@@ -347,11 +357,16 @@ async fn node_records(
 }
 
 /// Writes the plan's changes and pushes the nodes' new desired states.
-async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::store::StoreError> {
+async fn apply(
+    ctx: &Arc<Context>,
+    changes: Vec<Change>,
+    fence: &crate::store::Fence,
+) -> Result<(), crate::store::StoreError> {
     if changes.is_empty() {
         return Ok(());
     }
     let applied = changes.clone();
+    let fence = fence.clone();
     let shared = ctx.clone();
     // One transaction for the whole pass: one fsync, and no half-applied plan.
     let touched = tokio::task::spawn_blocking(move || {
@@ -376,7 +391,7 @@ async fn apply(ctx: &Arc<Context>, changes: Vec<Change>) -> Result<(), crate::st
                 Change::Remove(id) => AssignmentOp::Remove(id),
             })
             .collect();
-        let touched = store.apply_assignments(&ops)?;
+        let touched = store.apply_assignments(&ops, Some(&fence))?;
         // The other replicas of a `[peers]` deployment learn where their peers are now, and
         // the homes keeping its backup copies which nodes may send and read them.
         let touched = crate::overlay::peers::bump_siblings(&ctx, &deployments, touched)?;
@@ -447,6 +462,14 @@ impl SchedulerState {
         let stored = tokio::task::spawn_blocking(move || store.deployment_statuses())
             .await
             .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))??;
+        Ok(self.keep_statuses(stored))
+    }
+
+    /// Parses and keeps stored statuses.
+    fn keep_statuses(
+        &self,
+        stored: Vec<(String, serde_json::Value)>,
+    ) -> BTreeMap<String, DeploymentStatus> {
         let mut out = BTreeMap::new();
         for (name, value) in stored {
             match serde_json::from_value::<DeploymentStatus>(value) {
@@ -460,14 +483,33 @@ impl SchedulerState {
             }
         }
         *self.lock_statuses() = Some(out.clone());
-        Ok(out)
+        out
+    }
+
+    /// Drops the kept statuses: the next pass (or view) reads them from the store again (another
+    /// master may have written them).
+    pub fn forget_statuses(&self) {
+        *self.lock_statuses() = None;
     }
 
     /// A deployment's status after the last pass (`None` before its first pass).
-    pub fn status(&self, deployment: &str) -> Option<DeploymentStatus> {
-        self.lock_statuses()
-            .as_ref()
-            .and_then(|s| s.get(deployment).cloned())
+    /// Read from `store` when none are kept (on a master that does not schedule, after
+    /// [`Self::forget_statuses`]).
+    pub fn status(
+        &self,
+        store: &dyn crate::store::Store,
+        deployment: &str,
+    ) -> Option<DeploymentStatus> {
+        if let Some(kept) = self.lock_statuses().as_ref() {
+            return kept.get(deployment).cloned();
+        }
+        match store.deployment_statuses() {
+            Ok(stored) => self.keep_statuses(stored).get(deployment).cloned(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read deployment statuses");
+                None
+            }
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::data_dir::{DataDir, DataDirError};
 use crate::fleet::Fleet;
 use crate::liveness::LivenessConfig;
 use crate::metrics::Metrics;
-use crate::store::{SqliteStore, Store};
+use crate::store::{Store, StoreUrl};
 
 /// Why the master could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,12 @@ pub enum ServeError {
     /// The ledger's start-up entries could not be appended.
     #[error("ledger: {0}")]
     LedgerStart(String),
+    /// The store could not be opened (unreachable server, newer schema, damaged file).
+    #[error("cannot open the store {url}: {source}")]
+    Store {
+        url: String,
+        source: crate::store::StoreError,
+    },
     /// HTTP listener problem.
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Http {
@@ -71,6 +77,12 @@ pub struct ServeOptions {
     pub credit_policy: hearth_ledger::Policy,
     /// How often a ledger checkpoint is signed when the log grew.
     pub checkpoint_interval: Duration,
+    /// Where the state lives (`--store`); `None`: `master.db` in the data dir.
+    pub store: Option<StoreUrl>,
+    /// This master's unique name among those sharing the store; `None`: its advertised address.
+    pub name: Option<String>,
+    /// The QUIC address nodes are told to reach this master at; `None`: the bound address.
+    pub advertise: Option<SocketAddr>,
 }
 
 impl Default for ServeOptions {
@@ -86,6 +98,9 @@ impl Default for ServeOptions {
             uptime: crate::uptime::UptimeConfig::default(),
             credit_policy: hearth_ledger::Policy::default(),
             checkpoint_interval: Duration::from_secs(10),
+            store: None,
+            name: None,
+            advertise: None,
         }
     }
 }
@@ -99,8 +114,14 @@ pub async fn serve(
     let key = dir.load_key()?;
     let id = MasterId::from_key(key.public());
     let admin_token_hash = Sha256::digest(dir.load_admin_token()?.as_bytes());
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.db_path()).map_err(DataDirError::from)?);
+    let url = opts
+        .store
+        .clone()
+        .unwrap_or_else(|| StoreUrl::Sqlite(dir.db_path()));
+    let store: Arc<dyn Store> = crate::store::open(&url).map_err(|source| ServeError::Store {
+        url: url.to_string(),
+        source,
+    })?;
     let records = store.nodes().map_err(DataDirError::from)?;
     let fleet = Arc::new(Fleet::load(opts.liveness, &records, now_ms()));
     let ledger = Arc::new(crate::ledger::Ledger::open(
@@ -116,35 +137,6 @@ pub async fn serve(
             "ledger: policy, node and gateway entries appended at start"
         );
     }
-    let ctx = Arc::new(Context {
-        id,
-        store: store.clone(),
-        fleet: fleet.clone(),
-        metrics: Metrics::default(),
-        max_frame: opts.max_frame,
-        blobs: crate::blobs::BlobStore::open(&dir.path().join("blobs")).map_err(|e| {
-            DataDirError::Damaged {
-                path: dir.path().join("blobs"),
-                reason: e.to_string(),
-            }
-        })?,
-        repository: crate::repository::Repository::open(&dir.path().join("repository")).map_err(
-            |e| DataDirError::Damaged {
-                path: dir.path().join("repository"),
-                reason: e.to_string(),
-            },
-        )?,
-        scheduler: crate::scheduler::SchedulerState::default(),
-        probes: crate::audit::Probes::new(),
-        uptime: crate::uptime::Uptime::new(opts.uptime),
-        gateways: crate::gateway_api::GatewayState::default(),
-        admin_token_hash,
-        enrol_log: std::sync::Mutex::new(crate::ratelimit::LogLimiter::new(10, 60)),
-        ledger: ledger.clone(),
-        settlement: crate::settlement::Settler::default(),
-        overlay: crate::overlay::OverlayState::load(&*store, &fleet).map_err(DataDirError::from)?,
-    });
-
     let identity = Identity::new(&key, "hearth-master")?;
     let net = NetRuntime::new(opts.quic_threads)?;
     let endpoint = {
@@ -171,6 +163,42 @@ pub async fn serve(
         addr: opts.http,
         source,
     })?;
+    let ctx = Arc::new(Context {
+        id,
+        store: store.clone(),
+        fleet: fleet.clone(),
+        metrics: Metrics::default(),
+        max_frame: opts.max_frame,
+        blobs: crate::blobs::BlobStore::open(&dir.path().join("blobs")).map_err(|e| {
+            DataDirError::Damaged {
+                path: dir.path().join("blobs"),
+                reason: e.to_string(),
+            }
+        })?,
+        repository: crate::repository::Repository::open(&dir.path().join("repository")).map_err(
+            |e| DataDirError::Damaged {
+                path: dir.path().join("repository"),
+                reason: e.to_string(),
+            },
+        )?,
+        scheduler: crate::scheduler::SchedulerState::default(),
+        probes: crate::audit::Probes::new(),
+        uptime: crate::uptime::Uptime::new(opts.uptime),
+        gateways: crate::gateway_api::GatewayState::default(),
+        admin_token_hash,
+        cluster: crate::cluster::Cluster::new(
+            opts.name
+                .clone()
+                .unwrap_or_else(|| opts.advertise.unwrap_or(quic_addr).to_string()),
+            opts.advertise.unwrap_or(quic_addr),
+            Some(http_addr),
+        ),
+        enrol_log: std::sync::Mutex::new(crate::ratelimit::LogLimiter::new(10, 60)),
+        ledger: ledger.clone(),
+        settlement: crate::settlement::Settler::default(),
+        overlay: crate::overlay::OverlayState::load(&*store, &fleet).map_err(DataDirError::from)?,
+    });
+
     dir.publish_addr(&dir.quic_addr_path(), quic_addr)?;
     dir.publish_addr(&dir.http_addr_path(), http_addr)?;
     tracing::info!(master = %id, %quic_addr, %http_addr, nodes = records.len(), "master running");
@@ -186,6 +214,7 @@ pub async fn serve(
         .spawn(crate::session::serve(endpoint.clone(), ctx.clone()));
     let ticker = tokio::spawn(liveness_loop(ctx.clone(), stop_rx.clone()));
     let scheduler = tokio::spawn(crate::scheduler::run(ctx.clone(), stop_rx.clone()));
+    let cluster = tokio::spawn(crate::cluster::run(ctx.clone(), stop_rx.clone()));
     let prober = tokio::spawn(crate::uptime::run(ctx.clone(), stop_rx.clone()));
     let checkpoints = tokio::spawn(crate::ledger::tasks::checkpoint_loop(
         ledger.clone(),
@@ -213,6 +242,7 @@ pub async fn serve(
     endpoint.close(close::SHUTDOWN, b"master shutting down");
     let _ = ticker.await;
     let _ = scheduler.await;
+    let _ = cluster.await;
     let _ = prober.await;
     let _ = http.await;
     let _ = quic.await;

@@ -401,6 +401,9 @@ async fn run_session(
                 .map(|e| Message::error(ErrorCode::InvalidMessage, e.to_string(), false)),
             Ok(Some(Message::InstanceStatus(status))) => {
                 tracing::debug!(instance = %status.report.instance, state = ?status.report.state, "instance status");
+                if ctx.store.shared() {
+                    ctx.cluster.report(&node, &status);
+                }
                 ctx.fleet.record_status(&node, status);
                 None
             }

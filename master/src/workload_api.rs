@@ -30,15 +30,29 @@ pub async fn put_blob(
     let sha: Sha256 = sha
         .parse()
         .map_err(|e| bad_request(format!("`{sha}` is not a SHA-256: {e}")))?;
-    let blobs = ctx.blobs.clone();
     let size = body.len();
-    let created = tokio::task::spawn_blocking(move || blobs.put(&sha, &body))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| match e {
+    let shared = ctx.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        let created = shared.blobs.put(&sha, &body).map_err(|e| match e {
             crate::blobs::BlobError::HashMismatch { .. } => ApiError::HashMismatch(e.to_string()),
             crate::blobs::BlobError::Io(_) => ApiError::InsufficientStorage(e.to_string()),
         })?;
+        // Acknowledged only once every master can serve it.
+        crate::shared_files::publish(
+            &shared,
+            crate::store::FileKind::Blob,
+            &sha.to_string(),
+            &body,
+        )
+        .map_err(|e| {
+            ApiError::StoreUnavailable(format!(
+                "the blob is kept here but not shared with the other masters: {e}"
+            ))
+        })?;
+        Ok::<_, ApiError>(created)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     if created {
         // A deployment whose recipe was missing may now be placeable.
         ctx.scheduler.changed();
@@ -61,7 +75,12 @@ pub async fn place_instance(
     State(ctx): State<Arc<Context>>,
     JsonBody(p): JsonBody<PlaceInstance>,
 ) -> Result<(StatusCode, Json<Value>), HttpError> {
-    if ctx.blobs.size(&p.recipe.sha256).is_none() {
+    let shared = ctx.clone();
+    let sha = p.recipe.sha256;
+    let have = tokio::task::spawn_blocking(move || crate::shared_files::ensure_blob(&shared, &sha))
+        .await
+        .unwrap_or(false);
+    if !have {
         return Err(ApiError::RecipeMissing(format!(
             "recipe blob {} is not uploaded; PUT it to /v1/blobs first",
             p.recipe.sha256

@@ -4,10 +4,14 @@
 //! token names over the same pinned connection and accepts it only if its version and SHA-256
 //! match; the master is asked to enrol the node only then, and the root becomes the trust
 //! anchor (`DATA/tuf/anchor.json`) after `enrol_accepted`, before `enrolment.json`.
+//!
+//! The master addresses tried are those given (`--master`), then those the token lists, each
+//! in turn until one answers; `enrolment.json` keeps them all, starting at the one that did.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hearth_core::link::{Masters, MastersError};
 use hearth_protocol::messages::enrol::EnrolRequest;
 use hearth_protocol::messages::fetch::FetchMetadata;
 use hearth_protocol::{
@@ -21,8 +25,11 @@ use hearth_transport::{
 use crate::facts::{Declared, detect};
 use crate::state::{Enrolment, NodeDir, StateError};
 
-/// How long the whole enrolment may take.
+/// How long the enrolment at one address may take.
 const ENROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the QUIC handshake with one address may take when others are left to try.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why enrolment failed. In every case nothing was written to the data directory.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +38,19 @@ pub enum EnrolError {
     #[error(transparent)]
     State(#[from] StateError),
     /// No answer from the address.
-    #[error(
-        "the master at {0} did not answer within {ENROL_TIMEOUT:?}: check the address and that it runs"
-    )]
+    #[error("the master at {0} did not answer in time: check the address and that it runs")]
     Unreachable(SocketAddr),
+    /// No address to try: no `--master` and none in the token.
+    #[error(
+        "no master address: the token lists none (no `@<addr>` suffix), so give one with --master HOST:PORT"
+    )]
+    NoAddress,
+    /// The addresses given and listed cannot be kept (more than 16 in all, once each).
+    #[error("master addresses: {0}")]
+    Addresses(#[from] MastersError),
+    /// Several addresses were tried and none answered; each one's failure, in order.
+    #[error("no master answered at any of {} addresses: {}", .0.len(), list(.0))]
+    NoneAnswered(Vec<EnrolError>),
     /// TLS failed: the master's key is not the one the token pins.
     #[error(
         "the server at {addr} is not the master this token was issued by (certificate does not match the pin): {detail}"
@@ -89,25 +105,60 @@ pub struct Enrolled {
     pub root: RootSource,
 }
 
-/// Enrols this node and returns the stored enrolment (the root anchor as [`enrol_with_root`]
-/// without `--trust-root`).
+impl EnrolError {
+    /// Whether the address did not get as far as answering for the master (unreachable, not
+    /// our master, the connection failed), so that the next address is worth trying. A master's
+    /// refusal or a bad root is its answer: every master of the cooperative would give it.
+    pub fn try_next(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::PinMismatch { .. } | Self::Connection { .. }
+        )
+    }
+}
+
+fn list(errors: &[EnrolError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Enrols this node with the master at `master_addr`, then those the token lists, and returns
+/// the stored enrolment (the root anchor as [`enrol_with_root`] without `--trust-root`).
 pub async fn enrol(
     dir: &NodeDir,
     master_addr: SocketAddr,
     token: &EnrolToken,
     declared: Declared,
 ) -> Result<Enrolment, EnrolError> {
-    Ok(enrol_with_root(dir, master_addr, token, declared, None)
+    Ok(enrol_with_root(dir, &[master_addr], token, declared, None)
         .await?
         .enrolment)
 }
 
-/// Enrols this node. The trust anchor is `trust_root` when given (it wins over the token's
+/// The addresses to try: `given` first, then the token's, each once.
+pub fn candidates(given: &[SocketAddr], token: &EnrolToken) -> Result<Masters, EnrolError> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in given.iter().chain(&token.masters) {
+        if !addrs.contains(addr) {
+            addrs.push(*addr);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(EnrolError::NoAddress);
+    }
+    Ok(Masters::new(addrs)?)
+}
+
+/// Enrols this node, trying `given` addresses and then the token's in turn until one answers
+/// (see [`candidates`]). The trust anchor is `trust_root` when given (it wins over the token's
 /// pin), else the root an `ht2` token pins, fetched and checked before the token is presented;
 /// an `ht1` token without `trust_root` pins none. On any error nothing is written.
 pub async fn enrol_with_root(
     dir: &NodeDir,
-    master_addr: SocketAddr,
+    given: &[SocketAddr],
     token: &EnrolToken,
     declared: Declared,
     trust_root: Option<Vec<u8>>,
@@ -115,6 +166,7 @@ pub async fn enrol_with_root(
     if let Some(e) = dir.enrolment()? {
         return Err(StateError::AlreadyEnrolled(dir.path().to_owned(), e.master).into());
     }
+    let masters = candidates(given, token)?;
     // Nothing is written before the master accepted: a failed enrolment leaves no state.
     let stored = dir.load_key()?;
     let fresh = stored.is_none();
@@ -140,13 +192,12 @@ pub async fn enrol_with_root(
         (None, Some(pin)) => (RootSource::Token(pin), Some(pin)),
         (None, None) => (RootSource::FirstUse, None),
     };
-    let (accepted, fetched) = tokio::time::timeout(
-        ENROL_TIMEOUT,
-        enrol_over(master_addr, token, request, fetch),
-    )
-    .await
-    .map_err(|_| EnrolError::Unreachable(master_addr))??;
-    let enrolment = Enrolment::new(master_addr, token.master, node, accepted, facts);
+    let ((accepted, fetched), answered) =
+        first_answer(masters.addrs(), token, &request, fetch).await?;
+    // Stored starting at the address that answered, the others after it in the same turn.
+    let mut addrs = masters.addrs().to_vec();
+    addrs.rotate_left(answered);
+    let enrolment = Enrolment::new(addrs, token.master, node, accepted, facts);
     if fresh {
         dir.save_key(&key)?;
     }
@@ -158,6 +209,41 @@ pub async fn enrol_with_root(
         enrolment,
         root: source,
     })
+}
+
+/// Tries `addrs` in turn until one answers; returns its answer and its index, or every failure.
+async fn first_answer(
+    addrs: &[SocketAddr],
+    token: &EnrolToken,
+    request: &EnrolRequest,
+    fetch: Option<RootPin>,
+) -> Result<((u64, Option<Vec<u8>>), usize), EnrolError> {
+    let connect = if addrs.len() > 1 {
+        CONNECT_TIMEOUT
+    } else {
+        ENROL_TIMEOUT
+    };
+    let mut failures = Vec::new();
+    for (i, &addr) in addrs.iter().enumerate() {
+        let attempt = enrol_over(addr, token, request.clone(), fetch, connect);
+        let result = tokio::time::timeout(ENROL_TIMEOUT, attempt)
+            .await
+            .unwrap_or(Err(EnrolError::Unreachable(addr)));
+        match result {
+            Ok(answer) => return Ok((answer, i)),
+            Err(e) if e.try_next() => {
+                tracing::warn!(master = %addr, error = %e, "no answer, trying the next address");
+                failures.push(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if failures.len() == 1
+        && let Some(only) = failures.pop()
+    {
+        return Err(only);
+    }
+    Err(EnrolError::NoneAnswered(failures))
 }
 
 /// Pins `root` as the anchor; an identical anchor left by an interrupted enrolment is kept.
@@ -183,17 +269,20 @@ pub async fn request_enrolment(
     token: &EnrolToken,
     request: EnrolRequest,
 ) -> Result<u64, EnrolError> {
-    Ok(enrol_over(addr, token, request, None).await?.0)
+    Ok(enrol_over(addr, token, request, None, ENROL_TIMEOUT)
+        .await?
+        .0)
 }
 
 /// One enrolment connection: the pinned root first when `root` is given (checked against the
 /// pin before anything else is sent), then the request. Returns the heartbeat interval and
-/// the root's bytes.
+/// the root's bytes. The QUIC handshake may take `connect` at most.
 async fn enrol_over(
     addr: SocketAddr,
     token: &EnrolToken,
     request: EnrolRequest,
     root: Option<RootPin>,
+    connect: Duration,
 ) -> Result<(u64, Option<Vec<u8>>), EnrolError> {
     let tuning = TransportTuning::default();
     let conn_err = |detail: String| EnrolError::Connection { addr, detail };
@@ -205,10 +294,12 @@ async fn enrol_over(
     let endpoint = client_endpoint(bind).map_err(|e| conn_err(e.to_string()))?;
     let config = client_config(Purpose::Enrol, None, token.master, &tuning)
         .map_err(|e| conn_err(e.to_string()))?;
-    let conn = endpoint
+    let connecting = endpoint
         .connect_with(config, addr, SERVER_NAME)
-        .map_err(|e| conn_err(e.to_string()))?
+        .map_err(|e| conn_err(e.to_string()))?;
+    let conn = tokio::time::timeout(connect, connecting)
         .await
+        .map_err(|_| EnrolError::Unreachable(addr))?
         .map_err(|e| classify(addr, e))?;
     let fetched = match root {
         Some(pin) => match fetch_root(&conn, addr, pin).await {

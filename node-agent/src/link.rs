@@ -1,16 +1,18 @@
 //! The node's one outbound session to the master: the driver of `hearth_core::link`.
 //!
 //! The core decides (hello, welcome, heartbeats, silence, desired-state acks, probe answers,
-//! exponential backoff with full jitter, 0.5 s doubling to 30 s, reset after each `welcome`, and
-//! stopping for good when the master says the node is unknown or revoked); this driver owns the
-//! QUIC connection, the timers and the jitter. The link state is written to `link.json` in the
-//! data directory for `hearth-node status`.
+//! which master address to dial next, exponential backoff with full jitter, 0.5 s doubling to
+//! 30 s, once a whole round of addresses failed, reset after each `welcome`, and stopping for
+//! good when the master says the node is unknown or revoked); this driver owns the QUIC
+//! connection, the timers (heartbeats, and the silence checks between them) and the jitter,
+//! and stores a new list of master addresses from a desired state in `enrolment.json`. The link
+//! state is written to `link.json` in the data directory for `hearth-node status`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hearth_core::backoff::Backoff;
-use hearth_core::link::{Action, Event as LinkEvent, Link, Phase};
+use hearth_core::link::{Action, Event as LinkEvent, Link, Phase, check_ms};
 use hearth_protocol::messages::audit::AuditAnswer;
 use hearth_protocol::messages::standing::Standing;
 use hearth_protocol::{DEFAULT_MAX_FRAME, Message, SecretKey};
@@ -19,6 +21,7 @@ use hearth_transport::{
     close,
 };
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::gateway::settle::Answer;
 use crate::now_ms;
@@ -63,8 +66,11 @@ pub enum LinkError {
 pub struct LinkStatus {
     /// `connecting`, `connected`, `backoff` or `refused`.
     pub state: String,
-    /// Master address.
+    /// The master address in use (connected to, or tried next).
     pub master: String,
+    /// Every master address the link may use, in the order tried.
+    #[serde(default)]
+    pub masters: Vec<String>,
     /// Sessions opened since start.
     pub sessions: u64,
     /// Last time a heartbeat was acknowledged (at the QUIC level, or by a `heartbeat_ack`), Unix
@@ -89,6 +95,11 @@ enum Ended {
     Refused(String),
 }
 
+/// How long a QUIC handshake may take: with other masters to try, the next one is tried
+/// sooner (a dead address answers nothing, it only times out).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT_SEVERAL: Duration = Duration::from_secs(5);
+
 /// Runs the link until `shutdown` fires or the master refuses the node.
 pub async fn run(
     dir: &NodeDir,
@@ -102,42 +113,61 @@ pub async fn run(
     let tuning = TransportTuning::default();
     let config = client_config(Purpose::Session, Some(&identity), enrolment.master, &tuning)
         .map_err(|e| LinkError::Setup(e.to_string()))?;
-    let bind = if enrolment.master_addr.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    let endpoint = client_endpoint(bind).map_err(|e| LinkError::Setup(e.to_string()))?;
+    let masters = enrolment
+        .masters()
+        .map_err(|e| LinkError::Setup(e.to_string()))?;
+    let mut endpoints = Endpoints::default();
+    endpoints
+        .for_addr(masters.current())
+        .map_err(|e| LinkError::Setup(e.to_string()))?;
+    let mut enrolment = enrolment.clone();
     let mut status = LinkStatus {
-        master: enrolment.master_addr.to_string(),
+        master: masters.current().to_string(),
+        masters: masters.addrs().iter().map(ToString::to_string).collect(),
         ..LinkStatus::default()
     };
     let clock = Clock(Instant::now());
-    let mut link = Link::new(enrolment.node, enrolment.facts.agent.clone());
+    let mut link = Link::with_masters(enrolment.node, enrolment.facts.agent.clone(), masters);
     loop {
         if let Some(overlay) = &hooks.overlay {
             link.set_overlay_revision(overlay.revision());
         }
         link.step(clock.ms(), LinkEvent::Start);
+        let Some(addr) = link.master() else {
+            return Err(LinkError::Setup("no master address".into()));
+        };
+        let several = link.masters().is_some_and(|m| m.len() > 1);
+        status.master = addr.to_string();
         status.state = link.state().into();
         write_status(dir, &status);
-        let mut driver = Session {
-            link: &mut link,
-            clock: &clock,
-            key,
-            status: &mut status,
-            dir,
-            hooks: &mut hooks,
+        let ended = match endpoints.for_addr(addr) {
+            Ok(endpoint) => {
+                let mut driver = Session {
+                    link: &mut link,
+                    clock: &clock,
+                    key,
+                    status: &mut status,
+                    dir,
+                    enrolment: &mut enrolment,
+                    hooks: &mut hooks,
+                };
+                let connect = if several {
+                    CONNECT_TIMEOUT_SEVERAL
+                } else {
+                    CONNECT_TIMEOUT
+                };
+                driver
+                    .run(&endpoint, config.clone(), addr, connect, &mut shutdown)
+                    .instrument(tracing::info_span!("link", master = %addr))
+                    .await
+            }
+            Err(e) => lost(e.to_string()),
         };
-        let ended = driver
-            .run(&endpoint, config.clone(), enrolment, &mut shutdown)
-            .await;
         let _ = hooks.conn.send(None);
         let _ = hooks.inputs.send(Input::Core(Event::LinkDown));
         let (reason, refused) = match ended {
             Ended::Shutdown => {
-                endpoint.close(close::NORMAL, b"node shutting down");
-                let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+                endpoints.close().await;
                 return Ok(());
             }
             Ended::Refused(reason) => (reason, true),
@@ -165,13 +195,52 @@ pub async fn run(
             write_status(dir, &status);
             return Err(LinkError::Refused(reason));
         };
-        tracing::warn!(%reason, retry_in = ?delay, "link to master lost");
+        let next = link.master().map(|a| a.to_string()).unwrap_or_default();
+        tracing::warn!(master = %addr, %reason, %next, retry_in = ?delay, "link to master lost");
         status.state = link.state().into();
-        status.last_error = Some(reason);
+        status.last_error = Some(format!("{addr}: {reason}"));
         write_status(dir, &status);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => {
+                endpoints.close().await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The client endpoints, one per address family, bound when first needed (a list may mix
+/// IPv4 and IPv6 masters).
+#[derive(Debug, Default)]
+struct Endpoints {
+    v4: Option<quinn::Endpoint>,
+    v6: Option<quinn::Endpoint>,
+}
+
+impl Endpoints {
+    fn for_addr(
+        &mut self,
+        addr: SocketAddr,
+    ) -> Result<quinn::Endpoint, hearth_transport::EndpointError> {
+        let (slot, bind) = if addr.is_ipv4() {
+            (&mut self.v4, SocketAddr::from(([0, 0, 0, 0], 0)))
+        } else {
+            (&mut self.v6, SocketAddr::from(([0u16; 8], 0)))
+        };
+        if let Some(endpoint) = slot {
+            return Ok(endpoint.clone());
+        }
+        let endpoint = client_endpoint(bind)?;
+        *slot = Some(endpoint.clone());
+        Ok(endpoint)
+    }
+
+    /// Closes both (normal close) and waits up to 2 s for the closes to be sent.
+    async fn close(&self) {
+        for endpoint in [&self.v4, &self.v6].into_iter().flatten() {
+            endpoint.close(close::NORMAL, b"node shutting down");
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         }
     }
 }
@@ -198,6 +267,8 @@ struct Session<'a> {
     key: &'a SecretKey,
     status: &'a mut LinkStatus,
     dir: &'a NodeDir,
+    /// The stored enrolment, rewritten when the master sends a new list of addresses.
+    enrolment: &'a mut Enrolment,
     hooks: &'a mut Hooks,
 }
 
@@ -205,8 +276,8 @@ struct Session<'a> {
 enum Next {
     /// Carry on.
     Continue,
-    /// The session is open: heartbeat at this interval.
-    Up(Duration),
+    /// The session is open: heartbeat at this interval, ms.
+    Up(u64),
     /// The session is over.
     End(Ended),
 }
@@ -216,17 +287,18 @@ impl Session<'_> {
         &mut self,
         endpoint: &quinn::Endpoint,
         config: quinn::ClientConfig,
-        enrolment: &Enrolment,
+        addr: SocketAddr,
+        connect: Duration,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Ended {
-        let connecting = match endpoint.connect_with(config, enrolment.master_addr, SERVER_NAME) {
+        let connecting = match endpoint.connect_with(config, addr, SERVER_NAME) {
             Ok(c) => c,
             Err(e) => return lost(e.to_string()),
         };
-        let conn = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+        let conn = match tokio::time::timeout(connect, connecting).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return classify_close(&e).unwrap_or_else(|| lost(e.to_string())),
-            Err(_) => return lost("connection attempt timed out".into()),
+            Err(_) => return lost(format!("connection attempt timed out after {connect:?}")),
         };
         let (send, recv) = match conn.open_bi().await {
             Ok(s) => s,
@@ -247,19 +319,25 @@ impl Session<'_> {
             }
             Err(_) => return lost("no welcome within 10 s".into()),
         };
-        let interval = match self.perform(welcome, &conn, &mut control).await {
-            Next::Up(interval) => interval,
+        let interval_ms = match self.perform(welcome, &conn, &mut control).await {
+            Next::Up(interval_ms) => interval_ms,
             Next::End(ended) => return ended,
             Next::Continue => return lost("no session after the welcome".into()),
         };
-        tracing::info!(master = %enrolment.master_addr, ?interval, "session open");
+        let interval = Duration::from_millis(interval_ms);
+        tracing::info!(?interval, "session open");
         let mut tick = tokio::time::interval(interval);
+        // Between heartbeats, look for packets from the master often enough to see it silent
+        // within a tenth of the silence the core allows (SPEC §8.6).
+        let mut check = tokio::time::interval(Duration::from_millis(check_ms(interval_ms)));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let actions = tokio::select! {
                 _ = tick.tick() => {
                     let instances = self.hooks.reports.borrow().clone();
                     self.step(LinkEvent::Tick { rx: conn.stats().udp_rx.datagrams, instances })
                 }
+                _ = check.tick() => self.step(LinkEvent::Check { rx: conn.stats().udp_rx.datagrams }),
                 msg = control.recv() => match msg {
                     Ok(Some(message)) => self.step(LinkEvent::Received(message)),
                     Ok(None) => return lost("master finished the control stream".into()),
@@ -297,6 +375,27 @@ impl Session<'_> {
         self.link.set_overlay_revision(overlay.revision());
     }
 
+    /// Takes the master's list of addresses (`DesiredState.masters`): stored when it differs,
+    /// used from the next attempt on; a bad list is logged and ignored.
+    async fn adopt_masters(&mut self, addrs: Vec<SocketAddr>) {
+        match self.link.set_masters(addrs.clone()) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(masters = ?addrs, "the master sent a new list of master addresses");
+                self.status.masters = addrs.iter().map(ToString::to_string).collect();
+                write_status(self.dir, self.status);
+                self.enrolment.master_addrs = addrs;
+                let (dir, enrolment) = (self.dir.clone(), self.enrolment.clone());
+                match tokio::task::spawn_blocking(move || dir.save_enrolment(&enrolment)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot store the master addresses"),
+                    Err(e) => tracing::warn!(error = %e, "cannot store the master addresses"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "master addresses in the desired state ignored"),
+        }
+    }
+
     fn step(&mut self, event: LinkEvent) -> Vec<Action> {
         self.link.step(self.clock.ms(), event)
     }
@@ -325,9 +424,13 @@ impl Session<'_> {
                     write_status(self.dir, self.status);
                     let _ = self.hooks.conn.send(Some(conn.clone()));
                     let _ = self.hooks.inputs.send(Input::Core(Event::LinkUp));
-                    next = Next::Up(Duration::from_millis(interval_ms));
+                    next = Next::Up(interval_ms);
                 }
                 Action::Desired(ds) => {
+                    if !ds.masters.is_empty() {
+                        self.adopt_masters(ds.masters.iter().map(|a| a.get()).collect())
+                            .await;
+                    }
                     if ds.revision > self.status.revision {
                         self.status.revision = ds.revision;
                         write_status(self.dir, self.status);

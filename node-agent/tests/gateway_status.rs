@@ -73,7 +73,7 @@ async fn status_lists_gateway_links_and_receipts() {
     let master = MasterId::from_key(SecretKey::generate().public());
     let facts = detect(declared, tmp.path());
     dir.save_enrolment(&Enrolment::new(
-        "127.0.0.1:9".parse().unwrap(),
+        vec!["127.0.0.1:9".parse().unwrap()],
         master,
         node,
         1000,

@@ -126,6 +126,17 @@ fn main() -> anyhow::Result<()> {
             ),
         )?;
     }
+    // Several masters (SPEC §7.1, §8.6) after them, for the same reason.
+    for (name, message) in master_list_messages(&keys) {
+        write(&name, valid_frame(&name, message)?)?;
+    }
+    for (name, description, text, expect) in token_master_vectors(&keys) {
+        write(
+            name,
+            json!({"name": name, "description": description, "kind": "token", "text": text,
+                   "expect": expect}),
+        )?;
+    }
     println!("wrote {n} vectors to {}", dir.display());
     Ok(())
 }
@@ -334,6 +345,7 @@ fn sample_messages(keys: &Keys) -> Vec<(String, Message)> {
         Message::HeartbeatAck(HeartbeatAck { seq: 12 }),
         Message::DesiredState(DesiredState {
             holds: Vec::new(),
+            masters: Vec::new(),
             gateways: Vec::new(),
             revision: 42,
             instances: vec![assignment, singleton],
@@ -745,6 +757,84 @@ fn token_vectors(keys: &Keys) -> Vec<(&'static str, &'static str, String, Value)
             "An unknown token format.",
             ht2.replacen("ht2", "ht3", 1),
             json!({ "error": "shape" }),
+        ),
+    ]
+}
+
+/// A desired state naming every master the node may connect to (SPEC §8.6).
+fn master_list_messages(keys: &Keys) -> Vec<(String, Message)> {
+    let addr = |s: &str| -> Addr { s.parse::<std::net::SocketAddr>().unwrap().into() };
+    let mut with_masters = sample_messages(keys)
+        .into_iter()
+        .find_map(|(_, m)| match m {
+            Message::DesiredState(d) => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    with_masters.revision = 44;
+    with_masters.masters = vec![
+        addr("192.0.2.20:7000"),
+        addr("192.0.2.21:7000"),
+        addr("[2001:db8::20]:7000"),
+    ];
+    vec![(
+        "desired-state-with-masters".into(),
+        Message::DesiredState(with_masters),
+    )]
+}
+
+/// Tokens with the `@` suffix of master addresses (§7.1).
+fn token_master_vectors(keys: &Keys) -> Vec<(&'static str, &'static str, String, Value)> {
+    let master = keys.master_id().to_string();
+    let (id, secret) = ("3f9a01c2", "5e".repeat(16));
+    let root = Sha256::digest(b"hearth vector root").to_string();
+    let ht2 = format!("ht2:{id}:{secret}:{master}:3:{root}");
+    let ht1 = format!("ht1:{id}:{secret}:{master}");
+    vec![
+        (
+            "token-ht2-with-masters",
+            "An ht2 token listing two master addresses, IPv4 and IPv6.",
+            format!("{ht2}@192.0.2.20:7000,[2001:db8::20]:7000"),
+            json!({ "token_id": id, "secret": secret, "master": master,
+                    "root": { "version": 3, "sha256": root },
+                    "masters": ["192.0.2.20:7000", "[2001:db8::20]:7000"] }),
+        ),
+        (
+            "token-ht1-with-master",
+            "An ht1 token listing one master address.",
+            format!("{ht1}@[::1]:7000"),
+            json!({ "token_id": id, "secret": secret, "master": master, "root": null,
+                    "masters": ["[::1]:7000"] }),
+        ),
+        (
+            "token-master-without-port",
+            "A master address needs its port.",
+            format!("{ht2}@192.0.2.20"),
+            json!({ "error": "address", "address": "192.0.2.20" }),
+        ),
+        (
+            "token-master-host-name",
+            "Master addresses are IP addresses, not host names.",
+            format!("{ht1}@192.0.2.20:7000,master.example:7000"),
+            json!({ "error": "address", "address": "master.example:7000" }),
+        ),
+        (
+            "token-master-twice",
+            "A master address listed twice.",
+            format!("{ht2}@192.0.2.20:7000,192.0.2.20:7000"),
+            json!({ "error": "duplicate_address", "address": "192.0.2.20:7000" }),
+        ),
+        (
+            "token-too-many-masters",
+            "At most 16 master addresses.",
+            format!(
+                "{ht1}@{}",
+                (1..=17)
+                    .map(|i| format!("192.0.2.{i}:7000"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            json!({ "error": "too_many_addresses" }),
         ),
     ]
 }

@@ -20,7 +20,7 @@ pub use frame::{DEFAULT_MAX_FRAME, FrameDecoder, FrameError, PROTOCOL_VERSION};
 pub use identity::{IdentityError, MasterId, NodeId, PublicKey, SecretKey, Signature, SignerId};
 pub use messages::error::{ErrorCode, ErrorMessage};
 pub use messages::{Envelope, Message};
-pub use token::{EnrolToken, RootPin, TokenError};
+pub use token::{EnrolToken, MAX_MASTER_ADDRS, RootPin, TokenError};
 
 /// ALPN protocol id of node sessions (QUIC, TLS 1.3, mutual authentication).
 pub const ALPN_SESSION: &[u8] = b"hearth/1";

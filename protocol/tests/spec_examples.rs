@@ -149,6 +149,20 @@ fn the_token_of_section_7_1_parses() {
         .parse::<EnrolToken>()
         .unwrap_or_else(|e| panic!("{text} is no valid token: {e}"));
     assert!(token.root.is_some(), "{text} pins a root");
+    let at = spec
+        .find("Example with addresses: `ht1:")
+        .expect("§7.1 example with master addresses")
+        + "Example with addresses: `".len();
+    let text = spec[at..].split('`').next().unwrap();
+    let token = text
+        .parse::<EnrolToken>()
+        .unwrap_or_else(|e| panic!("{text} is no valid token: {e}"));
+    assert_eq!(token.masters.len(), 2, "{text} lists two masters");
+    assert_eq!(
+        token.to_string(),
+        text,
+        "the example is in its printed form"
+    );
 }
 
 /// §1.3: what a receiver does with duplicate member names.

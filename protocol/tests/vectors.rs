@@ -132,18 +132,34 @@ fn check_identity(v: &Value) -> Result<(), String> {
 
 fn check_token(v: &Value) -> Result<(), String> {
     let got = match v["text"].as_str().ok_or("text")?.parse::<EnrolToken>() {
-        Ok(t) => serde_json::json!({
-            "token_id": t.id.to_string(),
-            "secret": t.secret.to_string(),
-            "master": t.master.to_string(),
-            "root": t.root.map(|r| serde_json::json!({
-                "version": r.version,
-                "sha256": r.sha256.to_string(),
-            })),
-        }),
+        Ok(t) => {
+            let mut got = serde_json::json!({
+                "token_id": t.id.to_string(),
+                "secret": t.secret.to_string(),
+                "master": t.master.to_string(),
+                "root": t.root.map(|r| serde_json::json!({
+                    "version": r.version,
+                    "sha256": r.sha256.to_string(),
+                })),
+            });
+            // `masters` is named only by tokens with the `@` suffix.
+            if !t.masters.is_empty() {
+                got["masters"] = t.masters.iter().map(|a| a.to_string()).collect();
+            }
+            got
+        }
         Err(TokenError::Shape) => serde_json::json!({ "error": "shape" }),
         Err(TokenError::Part(part)) => serde_json::json!({ "error": "malformed", "part": part }),
         Err(TokenError::Master(_)) => serde_json::json!({ "error": "master" }),
+        Err(TokenError::Address(text)) => {
+            serde_json::json!({ "error": "address", "address": text })
+        }
+        Err(TokenError::DuplicateAddress(addr)) => {
+            serde_json::json!({ "error": "duplicate_address", "address": addr.to_string() })
+        }
+        Err(TokenError::TooManyAddresses(_)) => {
+            serde_json::json!({ "error": "too_many_addresses" })
+        }
     };
     (got == v["expect"])
         .then_some(())

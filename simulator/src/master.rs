@@ -266,6 +266,7 @@ impl Sim {
         }
         let state = DesiredState {
             holds: Vec::new(),
+            masters: Vec::new(),
             gateways: Vec::new(),
             revision: home.revision,
             instances: home

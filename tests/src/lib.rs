@@ -11,6 +11,7 @@ pub mod load_http;
 pub mod master;
 pub mod netns;
 pub mod node;
+pub mod pg;
 pub mod procstat;
 pub mod recipes;
 

@@ -74,6 +74,33 @@ impl MasterProc {
         )
     }
 
+    /// A second master beside `first`, sharing its store: `init` a data dir under `root`, copy
+    /// `first`'s identity key and admin token into it (masters sharing a store are one master
+    /// to the nodes), and `run` it with `extra` (which must name the same `--store`).
+    pub fn start_sharing(root: &Path, first: &MasterProc, extra: &[&str]) -> Self {
+        let dir = root.join("master");
+        let out = Command::new(bin("hearth-master"))
+            .arg("init")
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .expect("init");
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for file in ["master.key", "admin.token"] {
+            std::fs::copy(first.dir.join(file), dir.join(file)).expect("copy the identity");
+        }
+        Self::run(
+            dir,
+            first.id,
+            extra.iter().map(|s| (*s).to_owned()).collect(),
+            Vec::new(),
+        )
+    }
+
     fn run(dir: PathBuf, id: MasterId, extra: Vec<String>, env: Vec<(String, String)>) -> Self {
         let _ = std::fs::remove_file(dir.join("quic.addr"));
         let _ = std::fs::remove_file(dir.join("http.addr"));

@@ -48,6 +48,7 @@ fn desired(revision: u64, s: Assignment) -> Event {
         instances: vec![s],
         gateways: Vec::new(),
         holds: Vec::new(),
+        masters: Vec::new(),
     })
 }
 

@@ -28,6 +28,7 @@ fn spec(id: &str, generation: u64, lease_ms: Option<u64>) -> Assignment {
 fn desired(revision: u64, specs: Vec<Assignment>) -> Event {
     Event::Desired(DesiredState {
         holds: Vec::new(),
+        masters: Vec::new(),
         gateways: Vec::new(),
         revision,
         instances: specs,

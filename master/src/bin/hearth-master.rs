@@ -20,6 +20,8 @@ struct Args {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of the `run` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Create the master's identity, admin token and database.
     Init {
@@ -81,6 +83,19 @@ enum Command {
         /// How often a ledger checkpoint is signed when the log grew (10s, 500ms, or seconds).
         #[arg(long, default_value = "10s", value_parser = parse_interval)]
         checkpoint_interval: Duration,
+        /// Where the state lives: `sqlite:PATH` (default: master.db in the data dir, one
+        /// master) or `postgres://USER@HOST:PORT/DB` (several masters may share it; each needs
+        /// a copy of the same master.key). Also read from HEARTH_STORE.
+        #[arg(long, env = "HEARTH_STORE")]
+        store: Option<hearth_master::store::StoreUrl>,
+        /// This master's unique name among the masters sharing the store (default: its
+        /// advertised QUIC address).
+        #[arg(long)]
+        name: Option<String>,
+        /// The QUIC address nodes are told to reach this master at (default: the bound one;
+        /// give it when binding 0.0.0.0 or behind a NAT).
+        #[arg(long)]
+        advertise: Option<SocketAddr>,
     },
 }
 
@@ -125,6 +140,9 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             score_every,
             credit_policy,
             checkpoint_interval,
+            store,
+            name,
+            advertise,
         } => {
             let credit_policy = match credit_policy {
                 Some(path) => hearth_master::ledger::config::read_policy(&path)?,
@@ -155,6 +173,9 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 },
                 credit_policy,
                 checkpoint_interval,
+                store,
+                name,
+                advertise,
                 ..ServeOptions::default()
             };
             serve(&DataDir::new(data_dir), opts, shutdown_signal()).await?;

@@ -23,6 +23,15 @@ pub fn desired_state(ctx: &Context, node: &NodeId) -> Result<DesiredState, Store
     let mut ds = ctx.store.desired_state(node)?;
     fill(ctx, &mut ds.instances)?;
     crate::backups::fill(ctx, node, &mut ds)?;
+    // Several masters share the store: the node learns every one it may reconnect to.
+    if ctx.store.shared() {
+        ds.masters = ctx
+            .cluster
+            .addresses()
+            .into_iter()
+            .map(Into::into)
+            .collect();
+    }
     Ok(ds)
 }
 

@@ -96,6 +96,8 @@ fn parsed(ctx: &Context, recipe: &RecipeRef) -> Result<ParsedRecipe, RecipeError
         Some(hit) => hit,
         None => {
             let sha256 = recipe.sha256;
+            // Uploaded through another master and not copied yet: copy it (rare).
+            crate::shared_files::ensure_blob(ctx, &sha256);
             let bytes = std::fs::read(ctx.blobs.path(&sha256))
                 .map_err(|_| RecipeError::NotUploaded(sha256))?;
             let invalid = |reason: String| RecipeError::Invalid { sha256, reason };

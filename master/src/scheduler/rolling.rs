@@ -64,6 +64,7 @@ pub(super) async fn drive(
         spec.recipe = adv.rollout.target().clone();
         let new = StoredDeployment {
             name: stored.name.clone(),
+            version: stored.version,
             spec: serde_json::to_value(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             rollout: Some(
                 serde_json::to_value(&adv.rollout)

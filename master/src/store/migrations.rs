@@ -123,10 +123,59 @@ const MIGRATIONS: &[(i64, &str)] = &[
         restore_ms       BIGINT NOT NULL DEFAULT 0
     );",
     ),
+    // Several masters (issue 19): an integer version for compare-and-set on deployments, the
+    // scheduler lease, the masters' registry, and what each master heard and was told by its
+    // nodes (the same tables as PostgreSQL's, so the conformance suite covers one behaviour).
+    (
+        9,
+        "ALTER TABLE deployments ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
+    CREATE TABLE leases (
+        name           TEXT PRIMARY KEY,
+        holder         TEXT NOT NULL,
+        epoch          BIGINT NOT NULL,
+        expires_ms     BIGINT NOT NULL
+    );
+    CREATE TABLE masters (
+        name           TEXT PRIMARY KEY,
+        quic_addr      TEXT NOT NULL,
+        api_addr       TEXT,
+        seen_ms        BIGINT NOT NULL
+    );
+    CREATE TABLE heard (
+        node           TEXT NOT NULL,
+        master         TEXT NOT NULL,
+        heard_ms       BIGINT NOT NULL,
+        PRIMARY KEY (node, master)
+    );
+    CREATE INDEX heard_by_time ON heard(heard_ms);
+    CREATE TABLE shared_files (
+        kind           TEXT NOT NULL,
+        name           TEXT NOT NULL,
+        sha256         TEXT NOT NULL,
+        size           BIGINT NOT NULL,
+        parts          BIGINT NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    CREATE TABLE shared_file_parts (
+        kind           TEXT NOT NULL,
+        name           TEXT NOT NULL,
+        part           BIGINT NOT NULL,
+        bytes          BLOB NOT NULL,
+        PRIMARY KEY (kind, name, part)
+    );
+    CREATE TABLE instance_reports (
+        instance       TEXT PRIMARY KEY,
+        node           TEXT NOT NULL,
+        master         TEXT NOT NULL,
+        report         TEXT NOT NULL,
+        report_version INTEGER NOT NULL,
+        at_ms          BIGINT NOT NULL
+    );",
+    ),
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 8;
+pub(crate) const LATEST: i64 = 9;
 
 /// Brings the database to [`LATEST`], refusing one written by a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

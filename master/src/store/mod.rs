@@ -1,16 +1,21 @@
-//! Durable state behind a trait, so the engine (SQLite now, PostgreSQL later) is separate from
-//! the logic. Every method is one transaction: when it returns `Ok`, the write is on disk.
+//! Durable state behind a trait, so the engine (embedded SQLite, or PostgreSQL shared by several
+//! masters) is separate from the logic. Every method is one transaction: when it returns `Ok`,
+//! the write is durable. Engines are chosen at start by [`open`] from a [`StoreUrl`].
 //!
-//! SQL in the engines stays portable (standard types, `ON CONFLICT`, no engine-only functions).
+//! SQL in the engines stays portable (standard types, `ON CONFLICT`, no engine-only functions);
+//! the coordination of several masters ([`coord`]) is part of the same trait so that the
+//! conformance suite runs every method against both engines.
 
 mod backups;
 mod cached;
+pub mod coord;
 mod gateways;
 mod history;
 mod migrations;
+mod open;
+mod postgres;
 mod sqlite;
-#[cfg(test)]
-mod tests;
+mod sqlite_coord;
 mod writer;
 
 use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId};
@@ -18,8 +23,10 @@ use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 use serde::Serialize;
 
 pub use backups::{BackupAsk, BackupRecord, RestoreRequest, SnapshotRecord};
+pub use coord::{Fence, FileKind, MasterRecord, SharedReport, StoreEvent};
 pub(crate) use gateways::exposed_ports;
 pub use gateways::{GatewayRecord, PutGateway};
+pub use open::{StoreUrl, StoreUrlError, open};
 pub use sqlite::SqliteStore;
 
 /// Version of the JSON encoding of a deployment's status in `deployment_status.status`.
@@ -28,9 +35,22 @@ pub(crate) const STATUS_RECORD_VERSION: i64 = 1;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database engine failed (disk full, I/O error, corruption).
-    #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    /// The database engine failed (disk full, I/O error, corruption, connection lost).
+    #[error("{engine} error: {message}")]
+    Db {
+        /// `sqlite` or `postgres`.
+        engine: &'static str,
+        /// What the engine said.
+        message: String,
+        /// Whether retrying the same call may succeed (a lost connection, a serialization
+        /// conflict, a pool timeout) rather than fail the same way (a constraint, a bad type).
+        transient: bool,
+    },
+    /// The caller's scheduler lease was taken over by another master: nothing was written.
+    #[error(
+        "this master no longer holds the scheduler lease (epoch {0} is stale): nothing written"
+    )]
+    Fenced(u64),
     /// The database was written by a newer Hearth.
     #[error(
         "database schema version {found} is newer than this master understands ({supported}); upgrade hearth-master"
@@ -191,9 +211,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Applies a scheduler pass's placements and removals in one transaction (all or none), as
     /// [`Store::put_assignment`] and [`Store::remove_assignment`] would one by one (a placement
     /// on an unknown node is skipped). Returns every node whose desired state changed.
+    /// With a `fence`, the transaction first checks that the fence's lease is still held at
+    /// its epoch and writes nothing otherwise ([`StoreError::Fenced`]).
     fn apply_assignments(
         &self,
         ops: &[AssignmentOp],
+        fence: Option<&Fence>,
     ) -> Result<std::collections::BTreeSet<NodeId>, StoreError>;
     /// Bumps the desired-state revision of each node (its desired state changed for a reason
     /// outside its own assignments: the replicas its instances peer with moved).
@@ -203,11 +226,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every assignment with its node.
     /// Every assignment with its node (shared: read again only after a write changed them).
     fn assignments(&self) -> Result<std::sync::Arc<Vec<(NodeId, Assignment)>>, StoreError>;
-    /// Creates or replaces a deployment and its rollout record (idempotent by name).
+    /// Creates or replaces a deployment and its rollout record (idempotent by name); its
+    /// version becomes 1, or the stored one + 1 (`deployment.version` is ignored).
     fn put_deployment(&self, deployment: &StoredDeployment) -> Result<(), StoreError>;
-    /// Replaces a deployment only if it is still `expected` (spec and rollout as read); false if
-    /// it changed or is gone meanwhile. The scheduler's writes use it so that they never undo
-    /// an operator's request made since the scheduler's snapshot.
+    /// Replaces a deployment only if it is still at `expected.version` (as read); false if it
+    /// changed or is gone meanwhile (compare-and-set on the integer version, never on the JSON).
+    /// The scheduler's writes use it so that they never undo an operator's request made since
+    /// the scheduler's snapshot. The new version is `expected.version + 1`.
     fn replace_deployment(
         &self,
         expected: &StoredDeployment,
@@ -287,6 +312,46 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// routing-table long poll waits on (the fleet's [`crate::fleet::Fleet::changes`] is the
     /// other half).
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    // --- Several masters on one database (see [`coord`]) ---
+
+    /// Whether other masters may share this database (PostgreSQL); false for SQLite, whose
+    /// file belongs to one master.
+    fn shared(&self) -> bool;
+    /// Takes or renews lease `name` for `holder` for `ttl_ms` by the engine's own clock: the
+    /// fence to write under, or `None` while another holder's lease runs. The epoch grows by
+    /// one each time the lease changes hands, so a holder that lost it cannot write.
+    fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: u64,
+    ) -> Result<Option<Fence>, StoreError>;
+    /// Gives a lease up (if still held under `fence`) so that another master takes it at once.
+    fn release_lease(&self, fence: &Fence) -> Result<(), StoreError>;
+    /// Registers or refreshes a master (its addresses and when it was last alive).
+    fn register_master(&self, master: &MasterRecord) -> Result<(), StoreError>;
+    /// Every registered master, by name.
+    fn masters(&self) -> Result<Vec<MasterRecord>, StoreError>;
+    /// Publishes when `master` last heard each node over its session.
+    fn publish_heard(&self, master: &str, heard: &[(NodeId, u64)]) -> Result<(), StoreError>;
+    /// The latest time any master heard each node after `since_ms`, with the master's name.
+    fn heard_since(&self, since_ms: u64) -> Result<Vec<(NodeId, String, u64)>, StoreError>;
+    /// Publishes instance reports received by `master`, for the other masters.
+    fn publish_reports(&self, master: &str, reports: &[SharedReport]) -> Result<(), StoreError>;
+    /// The last published report of each instance named (all of them when `instances` is
+    /// `None`).
+    fn reports(&self, instances: Option<&[InstanceId]>) -> Result<Vec<SharedReport>, StoreError>;
+    /// Stores a file every master must serve (a blob, a repository metadata file), replacing
+    /// one of the same kind and name, in parts of at most [`coord::FILE_PART`] bytes.
+    fn put_file(&self, kind: FileKind, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// A shared file's bytes.
+    fn file(&self, kind: FileKind, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every shared file of `kind`: name and SHA-256 of its bytes.
+    fn files(&self, kind: FileKind) -> Result<Vec<(String, Sha256)>, StoreError>;
+    /// What other masters write, as it commits (PostgreSQL's LISTEN/NOTIFY). An engine that no
+    /// other master shares never sends anything. A lagging receiver must re-read everything.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
 }
 
 /// One change of [`Store::apply_assignments`].
@@ -334,6 +399,8 @@ pub struct EventRecord {
 pub struct StoredDeployment {
     /// Name.
     pub name: String,
+    /// Bumped by every write of the deployment (1 when created); compare-and-set compares it.
+    pub version: u64,
     /// The spec.
     pub spec: serde_json::Value,
     /// The last rolling update, if any.

@@ -19,6 +19,7 @@ use super::{
     StatusUpdate, Store, StoreError, StoredDeployment, TokenRecord, history,
 };
 use super::{BackupAsk, BackupRecord, SnapshotRecord, backups};
+use super::{Fence, FileKind, MasterRecord, SharedReport, StoreEvent, sqlite_coord as lease};
 
 /// Version of the JSON encoding of [`NodeFacts`] in the `nodes.facts` column.
 const FACTS_VERSION: i64 = 1;
@@ -57,6 +58,8 @@ pub struct SqliteStore {
     deployments: Cached<Vec<StoredDeployment>>,
     /// Bumped after every write of assignments, deployments or gateways (see [`Store::changes`]).
     changes: tokio::sync::watch::Sender<u64>,
+    /// Never sent on: no other master writes this file (see [`Store::subscribe`]).
+    events: tokio::sync::broadcast::Sender<StoreEvent>,
 }
 
 impl SqliteStore {
@@ -67,6 +70,7 @@ impl SqliteStore {
             assignments: Cached::default(),
             deployments: Cached::default(),
             changes: tokio::sync::watch::Sender::new(0),
+            events: tokio::sync::broadcast::Sender::new(1),
         })
     }
 
@@ -95,6 +99,20 @@ impl SqliteStore {
         self.deployments.invalidate();
         self.changed();
         result
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let transient = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        StoreError::Db {
+            engine: "sqlite",
+            message: e.to_string(),
+            transient,
+        }
     }
 }
 
@@ -227,8 +245,10 @@ fn remove_assignment_in(
 fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<StoredDeployment> {
     let spec: String = r.get(1)?;
     let rollout: Option<String> = r.get(2)?;
+    let version: i64 = r.get(3)?;
     Ok(StoredDeployment {
         name: r.get(0)?,
+        version: u64::try_from(version).map_err(|e| corrupt("deployment version", e))?,
         spec: serde_json::from_str(&spec).map_err(|e| corrupt("deployment spec", e))?,
         rollout: rollout
             .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("deployment rollout", e)))
@@ -431,12 +451,20 @@ impl Store for SqliteStore {
         self.write_assignments(move |tx| remove_assignment_in(tx, &instance))
     }
 
-    fn apply_assignments(&self, ops: &[AssignmentOp]) -> Result<BTreeSet<NodeId>, StoreError> {
+    fn apply_assignments(
+        &self,
+        ops: &[AssignmentOp],
+        fence: Option<&Fence>,
+    ) -> Result<BTreeSet<NodeId>, StoreError> {
         if ops.is_empty() {
             return Ok(BTreeSet::new());
         }
         let ops = ops.to_vec();
+        let fence = fence.cloned();
         self.write_assignments(move |tx| {
+            if let Some(fence) = &fence {
+                lease::check(tx, fence)?;
+            }
             let mut touched = BTreeSet::new();
             for op in &ops {
                 match op {
@@ -482,6 +510,8 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             let gateways = gateways::publish(conn, &mut instances)?;
             Ok(DesiredState {
+                // Filled by the master from its registry (`crate::cluster`), not stored.
+                masters: Vec::new(),
                 holds: Vec::new(),
                 gateways,
                 revision: opt_ms(revision).unwrap_or(0),
@@ -520,8 +550,10 @@ impl Store for SqliteStore {
                 gateways::bump_routed(tx, Some(&name))?;
             }
             tx.execute(
-                "INSERT INTO deployments (name, spec, spec_version, rollout) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (name) DO UPDATE SET spec = ?2, spec_version = ?3, rollout = ?4",
+                "INSERT INTO deployments (name, spec, spec_version, rollout, version)
+                 VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (name) DO UPDATE SET spec = ?2, spec_version = ?3, rollout = ?4,
+                    version = deployments.version + 1",
                 params![name, spec, SPEC_VERSION, rollout],
             )?;
             Ok(())
@@ -533,30 +565,18 @@ impl Store for SqliteStore {
         expected: &StoredDeployment,
         new: &StoredDeployment,
     ) -> Result<bool, StoreError> {
-        let text =
-            |v: &Option<serde_json::Value>| v.as_ref().map_or(String::new(), |r| r.to_string());
         let (new_spec, new_rollout) = (
             new.spec.to_string(),
             new.rollout.as_ref().map(|r| r.to_string()),
         );
-        let (name, old_spec, old_rollout) = (
-            expected.name.clone(),
-            expected.spec.to_string(),
-            text(&expected.rollout),
-        );
+        let (name, version) = (expected.name.clone(), ms(expected.version));
         let republish = exposed_ports(&expected.spec) != exposed_ports(&new.spec);
         self.write_deployments(move |tx| {
             let replaced = tx.execute(
-                "UPDATE deployments SET spec = ?1, spec_version = ?2, rollout = ?3
-                 WHERE name = ?4 AND spec = ?5 AND COALESCE(rollout, '') = ?6",
-                params![
-                    new_spec,
-                    SPEC_VERSION,
-                    new_rollout,
-                    name,
-                    old_spec,
-                    old_rollout
-                ],
+                "UPDATE deployments SET spec = ?1, spec_version = ?2, rollout = ?3,
+                    version = version + 1
+                 WHERE name = ?4 AND version = ?5",
+                params![new_spec, SPEC_VERSION, new_rollout, name, version],
             )? == 1;
             if replaced && republish {
                 gateways::bump_routed(tx, Some(&name))?;
@@ -678,6 +698,81 @@ impl Store for SqliteStore {
         self.db.read(|conn| backups::snapshots(conn, deployment))
     }
 
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: u64,
+    ) -> Result<Option<Fence>, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.db
+            .write(move |tx| lease::take(tx, &name, &holder, crate::clock::now_ms(), ttl_ms))
+    }
+
+    fn release_lease(&self, fence: &Fence) -> Result<(), StoreError> {
+        let fence = fence.clone();
+        self.db.write(move |tx| lease::release(tx, &fence))
+    }
+
+    fn register_master(&self, master: &MasterRecord) -> Result<(), StoreError> {
+        let master = master.clone();
+        self.db.write(move |tx| lease::register_master(tx, &master))
+    }
+
+    fn masters(&self) -> Result<Vec<MasterRecord>, StoreError> {
+        self.db.read(lease::masters)
+    }
+
+    fn publish_heard(&self, master: &str, heard: &[(NodeId, u64)]) -> Result<(), StoreError> {
+        if heard.is_empty() {
+            return Ok(());
+        }
+        let (master, heard) = (master.to_owned(), heard.to_vec());
+        self.db
+            .write(move |tx| lease::publish_heard(tx, &master, &heard))
+    }
+
+    fn heard_since(&self, since_ms: u64) -> Result<Vec<(NodeId, String, u64)>, StoreError> {
+        self.db.read(|c| lease::heard_since(c, since_ms))
+    }
+
+    fn publish_reports(&self, master: &str, reports: &[SharedReport]) -> Result<(), StoreError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let (master, reports) = (master.to_owned(), reports.to_vec());
+        self.db
+            .write(move |tx| lease::publish_reports(tx, &master, &reports))
+    }
+
+    fn reports(&self, instances: Option<&[InstanceId]>) -> Result<Vec<SharedReport>, StoreError> {
+        let instances = instances.map(<[InstanceId]>::to_vec);
+        self.db.read(|c| lease::reports(c, instances.as_deref()))
+    }
+
+    fn put_file(&self, kind: FileKind, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let (name, bytes) = (name.to_owned(), bytes.to_vec());
+        self.db
+            .write(move |tx| lease::put_file(tx, kind, &name, &bytes))
+    }
+
+    fn file(&self, kind: FileKind, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.read(|c| lease::file(c, kind, name))
+    }
+
+    fn files(&self, kind: FileKind) -> Result<Vec<(String, Sha256)>, StoreError> {
+        self.db.read(|c| lease::files(c, kind))
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
+        // One master owns the file: nobody else writes, so nothing is ever sent.
+        self.events.subscribe()
+    }
+
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
     }
@@ -685,8 +780,9 @@ impl Store for SqliteStore {
     fn deployments(&self) -> Result<Arc<Vec<StoredDeployment>>, StoreError> {
         self.deployments.get(|| {
             self.db.read(|conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT name, spec, rollout FROM deployments ORDER BY name")?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT name, spec, rollout, version FROM deployments ORDER BY name",
+                )?;
                 let rows = stmt.query_map([], deployment_from_row)?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
@@ -697,7 +793,7 @@ impl Store for SqliteStore {
         self.db.read(|conn| {
             Ok(conn
                 .query_row(
-                    "SELECT name, spec, rollout FROM deployments WHERE name = ?1",
+                    "SELECT name, spec, rollout, version FROM deployments WHERE name = ?1",
                     [name],
                     deployment_from_row,
                 )

@@ -39,9 +39,10 @@ struct Args {
 enum Command {
     /// Enrol this machine with a one-time token from the cooperative.
     Enrol {
-        /// Master QUIC address, HOST:PORT.
-        #[arg(long)]
-        master: String,
+        /// Master QUIC address, HOST:PORT (repeatable). Tried first, in the order given, then
+        /// the addresses the token lists (`…@ADDR,ADDR`); needed only when it lists none.
+        #[arg(long = "master")]
+        masters: Vec<String>,
         /// The token (`ht2:…`, or `ht1:…` from a master that published no root yet). Also read
         /// from HEARTH_ENROL_TOKEN.
         #[arg(long, env = "HEARTH_ENROL_TOKEN", hide_env_values = true)]
@@ -190,7 +191,7 @@ async fn main() -> std::process::ExitCode {
 async fn main_inner(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Enrol {
-            master,
+            masters,
             token,
             data_dir,
             country,
@@ -215,7 +216,10 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            let addr = resolve(&master)?;
+            let addrs = masters
+                .iter()
+                .map(|m| resolve(m))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let declared = Declared {
                 country,
                 isp,
@@ -236,7 +240,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 );
             }
             let done =
-                enrol_with_root(&NodeDir::new(&data_dir), addr, &token, declared, root).await?;
+                enrol_with_root(&NodeDir::new(&data_dir), &addrs, &token, declared, root).await?;
             match done.root {
                 RootSource::Given {
                     differs_from: Some(pin),
@@ -261,8 +265,9 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             let e = done.enrolment;
             outln!("{}", e.node)?;
             eprintln!(
-                "enrolled with master {}; start with `hearth-node run --data-dir {}`",
+                "enrolled with master {} at {}; start with `hearth-node run --data-dir {}`",
                 e.master,
+                join(&e.master_addrs),
                 data_dir.display()
             );
         }
@@ -287,7 +292,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                 shutdown_signal().await;
                 let _ = tx.send(true);
             });
-            tracing::info!(node = %enrolment.node, master = %enrolment.master_addr, "agent starting");
+            tracing::info!(node = %enrolment.node, masters = %join(&enrolment.master_addrs), "agent starting");
             let (inputs_tx, inputs_rx) = tokio::sync::mpsc::unbounded_channel();
             let (outbound_tx, outbound_rx) = tokio::sync::mpsc::unbounded_channel();
             let (reports_tx, reports_rx) = tokio::sync::watch::channel(Vec::new());
@@ -464,8 +469,17 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     settle::SettleSummary::default()
                 });
             let overlay = OverlayHealth::read(&data_dir);
+            // The address in use while the agent runs, else the first it will try.
+            let current = match link.master.as_str() {
+                "" => enrolment
+                    .master_addrs
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                running => running.to_owned(),
+            };
             if json {
-                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": enrolment.master_addr, "standing": link.standing, "link": link, "gateways": gateways, "settlement": credits, "instances": instances,
+                let v = serde_json::json!({ "node": enrolment.node, "master": enrolment.master, "master_addr": current, "master_addrs": enrolment.master_addrs, "standing": link.standing, "link": link, "gateways": gateways, "settlement": credits, "instances": instances,
                     "trust": { "pinned": pinned, "versions": versions }, "overlay": overlay });
                 outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
@@ -478,11 +492,8 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
                     versions.get(2).unwrap_or(&0),
                     versions.get(3).unwrap_or(&0)
                 )?;
-                outln!(
-                    "master:   {} at {}",
-                    enrolment.master,
-                    enrolment.master_addr
-                )?;
+                outln!("master:   {} at {current}", enrolment.master)?;
+                outln!("masters:  {}", join(&enrolment.master_addrs))?;
                 outln!(
                     "link:     {} (sessions {}, revision {})",
                     if link.state.is_empty() {
@@ -631,6 +642,15 @@ fn now_unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// Addresses as `A, B, C`.
+fn join(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn resolve(master: &str) -> anyhow::Result<SocketAddr> {

@@ -40,6 +40,12 @@ pub struct DesiredState {
     /// it holds are deleted after a grace period).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holds: Vec<crate::messages::backup::Holding>,
+    /// Every master address the node may connect to, the current one included (all the
+    /// cooperative's masters share one key, the one the node pinned). The node stores a changed
+    /// list and, when a session is lost, tries them in turn (SPEC §8.6). Absent: keep the list
+    /// it has. A node ignores a list of more than 16 addresses or naming one twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masters: Vec<crate::messages::tunnel::Addr>,
 }
 
 /// One instance the node must run.

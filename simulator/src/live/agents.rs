@@ -2,7 +2,8 @@
 //! the agent's own link core (`hearth_core::link::Link`, as `hearth_node_agent::link` does): mutual-TLS QUIC, `hello` → `welcome`, a
 //! heartbeat at the interval the welcome gives (the first at once; no `heartbeat_ack` asked), a
 //! `desired_state_ack` for each `desired_state`, a signed `audit_answer` for each `audit_probe`;
-//! the session is given up after three heartbeat intervals without a packet from the master, and
+//! the session is given up when the link core finds the master silent (4/3 of a heartbeat interval
+//! without a packet, looked at each heartbeat: no silence checks between them here), and
 //! reconnects use the agent's own full-jitter backoff (`Backoff::RECONNECT`). Close codes 2 and 3
 //! (unknown, revoked) stop an agent for good. Agents run no instances.
 //!
@@ -62,7 +63,7 @@ pub struct AgentCounters {
     /// Of those, lost because the master reset the connection (a restarted master answers a
     /// packet of its predecessor's connection with a stateless reset).
     pub lost_by_reset: u64,
-    /// Of those, given up after three silent heartbeat intervals.
+    /// Of those, given up as silent (the link core's silence, seen at a heartbeat tick).
     pub lost_silent: u64,
     /// Connection attempts that failed before a welcome.
     pub failed_attempts: u64,

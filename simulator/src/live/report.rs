@@ -93,7 +93,7 @@ pub struct Restart {
     /// Quantiles of each agent's welcome after the restart, s: p50, p90, p99, max.
     pub back_quantiles_secs: [f64; 4],
     /// Quantiles of each agent's detection of the lost session after the kill, s: p50, p90,
-    /// p99, max (the agent gives a session up after three silent heartbeat intervals).
+    /// p99, max (the agent gives a session up after 4/3 of a heartbeat interval of silence).
     pub lost_quantiles_secs: [f64; 4],
     /// Master CPU from the restart until all were back (or the wait ended), % of one core.
     pub storm_cpu_percent: f64,
