@@ -1,6 +1,8 @@
 //! Live mode end to end: a real `hearth-master` process, 20 agents over loopback QUIC, a
-//! `kill -9` and a restart on the same QUIC port. Every wait is bounded; the timings are
-//! benchmark figures, not assertions.
+//! `kill -9` and a restart on the same QUIC port; then two masters on one PostgreSQL database
+//! (`HEARTH_TEST_POSTGRES`) sharing 20 agents, and a `kill -9` of the lease holder while
+//! deployments are written. Every wait is bounded; the timings are benchmark figures, not
+//! assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
 use std::path::PathBuf;
@@ -62,10 +64,12 @@ async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_rest
             quic_threads: 1,
             // Only the on-demand probes it counts below.
             probe_mean: "off".into(),
+            store: None,
         },
         agents: AgentsConfig {
             endpoints: 2,
             max_handshakes: 8,
+            silence_checks: false,
         },
         enrol_concurrency: 8,
         measure: Duration::from_secs(1),
@@ -75,6 +79,8 @@ async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_rest
         deployments: DEPLOYMENTS,
         replicas: REPLICAS,
         probes: true,
+        masters: 1,
+        failover: false,
     };
     let started = Instant::now();
     let report = live::run(&opts, &|line| eprintln!("{line}"))
@@ -84,11 +90,12 @@ async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_rest
     eprint!("{}", live::summary(&report));
 
     assert_eq!(report.nodes, NODES);
-    assert_eq!(report.steady.master_sessions, NODES as u64);
+    assert_eq!(report.steady.len(), 1);
+    assert_eq!(report.steady[0].master_sessions, NODES as u64);
     // Every session heartbeats once per interval: the rates over the window are near
     // NODES / interval (wide margins for a debug build on a busy machine; the ingested count is
     // read just outside the window, so it may hold a little more).
-    let steady = &report.steady;
+    let steady = &report.steady[0];
     let expected = NODES as f64 / interval.as_secs_f64();
     let sent = steady.heartbeats_sent_per_sec;
     assert!(
@@ -166,4 +173,91 @@ async fn agents_connect_heartbeat_get_work_and_all_come_back_after_a_master_rest
         "{beats} heartbeats in a {run_secs:.1} s run: expected between {:.0} and {most:.0}",
         0.5 * window_beats
     );
+}
+
+/// The PostgreSQL server for the several-masters run, or `None` (after saying how to run it)
+/// outside CI; under `CI=true` a missing server fails.
+fn postgres_or_skip() -> Option<String> {
+    match std::env::var("HEARTH_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let how = "set HEARTH_TEST_POSTGRES, e.g. run `eval \"$(scripts/pg-cluster start)\"`";
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "no PostgreSQL server under CI=true: {how}"
+            );
+            eprintln!("skipped two_masters_share_the_agents_and_fail_over: {how}");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_masters_share_the_agents_and_fail_over() {
+    let Some(server) = postgres_or_skip() else {
+        return;
+    };
+    let db = live::database::ScratchDatabase::create(&server, "live_test")
+        .await
+        .expect("a scratch database");
+    let interval = Duration::from_millis(300);
+    let opts = LiveOptions {
+        nodes: NODES,
+        master: MasterConfig {
+            bin: master_bin(),
+            heartbeat: interval,
+            // The lease (3 s) and the agents' return (4/3 of an interval, then the next
+            // address) come well before this.
+            suspect_after: Duration::from_secs(8),
+            down_after: Duration::from_secs(20),
+            quic_threads: 1,
+            probe_mean: "off".into(),
+            store: Some(db.url().to_owned()),
+        },
+        agents: AgentsConfig {
+            endpoints: 2,
+            max_handshakes: 8,
+            silence_checks: true,
+        },
+        enrol_concurrency: 8,
+        measure: Duration::from_secs(1),
+        settle: interval * 2,
+        restart: false,
+        connect_limit: Duration::from_secs(60),
+        deployments: 2,
+        replicas: REPLICAS,
+        probes: false,
+        masters: 2,
+        failover: true,
+    };
+    let report = live::run(&opts, &|line| eprintln!("{line}"))
+        .await
+        .expect("live run");
+    eprint!("{}", live::summary(&report));
+
+    // Both masters served sessions, half each.
+    assert_eq!(report.steady.len(), 2);
+    let sessions: Vec<u64> = report.steady.iter().map(|s| s.master_sessions).collect();
+    assert_eq!(sessions.iter().sum::<u64>(), NODES as u64, "{sessions:?}");
+    assert!(sessions.iter().all(|n| *n > 0), "{sessions:?}");
+    // The deployments written through the first master reached agents of both.
+    let assign = report.assign.as_ref().expect("deployments measured");
+    assert_eq!(assign.held, 2 * u64::from(REPLICAS));
+
+    let f = report.failover.as_ref().expect("failover measured");
+    assert!(f.dead_sessions > 0, "{f:?}");
+    assert!(f.lease_secs.is_some(), "no master took the lease: {f:?}");
+    assert_eq!(
+        f.back_quantiles_secs.iter().filter(|t| **t > 0.0).count(),
+        4,
+        "{f:?}"
+    );
+    assert!(f.acked > 0 && f.acked_after_kill > 0, "{f:?}");
+    assert_eq!(f.lost, 0, "acknowledged writes lost: {f:?}");
+    assert_eq!(
+        f.unplaced, 0,
+        "acknowledged deployments never placed: {f:?}"
+    );
+    assert!(f.ok(), "{f:?}");
+    drop(db);
 }

@@ -36,6 +36,8 @@ pub fn spawn_sessions(
     let config = AgentsConfig {
         endpoints,
         max_handshakes: MAX_HANDSHAKES,
+        silence_checks: false,
     };
-    Ok(Agents::spawn(keys, quic, master_id, &config)?)
+    let keys = keys.into_iter().map(|k| (k, 0)).collect();
+    Ok(Agents::spawn(keys, &[quic], master_id, &config)?)
 }

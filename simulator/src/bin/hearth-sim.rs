@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use hearth_simulator::live::database::ScratchDatabase;
 use hearth_simulator::live::{AgentsConfig, LiveOptions, MasterConfig};
 use hearth_simulator::{RunOptions, Scenario, Sim, live, summary, svg};
 
@@ -105,6 +106,22 @@ struct LiveArgs {
     /// Replicas of each deployment (spread over ISPs and countries).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     replicas: u32,
+    /// Masters sharing one PostgreSQL store (needs --postgres when more than one); the agents
+    /// are enrolled through them in turn.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    masters: u16,
+    /// A PostgreSQL server (URL, e.g. what `scripts/pg-cluster start` prints): the masters'
+    /// store is a fresh database made on it for this run and dropped afterwards.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// After the steady state, kill -9 the master holding the scheduler lease while
+    /// deployments are written through every master, and measure the failover (--masters ≥ 2).
+    #[arg(long)]
+    failover: bool,
+    /// Agents also check for a silent master between heartbeats, as the real agent does (on
+    /// with --failover).
+    #[arg(long)]
+    silence_checks: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -194,6 +211,26 @@ fn live_mode(args: &LiveArgs) -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("hearth-master"),
     };
     let interval = Duration::from_millis(args.interval_ms);
+    if args.masters > 1 && args.postgres.is_none() {
+        anyhow::bail!(
+            "--masters {} needs --postgres URL: several masters share one PostgreSQL store",
+            args.masters
+        );
+    }
+    if args.failover && args.masters < 2 {
+        anyhow::bail!("--failover needs --masters 2 or more");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let database = match &args.postgres {
+        Some(server) => Some(
+            runtime
+                .block_on(ScratchDatabase::create(server, "live"))
+                .with_context(|| format!("creating a database on {server}"))?,
+        ),
+        None => None,
+    };
     let opts = LiveOptions {
         nodes: args.nodes,
         master: MasterConfig {
@@ -207,10 +244,12 @@ fn live_mode(args: &LiveArgs) -> anyhow::Result<()> {
                 .map_or(interval * 6, Duration::from_millis),
             quic_threads: args.quic_threads,
             probe_mean: args.probe_mean.clone(),
+            store: database.as_ref().map(|d| d.url().to_owned()),
         },
         agents: AgentsConfig {
             endpoints: args.endpoints,
             max_handshakes: args.max_handshakes,
+            silence_checks: args.silence_checks || args.failover,
         },
         enrol_concurrency: 64,
         measure: Duration::from_secs(args.measure_secs),
@@ -220,10 +259,9 @@ fn live_mode(args: &LiveArgs) -> anyhow::Result<()> {
         deployments: args.deployments,
         replicas: args.replicas,
         probes: args.probes,
+        masters: usize::from(args.masters),
+        failover: args.failover,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let report = runtime.block_on(live::run(&opts, &|line| println!("{line}")))?;
     print!("{}", live::summary(&report));
     if let Some(path) = &args.json {
@@ -235,6 +273,12 @@ fn live_mode(args: &LiveArgs) -> anyhow::Result<()> {
     if report.restart.as_ref().is_some_and(|r| !r.ok()) {
         anyhow::bail!("after the restart, not every agent came back, or a node was marked down");
     }
+    if report.failover.as_ref().is_some_and(|f| !f.ok()) {
+        anyhow::bail!(
+            "the failover did not complete: see the verdict above (lease, placement, agents back, lost or unplaced writes, nodes down)"
+        );
+    }
+    drop(database);
     Ok(())
 }
 

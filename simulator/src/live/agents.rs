@@ -3,9 +3,12 @@
 //! heartbeat at the interval the welcome gives (the first at once; no `heartbeat_ack` asked), a
 //! `desired_state_ack` for each `desired_state`, a signed `audit_answer` for each `audit_probe`;
 //! the session is given up when the link core finds the master silent (4/3 of a heartbeat interval
-//! without a packet, looked at each heartbeat: no silence checks between them here), and
-//! reconnects use the agent's own full-jitter backoff (`Backoff::RECONNECT`). Close codes 2 and 3
-//! (unknown, revoked) stop an agent for good. Agents run no instances.
+//! without a packet, looked at each heartbeat, and between them every `check_ms` when
+//! [`AgentsConfig::silence_checks`] is on, as the agent does), and reconnects use the agent's own
+//! full-jitter backoff (`Backoff::RECONNECT`), moving through the master addresses as the agent
+//! does (each agent's list starts at the master it was enrolled through; the lists the masters
+//! send in desired states are adopted). Close codes 2 and 3 (unknown, revoked) stop an agent for
+//! good. Agents run no instances.
 //!
 //! Sessions share a few client UDP endpoints (a real agent has one each) so that 10,000 agents
 //! fit in one process's file limit.
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hearth_core::link::{Action, Event as LinkEvent, Link, Phase};
+use hearth_core::link::{Action, Event as LinkEvent, Link, Masters, Phase, check_ms};
 use hearth_protocol::messages::audit::AuditAnswer;
 use hearth_protocol::{DEFAULT_MAX_FRAME, MasterId, Message, NodeId, SecretKey};
 use hearth_transport::{
@@ -34,6 +37,9 @@ pub enum AgentsError {
     /// A client endpoint could not be bound.
     #[error("cannot bind a client UDP endpoint: {0}; raise the open-files limit (ulimit -n)")]
     Endpoint(#[from] hearth_transport::EndpointError),
+    /// The master addresses are not a valid list.
+    #[error("master addresses: {0}")]
+    Masters(#[from] hearth_core::link::MastersError),
 }
 
 /// How the agents behave.
@@ -43,6 +49,9 @@ pub struct AgentsConfig {
     pub endpoints: usize,
     /// QUIC handshakes (connect to `welcome`) in flight at once in this process.
     pub max_handshakes: usize,
+    /// Check for a silent master between heartbeats too (every `check_ms`, as the agent does),
+    /// not only at each heartbeat: a dead master is then left within 4/3 of an interval.
+    pub silence_checks: bool,
 }
 
 /// Counters of the running agents, summed over all of them.
@@ -79,36 +88,63 @@ pub struct Agents {
 }
 
 impl Agents {
-    /// Starts one task per key against the master at `quic`, pinned to `master`.
+    /// Starts one task per key against the masters at `masters` (all of them `master`, sharing
+    /// one key), each key's agent starting at the address of the index it is paired with.
     pub fn spawn(
-        keys: Vec<SecretKey>,
-        quic: SocketAddr,
+        keys: Vec<(SecretKey, usize)>,
+        masters: &[SocketAddr],
         master: MasterId,
         config: &AgentsConfig,
     ) -> Result<Self, AgentsError> {
+        Masters::new(masters.to_vec())?;
         let endpoints = (0..config.endpoints.max(1))
             .map(|_| client_endpoint(SocketAddr::from(([127, 0, 0, 1], 0))))
             .collect::<Result<Vec<_>, _>>()?;
-        let shared = Arc::new(Shared::new(keys.len()));
+        let shared = Arc::new(Shared::new(keys.len(), masters.to_vec()));
         let gate = Arc::new(Semaphore::new(config.max_handshakes.max(1)));
-        let tasks = keys
-            .into_iter()
-            .zip(endpoints.iter().cycle())
-            .enumerate()
-            .map(|(index, (key, endpoint))| {
-                let agent = Agent {
-                    index,
-                    key,
-                    quic,
-                    master,
-                    endpoint: endpoint.clone(),
-                    gate: gate.clone(),
-                    shared: shared.clone(),
-                };
-                tokio::spawn(agent.run())
-            })
-            .collect();
+        let mut tasks = Vec::with_capacity(keys.len());
+        for (index, ((key, first), endpoint)) in
+            keys.into_iter().zip(endpoints.iter().cycle()).enumerate()
+        {
+            let mut list = masters.to_vec();
+            list.rotate_left(first % masters.len());
+            let agent = Agent {
+                index,
+                key,
+                masters: Masters::new(list)?,
+                master,
+                endpoint: endpoint.clone(),
+                gate: gate.clone(),
+                shared: shared.clone(),
+                silence_checks: config.silence_checks,
+            };
+            tasks.push(tokio::spawn(agent.run()));
+        }
         Ok(Self { shared, tasks })
+    }
+
+    /// The agents whose session is open with the master at `addr` now.
+    pub fn connected_to(&self, addr: SocketAddr) -> Vec<usize> {
+        let s = &self.shared;
+        let Some(want) = s.masters.iter().position(|a| *a == addr) else {
+            return Vec::new();
+        };
+        s.at.iter()
+            .enumerate()
+            .filter(|(_, at)| at.load(Ordering::Relaxed) == want as u64 + 1)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// For each agent of `which` that received a welcome at or after `mark`, how long after
+    /// `mark` its latest welcome came.
+    pub fn welcomed_since_of(&self, which: &[usize], mark: Instant) -> Vec<Duration> {
+        let s = &self.shared;
+        which
+            .iter()
+            .filter_map(|i| s.welcomed.get(*i))
+            .filter_map(|t| s.after(t, mark))
+            .collect()
     }
 
     /// The counters now.
@@ -207,10 +243,14 @@ struct Shared {
     /// Per agent: time of its latest `desired_state`, and the instances it assigned.
     desired_at: Vec<AtomicU64>,
     assigned: Vec<AtomicU64>,
+    /// The master addresses, and per agent the one its open session is with (index + 1; 0 =
+    /// none).
+    masters: Vec<SocketAddr>,
+    at: Vec<AtomicU64>,
 }
 
 impl Shared {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, masters: Vec<SocketAddr>) -> Self {
         let times = || (0..n).map(|_| AtomicU64::new(0)).collect();
         Self {
             start: Instant::now(),
@@ -228,6 +268,8 @@ impl Shared {
             lost_at: times(),
             desired_at: times(),
             assigned: times(),
+            masters,
+            at: times(),
         }
     }
 
@@ -256,11 +298,13 @@ impl Shared {
 struct Agent {
     index: usize,
     key: SecretKey,
-    quic: SocketAddr,
+    /// The master addresses, from the one this agent starts at.
+    masters: Masters,
     master: MasterId,
     endpoint: quinn::Endpoint,
     gate: Arc<Semaphore>,
     shared: Arc<Shared>,
+    silence_checks: bool,
 }
 
 /// How one session ended.
@@ -296,9 +340,10 @@ impl Agent {
         };
         let clock = Instant::now();
         let ms = || u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let mut link = Link::new(
+        let mut link = Link::with_masters(
             NodeId::from_key(self.key.public()),
             "hearth-sim-live".into(),
+            self.masters.clone(),
         );
         loop {
             link.step(ms(), LinkEvent::Start);
@@ -339,11 +384,12 @@ impl Agent {
         link: &mut Link,
         ms: &impl Fn() -> u64,
     ) -> Ended {
+        let addr = link.master().unwrap_or_else(|| self.masters.current());
         let (conn, mut control, interval) = {
             let Ok(_permit) = self.gate.acquire().await else {
                 return Ended::Refused;
             };
-            let Ok(connecting) = self.endpoint.connect_with(config, self.quic, SERVER_NAME) else {
+            let Ok(connecting) = self.endpoint.connect_with(config, addr, SERVER_NAME) else {
                 return LOST;
             };
             let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
@@ -384,9 +430,16 @@ impl Agent {
         self.shared.welcomes.fetch_add(1, Ordering::Relaxed);
         self.shared.stamp(&self.shared.welcomed, self.index);
         self.shared.connected.fetch_add(1, Ordering::Relaxed);
+        let at = self.shared.masters.iter().position(|a| *a == addr);
+        if let (Some(slot), Some(at)) = (self.shared.at.get(self.index), at) {
+            slot.store(at as u64 + 1, Ordering::Relaxed);
+        }
         let ended = self
             .established(&conn, &mut control, interval, link, ms)
             .await;
+        if let Some(slot) = self.shared.at.get(self.index) {
+            slot.store(0, Ordering::Relaxed);
+        }
         self.shared.connected.fetch_sub(1, Ordering::Relaxed);
         ended
     }
@@ -401,16 +454,26 @@ impl Agent {
         ms: &impl Fn() -> u64,
     ) -> Ended {
         let mut tick = tokio::time::interval(interval);
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        let mut check = tokio::time::interval(Duration::from_millis(check_ms(interval_ms)));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let actions = tokio::select! {
                 _ = tick.tick() => {
                     let tick = LinkEvent::Tick { rx: conn.stats().udp_rx.datagrams, instances: vec![] };
                     link.step(ms(), tick)
                 }
+                _ = check.tick(), if self.silence_checks => {
+                    link.step(ms(), LinkEvent::Check { rx: conn.stats().udp_rx.datagrams })
+                }
                 msg = control.recv() => match msg {
                     Ok(Some(message)) => {
                         if let Message::DesiredState(ds) = &message {
                             self.shared.desired_states.fetch_add(1, Ordering::Relaxed);
+                            if !ds.masters.is_empty() {
+                                // As the agent: a bad list is refused by the core and the old kept.
+                                let _ = link.set_masters(ds.masters.iter().map(|a| a.get()).collect());
+                            }
                             if ds.revision >= link.revision() {
                                 self.shared.stamp(&self.shared.desired_at, self.index);
                                 if let Some(a) = self.shared.assigned.get(self.index) {

@@ -38,6 +38,15 @@ bandwidth_mbps = 1
 /// Uploads [`RECIPE`] and creates deployments `live-0` … `live-{n-1}` of `replicas` each.
 /// Returns the number of replicas asked for.
 pub async fn deploy(api: &MasterApi, n: usize, replicas: u32) -> Result<u64, MasterError> {
+    let sha = upload_recipe(api).await?;
+    for i in 0..n {
+        create(api, &format!("live-{i}"), sha, replicas).await?;
+    }
+    Ok(n as u64 * u64::from(replicas))
+}
+
+/// Uploads [`RECIPE`] (`PUT /v1/blobs/{sha256}`); its hash.
+pub async fn upload_recipe(api: &MasterApi) -> Result<Sha256, MasterError> {
     let sha = Sha256::digest(RECIPE.as_bytes());
     const BLOB: &str = "PUT /v1/blobs/{sha256}";
     api.authed(Method::PUT, &format!("/v1/blobs/{sha}"))
@@ -46,23 +55,57 @@ pub async fn deploy(api: &MasterApi, n: usize, replicas: u32) -> Result<u64, Mas
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(|source| MasterError::Api { what: BLOB, source })?;
+    Ok(sha)
+}
+
+/// Creates the deployment `name` of [`RECIPE`] (uploaded, hash `sha`), `replicas` replicas
+/// spread over ISPs and countries; `Ok` once the master acknowledged it.
+pub async fn create(
+    api: &MasterApi,
+    name: &str,
+    sha: Sha256,
+    replicas: u32,
+) -> Result<(), MasterError> {
     const DEPLOY: &str = "POST /v1/deployments";
-    for i in 0..n {
-        let body = json!({
-            "name": format!("live-{i}"),
-            "recipe": { "name": "live-load", "version": "1.0.0", "sha256": sha },
-            "replicas": replicas,
-            "spread": ["isp", "country"],
-        });
-        api.authed(Method::POST, "/v1/deployments")
-            .json(&body)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|source| MasterError::Api {
-                what: DEPLOY,
-                source,
-            })?;
+    let body = json!({
+        "name": name,
+        "recipe": { "name": "live-load", "version": "1.0.0", "sha256": sha },
+        "replicas": replicas,
+        "spread": ["isp", "country"],
+    });
+    api.authed(Method::POST, "/v1/deployments")
+        .json(&body)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|source| MasterError::Api {
+            what: DEPLOY,
+            source,
+        })?;
+    Ok(())
+}
+
+/// Replicas placed for each deployment (`GET /v1/deployments`), by name.
+pub async fn placed(
+    api: &MasterApi,
+) -> Result<std::collections::BTreeMap<String, usize>, MasterError> {
+    const WHAT: &str = "GET /v1/deployments";
+    #[derive(serde::Deserialize)]
+    struct View {
+        name: String,
+        replicas: Vec<serde::de::IgnoredAny>,
     }
-    Ok(n as u64 * u64::from(replicas))
+    let views: Vec<View> = api
+        .authed(Method::GET, "/v1/deployments")
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|source| MasterError::Api { what: WHAT, source })?
+        .json()
+        .await
+        .map_err(|source| MasterError::Api { what: WHAT, source })?;
+    Ok(views
+        .into_iter()
+        .map(|v| (v.name, v.replicas.len()))
+        .collect())
 }

@@ -1,6 +1,7 @@
 //! A real `hearth-master` process for live runs: `init`, `run` on loopback (HTTP port 0, QUIC
 //! port 0), `kill -9` and restart on the same QUIC port with the same data dir; its API
-//! (tokens, `/v1/nodes`, `/metrics`) and its CPU time and RSS from `/proc`.
+//! (tokens, `/v1/nodes`, `/metrics`) and its CPU time and RSS from `/proc`. With a shared store
+//! (`--store postgres://…`), further masters beside the first share its identity and token.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -83,6 +84,8 @@ pub struct MasterConfig {
     pub quic_threads: u16,
     /// Mean interval of the random uptime probes (`--probe-mean`: `5m`, `30s`, `off`).
     pub probe_mean: String,
+    /// The store (`--store`), when not the data dir's SQLite file: several masters share it.
+    pub store: Option<String>,
 }
 
 /// The master's figures from `/metrics`.
@@ -94,6 +97,10 @@ pub struct MasterMetrics {
     pub sessions: u64,
     /// `hearth_master_nodes{state=…}`: nodes per display state.
     pub nodes: BTreeMap<String, u64>,
+    /// `hearth_master_scheduling`: whether this master holds the scheduler lease.
+    pub scheduling: bool,
+    /// `hearth_master_masters`: live masters this one knows (itself included).
+    pub masters: u64,
 }
 
 /// A node as `GET /v1/nodes` shows it (the fields live runs look at).
@@ -110,6 +117,7 @@ pub struct NodeSummary {
 /// A running master; killed (SIGKILL) on drop.
 #[derive(Debug)]
 pub struct MasterProcess {
+    name: String,
     dir: PathBuf,
     id: MasterId,
     quic: SocketAddr,
@@ -130,27 +138,39 @@ impl MasterProcess {
     /// `init`s a data dir under `root` and runs the master on loopback, both ports 0.
     pub async fn start(root: &Path, config: MasterConfig) -> Result<Self, MasterError> {
         let dir = root.join("master");
-        let out = Command::new(&config.bin)
-            .arg("init")
-            .arg("--data-dir")
-            .arg(&dir)
-            .output()
-            .map_err(|source| MasterError::Spawn {
-                bin: config.bin.clone(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(MasterError::Init(
-                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            ));
+        let id = init(&config, &dir)?;
+        Self::run("m0".into(), dir, id, config).await
+    }
+
+    /// Another master beside `first`, on the same store (`config.store`): `init`s a data dir
+    /// under `root`, copies `first`'s identity key and admin token into it (masters sharing a
+    /// store are one master to the nodes) and runs it as `name`.
+    pub async fn start_sharing(
+        root: &Path,
+        first: &MasterProcess,
+        name: &str,
+        config: MasterConfig,
+    ) -> Result<Self, MasterError> {
+        let dir = root.join(name);
+        init(&config, &dir)?;
+        for file in ["master.key", "admin.token"] {
+            let path = dir.join(file);
+            std::fs::copy(first.dir.join(file), &path)
+                .map_err(|source| MasterError::Io { path, source })?;
         }
-        let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let id = printed
-            .parse()
-            .map_err(|e| MasterError::Init(format!("printed `{printed}`, not a master id: {e}")))?;
-        let child = spawn(&config, &dir, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        Self::run(name.to_owned(), dir, first.id, config).await
+    }
+
+    async fn run(
+        name: String,
+        dir: PathBuf,
+        id: MasterId,
+        config: MasterConfig,
+    ) -> Result<Self, MasterError> {
+        let child = spawn(&config, &name, &dir, SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let (quic, http, token) = published(&dir).await?;
         Ok(Self {
+            name,
             dir,
             id,
             quic,
@@ -158,6 +178,11 @@ impl MasterProcess {
             config,
             child,
         })
+    }
+
+    /// Its name among the masters of one store (`--name`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Sends SIGKILL and reaps the process.
@@ -170,7 +195,7 @@ impl MasterProcess {
     /// the HTTP port is new). Call [`MasterProcess::kill9`] first.
     pub async fn restart_same_quic(&mut self) -> Result<(), MasterError> {
         self.kill9();
-        self.child = spawn(&self.config, &self.dir, self.quic)?;
+        self.child = spawn(&self.config, &self.name, &self.dir, self.quic)?;
         let (quic, http, token) = published(&self.dir).await?;
         self.quic = quic;
         self.api = MasterApi::new(http, token);
@@ -328,6 +353,10 @@ pub fn parse_metrics(text: &str) -> MasterMetrics {
             out.heartbeats = value;
         } else if name == "hearth_master_sessions" {
             out.sessions = value;
+        } else if name == "hearth_master_scheduling" {
+            out.scheduling = value == 1;
+        } else if name == "hearth_master_masters" {
+            out.masters = value;
         } else if let Some(state) = name
             .strip_prefix("hearth_master_nodes{state=\"")
             .and_then(|s| s.strip_suffix("\"}"))
@@ -338,7 +367,34 @@ pub fn parse_metrics(text: &str) -> MasterMetrics {
     out
 }
 
-fn spawn(config: &MasterConfig, dir: &Path, quic: SocketAddr) -> Result<Child, MasterError> {
+/// `hearth-master init --data-dir DIR`; the master id it prints.
+fn init(config: &MasterConfig, dir: &Path) -> Result<MasterId, MasterError> {
+    let out = Command::new(&config.bin)
+        .arg("init")
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .map_err(|source| MasterError::Spawn {
+            bin: config.bin.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(MasterError::Init(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    printed
+        .parse()
+        .map_err(|e| MasterError::Init(format!("printed `{printed}`, not a master id: {e}")))
+}
+
+fn spawn(
+    config: &MasterConfig,
+    name: &str,
+    dir: &Path,
+    quic: SocketAddr,
+) -> Result<Child, MasterError> {
     for name in ["quic.addr", "http.addr"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
@@ -361,6 +417,10 @@ fn spawn(config: &MasterConfig, dir: &Path, quic: SocketAddr) -> Result<Child, M
         .args(["--down-after-ms", &ms(config.down_after)])
         .args(["--quic-threads", &config.quic_threads.to_string()])
         .args(["--probe-mean", &config.probe_mean])
+        .args(match &config.store {
+            Some(store) => vec!["--store", store.as_str(), "--name", name],
+            None => vec![],
+        })
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -409,11 +469,14 @@ mod tests {
     #[test]
     fn metrics_are_parsed() {
         let text = "# HELP x\nhearth_master_heartbeats_total 42\nhearth_master_sessions 7\n\
-                    hearth_master_nodes{state=\"down\"} 2\nhearth_master_nodes{state=\"active\"} 5\n";
+                    hearth_master_nodes{state=\"down\"} 2\nhearth_master_nodes{state=\"active\"} 5\n\
+                    hearth_master_scheduling 1\nhearth_master_masters 2\n";
         let m = parse_metrics(text);
         assert_eq!(m.heartbeats, 42);
         assert_eq!(m.sessions, 7);
         assert_eq!(m.nodes.get("down"), Some(&2));
         assert_eq!(m.nodes.get("active"), Some(&5));
+        assert!(m.scheduling);
+        assert_eq!(m.masters, 2);
     }
 }

@@ -1,5 +1,5 @@
-//! The report of a live run: steady-state load of the master, and the reconnect storm after a
-//! master restart; as JSON and as a readable summary.
+//! The report of a live run: steady-state load of each master, the reconnect storm after a
+//! master restart, the failover between masters; as JSON and as a readable summary.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,12 +11,16 @@ use crate::live::agents::AgentCounters;
 
 /// Issue 7's goal for all agents back after a master restart, seconds (reported, not enforced).
 pub const GOAL_SECS: f64 = 10.0;
+/// Issue 19's goal for another master scheduling after the lease holder's death, seconds.
+pub const LEASE_GOAL_SECS: f64 = 5.0;
 
 /// Everything a live run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveReport {
     /// Agents (enrolled nodes, one session each).
     pub nodes: usize,
+    /// Masters (on one shared store when more than one).
+    pub masters: usize,
     /// Heartbeat interval asked of the agents, ms.
     pub interval_ms: u64,
     /// Suspect and down timeouts of the master, ms.
@@ -27,14 +31,17 @@ pub struct LiveReport {
     pub enrol_secs: f64,
     /// Wall time from starting the agents to every agent welcomed, s.
     pub connect_secs: f64,
-    /// Steady state with every session open (and the deployments, when asked, in place).
-    pub steady: Steady,
+    /// Steady state with every session open (and the deployments, when asked, in place): one
+    /// per master, measured over the same window.
+    pub steady: Vec<Steady>,
     /// The deployments, when asked.
     pub assign: Option<Assign>,
     /// The audit probe round, when asked.
     pub probes: Option<crate::live::probe::ProbeRound>,
     /// The master restart, when asked.
     pub restart: Option<Restart>,
+    /// The failover, when asked.
+    pub failover: Option<Failover>,
     /// Agents' counters at the end.
     pub agents: AgentCounters,
 }
@@ -50,7 +57,7 @@ pub struct Steady {
     pub rss_idle_kib: u64,
     /// Master RSS at the end of the window, KiB.
     pub rss_kib: u64,
-    /// Heartbeats the agents sent per second over the window.
+    /// Heartbeats all the agents sent per second over the window (to every master).
     pub heartbeats_sent_per_sec: f64,
     /// Heartbeats the master ingested per second (its `/metrics` counter; read outside the
     /// window).
@@ -123,6 +130,49 @@ impl Restart {
     }
 }
 
+/// `kill -9` of the master holding the scheduler lease while deployments are written through
+/// every master in turn.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failover {
+    /// Agents whose session was with the killed master.
+    pub dead_sessions: usize,
+    /// From the kill to another master holding the lease (its `/metrics`), s.
+    pub lease_secs: Option<f64>,
+    /// From the kill to the first deployment acknowledged after it being placed, s.
+    pub placed_secs: Option<f64>,
+    /// From the kill to the last of the dead master's agents welcomed by another, s.
+    pub back_secs: Option<f64>,
+    /// Quantiles of those agents' welcomes after the kill, s: p50, p90, p99, max.
+    pub back_quantiles_secs: [f64; 4],
+    /// Deployments acknowledged (`2xx`) by some master.
+    pub acked: usize,
+    /// Of those, acknowledged after the kill.
+    pub acked_after_kill: usize,
+    /// Write attempts a master did not acknowledge (then tried at the next).
+    pub refused_attempts: u64,
+    /// Deployments no master acknowledged.
+    pub unwritten: u64,
+    /// Acknowledged deployments the survivors do not have (goal 0).
+    pub lost: usize,
+    /// Acknowledged deployments still without a placed replica at the end of the wait.
+    pub unplaced: usize,
+    /// Most nodes a survivor showed `down` at once while polled.
+    pub max_down_seen: u64,
+}
+
+impl Failover {
+    /// Another master scheduled, the agents came back, nothing acknowledged was lost and
+    /// every acknowledged deployment was placed; no node was seen down.
+    pub fn ok(&self) -> bool {
+        self.lease_secs.is_some()
+            && self.placed_secs.is_some()
+            && self.back_secs.is_some()
+            && self.lost == 0
+            && self.unplaced == 0
+            && self.max_down_seen == 0
+    }
+}
+
 /// p50, p90, p99 and max of `times`, s (zeros when empty).
 pub fn quantiles(mut times: Vec<Duration>) -> [f64; 4] {
     times.sort_unstable();
@@ -147,31 +197,38 @@ pub fn summary(r: &LiveReport) -> String {
         "enrolled in {:.1} s, all sessions open in {:.1} s",
         r.enrol_secs, r.connect_secs
     );
-    let st = &r.steady;
-    let _ = writeln!(s, "steady state over {:.0} s:", st.window_secs);
-    let _ = writeln!(
-        s,
-        "  master CPU            {:.2} % of one core",
-        st.cpu_percent
-    );
-    let _ = writeln!(
-        s,
-        "  master RSS            {} KiB ({} KiB idle, {:.1} KiB per session)",
-        st.rss_kib,
-        st.rss_idle_kib,
-        st.rss_kib.saturating_sub(st.rss_idle_kib) as f64 / r.nodes.max(1) as f64
-    );
-    let _ = writeln!(
-        s,
-        "  heartbeats/s          {:.0} sent, {:.0} ingested (master's counter)",
-        st.heartbeats_sent_per_sec, st.heartbeats_ingested_per_sec
-    );
-    let _ = writeln!(s, "  master sessions       {}", st.master_sessions);
-    let _ = writeln!(
-        s,
-        "  probes answered/s     {:.1}",
-        st.probes_answered_per_sec
-    );
+    for (i, st) in r.steady.iter().enumerate() {
+        let who = if r.masters > 1 {
+            format!("master m{i}")
+        } else {
+            "master".to_owned()
+        };
+        let _ = writeln!(s, "steady state over {:.0} s, {who}:", st.window_secs);
+        let _ = writeln!(
+            s,
+            "  master CPU            {:.2} % of one core",
+            st.cpu_percent
+        );
+        let sessions = st.master_sessions.max(1);
+        let _ = writeln!(
+            s,
+            "  master RSS            {} KiB ({} KiB idle, {:.1} KiB per session)",
+            st.rss_kib,
+            st.rss_idle_kib,
+            st.rss_kib.saturating_sub(st.rss_idle_kib) as f64 / sessions as f64
+        );
+        let _ = writeln!(
+            s,
+            "  heartbeats/s          {:.0} sent by all agents, {:.0} ingested (this master's counter)",
+            st.heartbeats_sent_per_sec, st.heartbeats_ingested_per_sec
+        );
+        let _ = writeln!(s, "  master sessions       {}", st.master_sessions);
+        let _ = writeln!(
+            s,
+            "  probes answered/s     {:.1}",
+            st.probes_answered_per_sec
+        );
+    }
     if let Some(a) = &r.assign {
         let _ = writeln!(
             s,
@@ -254,6 +311,9 @@ pub fn summary(r: &LiveReport) -> String {
             }
         );
     }
+    if let Some(f) = &r.failover {
+        failover_summary(&mut s, f);
+    }
     let a = &r.agents;
     let _ = writeln!(
         s,
@@ -269,6 +329,59 @@ pub fn summary(r: &LiveReport) -> String {
         a.refused
     );
     s
+}
+
+fn failover_summary(s: &mut String, f: &Failover) {
+    let secs = |v: Option<f64>| v.map_or("never".to_owned(), |t| format!("{t:.2} s"));
+    let goal = |v: Option<f64>, goal: f64| match v {
+        Some(t) if t <= goal => "met",
+        _ => "missed",
+    };
+    let _ = writeln!(
+        s,
+        "failover: kill -9 of the scheduler lease holder while writing deployments:"
+    );
+    let _ = writeln!(
+        s,
+        "  lease taken           {} after the kill (goal ≤ {LEASE_GOAL_SECS} s {})",
+        secs(f.lease_secs),
+        goal(f.lease_secs, LEASE_GOAL_SECS)
+    );
+    let _ = writeln!(
+        s,
+        "  first new placement   {} after the kill",
+        secs(f.placed_secs)
+    );
+    let q = &f.back_quantiles_secs;
+    let _ = writeln!(
+        s,
+        "  agents back           all {} of the dead master's {} after the kill (goal ≤ {GOAL_SECS} s {}; p50 {:.2} s, p90 {:.2} s, p99 {:.2} s)",
+        f.dead_sessions,
+        secs(f.back_secs),
+        goal(f.back_secs, GOAL_SECS),
+        q[0],
+        q[1],
+        q[2]
+    );
+    let _ = writeln!(
+        s,
+        "  writes                {} acknowledged ({} after the kill), {} attempts unanswered then retried at another master, {} not written",
+        f.acked, f.acked_after_kill, f.refused_attempts, f.unwritten
+    );
+    let _ = writeln!(
+        s,
+        "  acknowledged lost     {} (goal 0); {} not placed at the end; {} nodes seen down at most",
+        f.lost, f.unplaced, f.max_down_seen
+    );
+    let _ = writeln!(
+        s,
+        "  verdict               {}",
+        if f.ok() {
+            "failed over, nothing lost"
+        } else {
+            "FAILED"
+        }
+    );
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! A whole live run: start the master, enrol and connect the agents, measure the steady state,
-//! then (optionally) `kill -9` the master, restart it and measure the agents' return.
+//! A whole live run: start the master (or several on one shared store), enrol and connect the
+//! agents, measure the steady state, then (optionally) `kill -9` the master, restart it and
+//! measure the agents' return, or (several masters) `kill -9` the one holding the scheduler
+//! lease while deployments are written and measure the failover ([`crate::live::failover`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -7,9 +9,13 @@ use std::time::{Duration, Instant};
 use crate::live::agents::{Agents, AgentsConfig, AgentsError};
 use crate::live::deploy::deploy;
 use crate::live::enrol::{EnrolAllError, enrol_all};
+use crate::live::failover::failover;
 use crate::live::master::{MasterConfig, MasterError, MasterProcess};
 use crate::live::probe::probe_all;
 use crate::live::report::{Assign, LiveReport, Restart, Steady, quantiles};
+
+/// Longest wait for several masters to see each other and one of them to schedule.
+const CLUSTER_LIMIT: Duration = Duration::from_secs(60);
 
 /// Progress is reported every this often while waiting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -43,6 +49,19 @@ pub enum LiveError {
         /// How long it waited.
         waited: Duration,
     },
+    /// Several masters did not form one cluster (each seeing all, one scheduling) in time.
+    #[error(
+        "the {masters} masters did not see each other with one of them scheduling within {waited:?}; see their logs"
+    )]
+    NoCluster {
+        /// Masters started.
+        masters: usize,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The options ask for something a run cannot do.
+    #[error("{0}")]
+    Options(&'static str),
     /// Not every session opened within the wait.
     #[error("only {connected} of {nodes} sessions opened within {waited:?}")]
     NotConnected {
@@ -80,36 +99,62 @@ pub struct LiveOptions {
     pub replicas: u32,
     /// Probe every agent once (`POST /v1/nodes/{id}/probe`) before the steady state.
     pub probes: bool,
+    /// Masters (more than one needs a shared store in `master.store`); the agents are
+    /// enrolled through them in turn, and each starts at the master it was enrolled through.
+    pub masters: usize,
+    /// After the steady state, `kill -9` the master holding the scheduler lease while
+    /// deployments are being written (several masters only).
+    pub failover: bool,
 }
 
 /// Runs the master and the agents as `opts` says; `progress` gets one line at a time.
 pub async fn run(opts: &LiveOptions, progress: &dyn Fn(&str)) -> Result<LiveReport, LiveError> {
+    if opts.masters == 0 {
+        return Err(LiveError::Options("at least one master"));
+    }
+    if opts.masters > 1 && opts.master.store.is_none() {
+        return Err(LiveError::Options("several masters need a shared store"));
+    }
+    if opts.failover && opts.masters < 2 {
+        return Err(LiveError::Options("a failover needs at least two masters"));
+    }
+    if opts.probes && opts.masters > 1 {
+        return Err(LiveError::Options(
+            "probes go through the master holding each session: one master only",
+        ));
+    }
+    if opts.restart && opts.masters > 1 {
+        return Err(LiveError::Options(
+            "the restart is of a single master; with several, measure a failover",
+        ));
+    }
     let tmp = tempfile::tempdir().map_err(LiveError::TempDir)?;
-    let mut master = MasterProcess::start(tmp.path(), opts.master.clone()).await?;
-    progress(&format!(
-        "master {} listening on {} (pid {})",
-        master.id(),
-        master.quic(),
-        master.pid()
-    ));
+    let mut masters = start_masters(tmp.path(), opts, progress).await?;
 
     let started = Instant::now();
-    let keys = enrol_all(
-        master.api(),
-        master.quic(),
-        opts.nodes,
-        opts.enrol_concurrency,
-    )
-    .await?;
+    let mut keys = Vec::with_capacity(opts.nodes);
+    for (g, m) in masters.iter().enumerate() {
+        // Agent k is enrolled through master k mod M.
+        let n = (opts.nodes + masters.len() - 1 - g) / masters.len();
+        let enrolled = enrol_all(m.api(), m.quic(), n, opts.enrol_concurrency).await?;
+        keys.extend(enrolled.into_iter().map(|k| (k, g)));
+    }
     let enrol_secs = started.elapsed().as_secs_f64();
     progress(&format!(
         "enrolled {} agents in {enrol_secs:.1} s",
         keys.len()
     ));
-    let rss_idle_kib = master.rss_kib()?;
+    let rss_idle_kib = masters
+        .iter()
+        .map(MasterProcess::rss_kib)
+        .collect::<Result<Vec<_>, _>>()?;
 
     let started = Instant::now();
-    let agents = Agents::spawn(keys, master.quic(), master.id(), &opts.agents)?;
+    let addrs: Vec<_> = masters.iter().map(MasterProcess::quic).collect();
+    let Some(first) = masters.first() else {
+        return Err(LiveError::Options("at least one master"));
+    };
+    let agents = Agents::spawn(keys, &addrs, first.id(), &opts.agents)?;
     let all = wait_welcomed(&agents, started, opts.connect_limit, progress).await;
     let connect_secs = started.elapsed().as_secs_f64();
     if all.is_none() {
@@ -125,20 +170,20 @@ pub async fn run(opts: &LiveOptions, progress: &dyn Fn(&str)) -> Result<LiveRepo
     ));
 
     let assign = if opts.deployments > 0 {
-        Some(assign(&master, &agents, opts, progress).await?)
+        Some(assign(first, &agents, opts, progress).await?)
     } else {
         None
     };
 
     let probes = if opts.probes {
-        let ids = master
+        let ids = first
             .api()
             .nodes()
             .await?
             .into_iter()
             .map(|n| n.id)
             .collect();
-        let round = probe_all(master.api(), ids, opts.enrol_concurrency).await?;
+        let round = probe_all(first.api(), ids, opts.enrol_concurrency).await?;
         progress(&format!(
             "probed {} agents in {:.1} s: {} passed",
             round.sent, round.secs, round.passed
@@ -149,19 +194,29 @@ pub async fn run(opts: &LiveOptions, progress: &dyn Fn(&str)) -> Result<LiveRepo
     };
 
     tokio::time::sleep(opts.settle).await;
-    let steady = measure(&master, &agents, opts.measure, rss_idle_kib).await?;
-    progress(&format!(
-        "steady state: master CPU {:.2} % of one core, RSS {} KiB",
-        steady.cpu_percent, steady.rss_kib
-    ));
+    let steady = measure(&masters, &agents, opts.measure, &rss_idle_kib).await?;
+    for (m, st) in masters.iter().zip(&steady) {
+        progress(&format!(
+            "steady state: master {} CPU {:.2} % of one core, RSS {} KiB, {} sessions",
+            m.name(),
+            st.cpu_percent,
+            st.rss_kib,
+            st.master_sessions
+        ));
+    }
 
-    let restart = if opts.restart {
-        Some(restart(&mut master, &agents, opts, progress).await?)
+    let restart = match masters.first_mut() {
+        Some(m) if opts.restart => Some(restart(m, &agents, opts, progress).await?),
+        _ => None,
+    };
+    let failover = if opts.failover {
+        Some(failover(&mut masters, &agents, opts, progress).await?)
     } else {
         None
     };
     Ok(LiveReport {
         nodes: opts.nodes,
+        masters: masters.len(),
         interval_ms: millis(opts.master.heartbeat),
         suspect_after_ms: millis(opts.master.suspect_after),
         down_after_ms: millis(opts.master.down_after),
@@ -171,8 +226,64 @@ pub async fn run(opts: &LiveOptions, progress: &dyn Fn(&str)) -> Result<LiveRepo
         assign,
         probes,
         restart,
+        failover,
         agents: agents.counters(),
     })
+}
+
+/// Starts the first master, then the others on its store, and waits (several masters) until
+/// each sees them all and one holds the scheduler lease.
+async fn start_masters(
+    root: &std::path::Path,
+    opts: &LiveOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<MasterProcess>, LiveError> {
+    let first = MasterProcess::start(root, opts.master.clone()).await?;
+    let mut masters = Vec::with_capacity(opts.masters);
+    masters.push(first);
+    for i in 1..opts.masters {
+        let name = format!("m{i}");
+        let Some(first) = masters.first() else { break };
+        let m = MasterProcess::start_sharing(root, first, &name, opts.master.clone()).await?;
+        masters.push(m);
+    }
+    for m in &masters {
+        progress(&format!(
+            "master {} {} listening on {} (pid {})",
+            m.name(),
+            m.id(),
+            m.quic(),
+            m.pid()
+        ));
+    }
+    if masters.len() > 1 {
+        let started = Instant::now();
+        loop {
+            let mut scheduling = 0;
+            let mut all_seen = true;
+            for m in &masters {
+                let metrics = m.api().metrics().await?;
+                scheduling += usize::from(metrics.scheduling);
+                all_seen &= metrics.masters == masters.len() as u64;
+            }
+            if scheduling == 1 && all_seen {
+                break;
+            }
+            if started.elapsed() > CLUSTER_LIMIT {
+                return Err(LiveError::NoCluster {
+                    masters: masters.len(),
+                    waited: CLUSTER_LIMIT,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        progress(&format!(
+            "{} masters on one store, one scheduling, after {:.1} s",
+            masters.len(),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(masters)
 }
 
 /// Creates the deployments and waits until the agents hold every replica the master placed.
@@ -217,31 +328,49 @@ async fn assign(
     Ok(a)
 }
 
-/// Master CPU, RSS and heartbeat rates over `window`; the `/metrics` reads stay outside it.
+/// Each master's CPU, RSS and heartbeat rates over one `window`; the `/metrics` reads stay
+/// outside it.
 async fn measure(
-    master: &MasterProcess,
+    masters: &[MasterProcess],
     agents: &Agents,
     window: Duration,
-    rss_idle_kib: u64,
-) -> Result<Steady, LiveError> {
-    let before = master.api().metrics().await?;
-    let (cpu0, c0, t0) = (master.cpu_seconds()?, agents.counters(), Instant::now());
+    rss_idle_kib: &[u64],
+) -> Result<Vec<Steady>, LiveError> {
+    let mut before = Vec::with_capacity(masters.len());
+    for m in masters {
+        before.push(m.api().metrics().await?);
+    }
+    let cpu0 = masters
+        .iter()
+        .map(MasterProcess::cpu_seconds)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (c0, t0) = (agents.counters(), Instant::now());
     tokio::time::sleep(window).await;
-    let (cpu1, c1, elapsed) = (master.cpu_seconds()?, agents.counters(), t0.elapsed());
-    let (sent0, sent1) = (c0.heartbeats, c1.heartbeats);
-    let after = master.api().metrics().await?;
+    let cpu1 = masters
+        .iter()
+        .map(MasterProcess::cpu_seconds)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (c1, elapsed) = (agents.counters(), t0.elapsed());
     let secs = elapsed.as_secs_f64();
-    Ok(Steady {
-        window_secs: secs,
-        cpu_percent: (cpu1 - cpu0) / secs * 100.0,
-        rss_idle_kib,
-        rss_kib: master.rss_kib()?,
-        heartbeats_sent_per_sec: sent1.saturating_sub(sent0) as f64 / secs,
-        heartbeats_ingested_per_sec: after.heartbeats.saturating_sub(before.heartbeats) as f64
-            / secs,
-        master_sessions: after.sessions,
-        probes_answered_per_sec: c1.probes.saturating_sub(c0.probes) as f64 / secs,
-    })
+    let mut out = Vec::with_capacity(masters.len());
+    for (i, m) in masters.iter().enumerate() {
+        let after = m.api().metrics().await?;
+        let ingested = before
+            .get(i)
+            .map_or(0, |b| after.heartbeats.saturating_sub(b.heartbeats));
+        let cpu = cpu1.get(i).zip(cpu0.get(i)).map_or(0.0, |(a, b)| a - b);
+        out.push(Steady {
+            window_secs: secs,
+            cpu_percent: cpu / secs * 100.0,
+            rss_idle_kib: rss_idle_kib.get(i).copied().unwrap_or(0),
+            rss_kib: m.rss_kib()?,
+            heartbeats_sent_per_sec: c1.heartbeats.saturating_sub(c0.heartbeats) as f64 / secs,
+            heartbeats_ingested_per_sec: ingested as f64 / secs,
+            master_sessions: after.sessions,
+            probes_answered_per_sec: c1.probes.saturating_sub(c0.probes) as f64 / secs,
+        });
+    }
+    Ok(out)
 }
 
 /// Kill -9, restart on the same QUIC port, wait for every agent's welcome from the new master
@@ -319,7 +448,7 @@ async fn restart(
 }
 
 /// Waits until every agent has been welcomed at least once since `since`, reporting progress.
-async fn wait_welcomed(
+pub(crate) async fn wait_welcomed(
     agents: &Agents,
     since: Instant,
     limit: Duration,
@@ -343,6 +472,6 @@ async fn wait_welcomed(
     None
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -3,11 +3,18 @@
 //!
 //! Four cases: creating deployments and placing instances, each by one client in sequence and by
 //! N clients at once, against a fleet of simulated nodes with live sessions (so each write also
-//! pushes the changed nodes' desired states). Every write counted was acknowledged (`2xx`), so it is on disk. The fsync
-//! time of the disk under the data dir is printed first, for reference.
+//! pushes the changed nodes' desired states). Every write counted was acknowledged (`2xx`), so it
+//! is on disk (SQLite) or committed (PostgreSQL). The fsync time of the disk under the data dir
+//! is printed first, for reference.
+//!
+//! With `--postgres URL` (or `HEARTH_TEST_POSTGRES`, as `scripts/pg-cluster start` prints) the
+//! same cases run a second time, in the same run, against a master on a fresh database of that
+//! server (`--store postgres://…`), so the two engines are compared on the same machine at the
+//! same moment.
 //!
 //! ```text
 //! cargo build --release -p hearth-master -p hearth-cli -p hearth-catalogue -p hearth-tests
+//! eval "$(scripts/pg-cluster start)"
 //! HEARTH_BIN_DIR=target/release target/release/hearth-bench-api --writes 2000 --clients 16
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // bench code: a panic is a failure report
@@ -17,6 +24,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use hearth_simulator::live::database::ScratchDatabase;
 use hearth_tests::deploy::upload_static_site;
 use hearth_tests::master::MasterProc;
 use serde_json::{Value, json};
@@ -33,6 +41,9 @@ struct Args {
     /// Enrolled nodes with a live session (simulated agents), instances spread over them.
     #[arg(long, default_value_t = 16)]
     nodes: usize,
+    /// A PostgreSQL server (URL): run every case on a fresh database of it too.
+    #[arg(long, env = "HEARTH_TEST_POSTGRES")]
+    postgres: Option<String>,
 }
 
 /// What one case writes.
@@ -151,7 +162,33 @@ async fn main() -> anyhow::Result<()> {
         "fsync (4 KiB + fdatasync, p50 of 200): {} ms",
         ms(fsync_p50(tmp.path(), 200)?)
     );
-    let m = MasterProc::start(tmp.path(), &[]);
+    println!(
+        "{:<10} {:<12} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}",
+        "store", "writes", "clients", "count", "p50 ms", "p90 ms", "p99 ms", "max ms", "writes/s"
+    );
+    bench_engine(&args, &tmp.path().join("sqlite"), "sqlite", &[]).await?;
+    match &args.postgres {
+        Some(server) => {
+            let db = ScratchDatabase::create(server, "bench_api")
+                .await
+                .map_err(|e| anyhow::anyhow!("PostgreSQL at {server}: {e}"))?;
+            let store = ["--store", db.url()];
+            bench_engine(&args, &tmp.path().join("postgres"), "postgres", &store).await?;
+        }
+        None => println!("(postgres: not run; give --postgres URL or HEARTH_TEST_POSTGRES)"),
+    }
+    Ok(())
+}
+
+/// Starts a master with `extra`, its nodes' sessions, and runs and prints every case.
+async fn bench_engine(
+    args: &Args,
+    root: &Path,
+    engine: &str,
+    extra: &[&str],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(root)?;
+    let m = MasterProc::start(root, extra);
     // Nodes with live sessions: every write pushes the changed desired states, as in a fleet.
     let keys = hearth_tests::load::enrol_all(args.nodes, m.quic, m.http, &m.token).await?;
     let _sessions = hearth_tests::load::spawn_sessions(keys, m.quic, m.id, 1)?;
@@ -176,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
         up.is_some(),
         "the nodes' sessions did not all come up within 30 s"
     );
-    let recipe = upload_static_site(&m, tmp.path(), |s| s);
+    let recipe = upload_static_site(&m, root, |s| s);
     let (name, rest) = recipe.split_once('@').expect("name@version:sha");
     let (version, sha) = rest.split_once(':').expect("version:sha");
     let target = Target {
@@ -185,10 +222,6 @@ async fn main() -> anyhow::Result<()> {
         nodes,
         recipe: json!({ "name": name, "version": version, "sha256": sha }),
     };
-    println!(
-        "{:<12} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10}",
-        "writes", "clients", "count", "p50 ms", "p90 ms", "p99 ms", "max ms", "writes/s"
-    );
     for (kind, label) in [
         (Kind::Deployment, "deployment"),
         (Kind::Instance, "instance"),
@@ -198,7 +231,8 @@ async fn main() -> anyhow::Result<()> {
             let mut r = run(&target, kind, &case, clients, args.writes).await;
             r.latencies.sort();
             println!(
-                "{:<12} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10.0}",
+                "{:<10} {:<12} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10.0}",
+                engine,
                 label,
                 clients,
                 r.latencies.len(),

@@ -57,10 +57,12 @@ async fn main() -> anyhow::Result<()> {
             quic_threads: 1,
             // Heartbeat ingest alone, as this benchmark has always measured.
             probe_mean: "off".into(),
+            store: None,
         },
         agents: AgentsConfig {
             endpoints: args.endpoints,
             max_handshakes: 256,
+            silence_checks: false,
         },
         enrol_concurrency: 64,
         measure: Duration::from_secs(args.measure_secs),
@@ -70,6 +72,8 @@ async fn main() -> anyhow::Result<()> {
         deployments: 0,
         replicas: 1,
         probes: false,
+        masters: 1,
+        failover: false,
     };
     let report = live::run(&opts, &|line| println!("{line}")).await?;
     print!("{}", live::summary(&report));

@@ -28,8 +28,12 @@ use tokio_postgres::types::ToSql;
 use super::super::{FileKind, StoreError};
 use super::listen::{self, CHANNEL};
 
-/// Attempts of one operation that keeps meeting serialization failures.
-const ATTEMPTS: u32 = 8;
+/// Attempts of one operation that keeps meeting serialization failures: 16 API clients writing
+/// deployments at once through one master met more than 8 in a row (`hearth-bench-api`).
+const ATTEMPTS: u32 = 32;
+/// Longest wait between two attempts, ms (each wait is drawn at random below its cap, so that
+/// transactions that conflicted do not meet again at the same moment).
+const MAX_BACKOFF_MS: u64 = 200;
 
 /// The future an operation returns, borrowing its transaction and arguments.
 pub(super) type TxFuture<'t, R> = Pin<Box<dyn Future<Output = Result<R, StoreError>> + Send + 't>>;
@@ -332,8 +336,8 @@ async fn transact<A, R>(
         let result = once(&mut client, origin, level, args, op).await;
         match result {
             Err(e) if attempt < ATTEMPTS && is_conflict(&e) => {
-                let ms =
-                    2u64.saturating_pow(attempt).min(100) + u64::from(rand::random::<u8>() % 8);
+                let cap = 2u64.saturating_pow(attempt).clamp(4, MAX_BACKOFF_MS);
+                let ms = 1 + rand::random::<u64>() % cap;
                 tracing::debug!(attempt, error = %e, "retrying a store transaction");
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
