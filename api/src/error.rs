@@ -21,6 +21,18 @@ pub enum ApiError {
     /// 401: the admin token is missing or wrong.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: signed in, but the role does not allow this route (or not on this node).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no user with that name.
+    #[error("{0}")]
+    UnknownUser(String),
+    /// 409: a user with that name exists already.
+    #[error("{0}")]
+    UserExists(String),
+    /// 429: too many sign-in attempts; retry after the time the message gives.
+    #[error("{0}")]
+    TooManyAttempts(String),
     /// 404: no such endpoint, or an unknown node action.
     #[error("{0}")]
     NotFound(String),
@@ -148,6 +160,10 @@ impl ApiError {
             Self::UnknownCheckpoint(_) => "unknown_checkpoint",
             Self::BeyondLog(_) => "beyond_log",
             Self::WitnessExists(_) => "witness_exists",
+            Self::Forbidden(_) => "forbidden",
+            Self::UnknownUser(_) => "unknown_user",
+            Self::UserExists(_) => "user_exists",
+            Self::TooManyAttempts(_) => "too_many_attempts",
             Self::LedgerUnavailable(_) => "ledger_unavailable",
             Self::HostTaken(_) => "host_taken",
             Self::PortTaken(_) => "port_taken",
@@ -177,7 +193,10 @@ impl ApiError {
             | Self::HashMismatch(_)
             | Self::BadCosignature(_) => 400,
             Self::Unauthorized(_) => 401,
-            Self::UnknownWitness(_) => 403,
+            Self::UnknownWitness(_) | Self::Forbidden(_) => 403,
+            Self::UnknownUser(_) => 404,
+            Self::UserExists(_) => 409,
+            Self::TooManyAttempts(_) => 429,
             Self::NotFound(_)
             | Self::UnknownToken(_)
             | Self::UnknownNode(_)
@@ -249,6 +268,10 @@ impl ApiError {
             | Self::UnknownCheckpoint(m)
             | Self::BeyondLog(m)
             | Self::WitnessExists(m)
+            | Self::Forbidden(m)
+            | Self::UnknownUser(m)
+            | Self::UserExists(m)
+            | Self::TooManyAttempts(m)
             | Self::LedgerUnavailable(m) => m,
         }
     }
@@ -274,6 +297,10 @@ impl ApiError {
             "unknown_checkpoint" => Self::UnknownCheckpoint(message),
             "beyond_log" => Self::BeyondLog(message),
             "witness_exists" => Self::WitnessExists(message),
+            "forbidden" => Self::Forbidden(message),
+            "unknown_user" => Self::UnknownUser(message),
+            "user_exists" => Self::UserExists(message),
+            "too_many_attempts" => Self::TooManyAttempts(message),
             "ledger_unavailable" => Self::LedgerUnavailable(message),
             "host_taken" => Self::HostTaken(message),
             "port_taken" => Self::PortTaken(message),

@@ -21,28 +21,43 @@ pub(crate) struct Client {
 impl Client {
     pub(crate) fn new(cli: &Cli) -> anyhow::Result<Self> {
         let dir = cli.data_dir.as_ref().map(MasterDir::new);
-        let url = match (&cli.url, &dir) {
-            (Some(u), _) => u.trim_end_matches('/').to_owned(),
-            (None, Some(d)) => d.url()?,
-            (None, None) => {
-                bail!("say where the master is: --url URL, HEARTH_URL, or --data-dir D")
-            }
-        };
-        let token = match (std::env::var("HEARTH_TOKEN").ok(), &cli.token_file, &dir) {
-            (Some(t), _, _) => t,
-            (None, Some(f), _) => std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read token file {}", f.display()))?,
-            (None, None, Some(d)) => d.admin_token()?,
+        let saved = crate::users::saved_login()?;
+        let url = match (&cli.url, &dir, &saved) {
+            (Some(u), _, _) => u.trim_end_matches('/').to_owned(),
+            (None, Some(d), _) => d.url()?,
+            (None, None, Some(l)) => l.url.clone(),
             (None, None, None) => {
-                bail!("no admin token: set HEARTH_TOKEN, --token-file or --data-dir")
+                bail!(
+                    "say where the master is: --url URL, HEARTH_URL, --data-dir D, or `hearth --url URL login`"
+                )
             }
         };
+        let token = match (
+            std::env::var("HEARTH_TOKEN").ok(),
+            &cli.token_file,
+            &dir,
+            saved,
+        ) {
+            (Some(t), _, _, _) => t,
+            (None, Some(f), _, _) => std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read token file {}", f.display()))?,
+            (None, None, Some(d), _) => d.admin_token()?,
+            (None, None, None, Some(l)) => l.credential,
+            (None, None, None, None) => {
+                bail!("no credential: `hearth login`, HEARTH_TOKEN, --token-file or --data-dir")
+            }
+        };
+        Self::with(&url, &token)
+    }
+
+    /// A client of the master at `url` with this credential.
+    pub(crate) fn with(url: &str, token: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
         Ok(Self {
             http,
-            url,
+            url: url.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
         })
     }

@@ -29,6 +29,7 @@ pub mod ledger;
 pub mod master_dir;
 mod recipe;
 mod show;
+pub mod users;
 pub mod witnesses;
 
 /// Operate a Hearth cooperative cloud.
@@ -38,7 +39,8 @@ pub struct Cli {
     /// Master API URL, e.g. http://127.0.0.1:7080.
     #[arg(long, env = "HEARTH_URL", global = true)]
     pub url: Option<String>,
-    /// File holding the admin token (default: the data dir's admin.token; or set HEARTH_TOKEN).
+    /// File holding the credential: the admin token or a person's (default: HEARTH_TOKEN, the
+    /// data dir's admin.token, then what `hearth login` saved).
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
     /// A master data dir on this machine: its API address and admin token are read from it.
@@ -52,6 +54,20 @@ pub struct Cli {
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Sign in: reads your credential from stdin, checks it and keeps it (with --url) for later
+    /// commands.
+    Login,
+    /// Forget the credential `hearth login` kept.
+    Logout,
+    /// Who the credential in use is.
+    Whoami {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// People and their roles: add, list, remove.
+    #[command(subcommand)]
+    User(users::UserCmd),
     /// Enrolment tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -212,6 +228,10 @@ pub enum TokenCmd {
         /// Lifetime, e.g. 24h, 30m, 7days.
         #[arg(long, value_parser = humantime::parse_duration)]
         expires: Option<Duration>,
+        /// The node that enrols also makes (or joins) this volunteer's account: the volunteer
+        /// signs in to the dashboard and `hearth login` with the same token.
+        #[arg(long)]
+        volunteer: Option<hearth_api::UserName>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -286,16 +306,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Ledger(cmd) = &cli.command {
         return ledger::run(&cli, cmd).await;
     }
+    match &cli.command {
+        Command::Login => return users::login(cli.url.clone()).await,
+        Command::Logout => return users::logout(),
+        _ => {}
+    }
     let client = Client::new(&cli)?;
     match cli.command {
+        Command::Login | Command::Logout => {}
+        Command::Whoami { json } => users::whoami(&client, json).await?,
+        Command::User(cmd) => users::run(&client, cmd).await?,
         Command::Token(TokenCmd::Create {
             label,
             expires,
+            volunteer,
             json,
         }) => {
             let body = CreateToken {
                 label,
                 expires_in_secs: expires.map(|d| d.as_secs().max(1)),
+                volunteer,
             };
             let (v, _) = client
                 .send(reqwest::Method::POST, "/v1/tokens", Some(&body), None)

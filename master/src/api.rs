@@ -1,7 +1,8 @@
 //! The operator HTTP/JSON API (its types and errors are the `hearth-api` crate; documented in
 //! `api/openapi.json`, generated from them).
 //!
-//! Every `/v1` route needs `Authorization: Bearer <admin token>`, except
+//! Every `/v1` route needs `Authorization: Bearer <credential>` (the admin token, or a person's
+//! credential: `access.rs` says which role may call which route), except
 //! `/v1/gateway/routes`, which a registered gateway signs with its key (`routes.rs`), and the
 //! ledger's public routes (`ledger_api.rs`). Errors are
 //! `{"error": {"code": "...", "message": "..."}}` with a fitting status.
@@ -10,13 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use hearth_protocol::{EnrolToken, Hex, NodeId, Sha256};
+use axum::{Extension, Json, Router};
+use hearth_api::UserRole;
+
+use crate::access::Principal;
+use hearth_protocol::{EnrolToken, Hex, NodeId};
 
 use crate::clock::now_ms;
 use crate::context::Context;
@@ -76,6 +80,12 @@ pub(crate) fn bad_request(msg: impl Into<String>) -> HttpError {
 /// The router, with state.
 pub fn router(ctx: Arc<Context>) -> Router {
     let v1 = Router::new()
+        .route("/v1/whoami", get(crate::users_api::whoami))
+        .route(
+            "/v1/users",
+            post(crate::users_api::add_user).get(crate::users_api::list_users),
+        )
+        .route("/v1/users/{name}", delete(crate::users_api::remove_user))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}", delete(revoke_token))
         .route("/v1/nodes", get(list_nodes))
@@ -145,7 +155,10 @@ pub fn router(ctx: Arc<Context>) -> Router {
             delete(crate::ledger_api::remove_witness),
         )
         .route("/v1/credits", get(crate::ledger_api::credits))
-        .route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
+        .route_layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            crate::access::auth,
+        ));
     // The cooperative's public record: no token (`ledger_api.rs`).
     let ledger = crate::ledger_api::public().route(
         "/v1/ledger/witnesses",
@@ -164,28 +177,6 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .fallback(|| async { HttpError(ApiError::NotFound("no such endpoint".into())) })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
-}
-
-async fn auth(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Comparing digests keeps the comparison time independent of the secret.
-    match presented {
-        Some(t) if Sha256::digest(t.trim().as_bytes()) == ctx.admin_token_hash => {
-            next.run(req).await
-        }
-        Some(_) => {
-            HttpError(ApiError::Unauthorized("the admin token is wrong".into())).into_response()
-        }
-        None => HttpError(ApiError::Unauthorized(
-            "missing `Authorization: Bearer <token>` (the token is in the master's admin.token)"
-                .into(),
-        ))
-        .into_response(),
-    }
 }
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
@@ -213,6 +204,20 @@ async fn create_token(
 ) -> Result<(StatusCode, Json<CreatedToken>), HttpError> {
     if body.label.len() > 200 {
         return Err(bad_request("label is longer than 200 bytes"));
+    }
+    if let Some(name) = body.volunteer.clone() {
+        let store = ctx.store.clone();
+        let users = blocking(move || store.users()).await?;
+        if let Some(u) = users
+            .iter()
+            .find(|u| u.name == name && u.role != UserRole::Volunteer)
+        {
+            return Err(ApiError::UserExists(format!(
+                "{} is an {}, not a volunteer; choose another name for the volunteer's account",
+                u.name, u.role
+            ))
+            .into());
+        }
     }
     let now = now_ms();
     let lifetime = body.expires_in_secs.map(Duration::from_secs);
@@ -253,6 +258,7 @@ async fn create_token(
             spent_at_ms: None,
             spent_by: None,
             revoked_at_ms: None,
+            volunteer: body.volunteer.clone(),
         };
         let store = ctx.store.clone();
         if blocking(move || store.create_token(&record)).await? {
@@ -350,10 +356,19 @@ pub(crate) fn parse_node(id: &str) -> Result<NodeId, HttpError> {
         .map_err(|e| bad_request(format!("`{id}` is not a node id: {e}")))
 }
 
-async fn list_nodes(State(ctx): State<Arc<Context>>) -> Result<Json<Vec<NodeView>>, HttpError> {
+async fn list_nodes(
+    State(ctx): State<Arc<Context>>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Vec<NodeView>>, HttpError> {
     let store = ctx.store.clone();
     let nodes = blocking(move || store.nodes()).await?;
-    Ok(Json(nodes.iter().map(|r| view(&ctx, r)).collect()))
+    Ok(Json(
+        nodes
+            .iter()
+            .filter(|r| who.sees(&r.id))
+            .map(|r| view(&ctx, r))
+            .collect(),
+    ))
 }
 
 async fn load_node(ctx: &Arc<Context>, id: NodeId) -> Result<NodeRecord, HttpError> {

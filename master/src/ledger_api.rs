@@ -291,6 +291,7 @@ async fn node_entries(
 /// `GET /v1/credits?month=YYYY-MM[&node=ID]` (admin).
 pub async fn credits(
     State(ctx): State<Arc<Context>>,
+    axum::Extension(who): axum::Extension<crate::access::Principal>,
     Query(q): Params,
 ) -> Result<Json<CreditsView>, HttpError> {
     let month = month_param(&q)?
@@ -304,7 +305,7 @@ pub async fn credits(
     };
     let statements = statements
         .into_iter()
-        .filter(|s| node.is_none_or(|n| s.node == n))
+        .filter(|s| node.is_none_or(|n| s.node == n) && who.sees(&s.node))
         .map(|s| serde_json::to_value(s).map_err(|e| ApiError::Internal(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(CreditsView {

@@ -5,6 +5,7 @@
 //! ([`liveness`]), keeps durable state behind the [`store::Store`] trait (SQLite by default), and
 //! answers operators over an HTTP/JSON API ([`api`]) used by the `hearth` CLI (crate `hearth-cli`).
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod audit_api;
@@ -42,6 +43,7 @@ pub mod settlement;
 pub mod shared_files;
 pub mod store;
 pub mod uptime;
+pub mod users_api;
 pub mod workload_api;
 
 pub use hearth_core::{liveness, placement, rollout};

@@ -159,11 +159,15 @@ pub async fn remove_instance(
 }
 
 /// `GET /v1/instances`: every placed instance with what its node last reported.
-pub async fn list_instances(State(ctx): State<Arc<Context>>) -> Result<Json<Value>, HttpError> {
+pub async fn list_instances(
+    State(ctx): State<Arc<Context>>,
+    axum::Extension(who): axum::Extension<crate::access::Principal>,
+) -> Result<Json<Value>, HttpError> {
     let store = ctx.store.clone();
     let all = blocking(move || store.assignments()).await?;
     let out: Vec<Value> = all
         .iter()
+        .filter(|(node, _)| who.sees(node))
         .map(|(node, a)| {
             let node = *node;
             let status = ctx.fleet.instance_status(&a.instance).filter(|(n, s)| *n == node && s.report.generation == a.generation);

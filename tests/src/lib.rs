@@ -4,6 +4,7 @@
 //! Every wait is a bounded poll; nothing sleeps to "let things settle".
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
+pub mod browser;
 pub mod deploy;
 pub mod gateway;
 pub mod load;

@@ -73,6 +73,12 @@ fn schemas() -> Map<String, Value> {
     add::<Sha256Text>(&mut generator);
     add::<hearth_protocol::messages::state::InstanceId>(&mut generator);
     add::<hearth_protocol::messages::state::RecipeRef>(&mut generator);
+    add::<crate::CreateUser>(&mut generator);
+    add::<crate::CreatedUser>(&mut generator);
+    add::<crate::UserView>(&mut generator);
+    add::<crate::RemovedUser>(&mut generator);
+    add::<crate::WhoAmI>(&mut generator);
+    add::<crate::UserName>(&mut generator);
     add::<CreateToken>(&mut generator);
     add::<CreatedToken>(&mut generator);
     add::<TokenView>(&mut generator);

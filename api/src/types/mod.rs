@@ -6,6 +6,7 @@ mod gateways;
 mod ledger;
 mod nodes;
 mod tokens;
+mod users;
 mod workloads;
 
 pub use backups::*;
@@ -14,4 +15,5 @@ pub use gateways::*;
 pub use ledger::*;
 pub use nodes::*;
 pub use tokens::*;
+pub use users::*;
 pub use workloads::*;

@@ -29,6 +29,11 @@ pub struct CreateToken {
     #[serde(default)]
     #[schemars(range(min = 1, max = 31_622_400))]
     pub expires_in_secs: Option<u64>,
+    /// When set, the node that enrols with this token also makes (or joins) the volunteer
+    /// account of this name: the volunteer then signs in to the dashboard and the API with the
+    /// same token, and sees that node. A name held by an operator or an auditor is refused.
+    #[serde(default)]
+    pub volunteer: Option<crate::UserName>,
 }
 
 /// Answer of `POST /v1/tokens`.

@@ -172,10 +172,26 @@ const MIGRATIONS: &[(i64, &str)] = &[
         at_ms          BIGINT NOT NULL
     );",
     ),
+    // Users and their roles: each person's role, a volunteer's nodes (a JSON array of node
+    // ids), the store id and SHA-256 of their credential; and the volunteer an enrolment token
+    // makes (or joins) when its node enrols.
+    (
+        10,
+        "CREATE TABLE users (
+        name           TEXT PRIMARY KEY,
+        role           TEXT NOT NULL,
+        nodes          TEXT NOT NULL,
+        credential     TEXT NOT NULL UNIQUE,
+        secret_hash    TEXT NOT NULL,
+        created_at_ms  BIGINT NOT NULL,
+        expires_at_ms  BIGINT
+    );
+    ALTER TABLE tokens ADD COLUMN volunteer TEXT;",
+    ),
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 9;
+pub(crate) const LATEST: i64 = 10;
 
 /// Brings the database to [`LATEST`], refusing one written by a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@ mod open;
 mod postgres;
 mod sqlite;
 mod sqlite_coord;
+mod users;
 mod writer;
 
 use hearth_protocol::messages::state::{Assignment, DesiredState, InstanceId};
@@ -28,6 +29,7 @@ pub(crate) use gateways::exposed_ports;
 pub use gateways::{GatewayRecord, PutGateway};
 pub use open::{StoreUrl, StoreUrlError, open};
 pub use sqlite::SqliteStore;
+pub use users::{PutUser, UserRecord};
 
 /// Version of the JSON encoding of a deployment's status in `deployment_status.status`.
 pub(crate) const STATUS_RECORD_VERSION: i64 = 1;
@@ -142,6 +144,9 @@ pub struct TokenRecord {
     pub spent_by: Option<NodeId>,
     /// When it was revoked, Unix ms.
     pub revoked_at_ms: Option<u64>,
+    /// The volunteer whose account the enrolling node makes or joins (see
+    /// [`Store::redeem_and_enrol`]).
+    pub volunteer: Option<hearth_api::UserName>,
 }
 
 impl TokenRecord {
@@ -179,7 +184,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
     /// Revokes an unspent token. `Ok(None)` if unknown; `Ok(Some(false))` if already spent.
     fn revoke_token(&self, id: &Hex<4>, now_ms: u64) -> Result<Option<bool>, StoreError>;
-    /// Checks the token and, in the same transaction, spends it and registers the node.
+    /// Checks the token and, in the same transaction, spends it and registers the node. When
+    /// the token names a volunteer, the same transaction also makes that volunteer (role
+    /// volunteer, the node, credential `t` + the token id, the token's secret hash, expiring
+    /// after [`hearth_api::DEFAULT_USER_LIFETIME_DAYS`]) or adds the node to theirs; a user of
+    /// that name with another role, or a credential id already held, is left as it is (and
+    /// logged): the node is enrolled all the same.
     fn redeem_and_enrol(
         &self,
         token_id: &Hex<4>,
@@ -264,6 +274,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Option<std::collections::BTreeSet<NodeId>>, StoreError>;
     /// Persists gateways' last-seen times (soft state, flushed in batches like liveness).
     fn record_gateway_seen(&self, seen: &[(String, u64)]) -> Result<(), StoreError>;
+    /// Stores a new user; nothing is written unless [`PutUser::Created`] (a name or a
+    /// credential id already taken).
+    fn put_user(&self, user: &UserRecord) -> Result<PutUser, StoreError>;
+    /// Every user, by name.
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// The user holding a credential id (`u…` or `t…`), expired or not.
+    fn user_by_credential(&self, credential: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Removes a user; false if there is none of that name.
+    fn remove_user(&self, name: &hearth_api::UserName) -> Result<bool, StoreError>;
     /// A deployment's backup key (hex), made from `fresh` if it has none yet; `None` if the
     /// deployment is unknown. Once made, a key never changes while the deployment exists.
     fn backup_key(

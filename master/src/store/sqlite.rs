@@ -14,6 +14,7 @@ use super::writer::Db;
 
 use super::gateways::{self, GatewayRecord, PutGateway, exposed_ports};
 use super::migrations;
+use super::users::{self, PutUser, UserRecord, VolunteerEnrolment};
 use super::{
     AdminChange, AdminState, AssignmentOp, EventRecord, LivenessUpdate, NodeRecord, RedeemError,
     StatusUpdate, Store, StoreError, StoredDeployment, TokenRecord, history,
@@ -136,6 +137,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     let id: String = r.get("id")?;
     let hash: String = r.get("secret_hash")?;
     let spent_by: Option<String> = r.get("spent_by")?;
+    let volunteer: Option<String> = r.get("volunteer")?;
     Ok(TokenRecord {
         id: id.parse().map_err(|e| corrupt("token id", e))?,
         secret_hash: hash.parse().map_err(|e| corrupt("token hash", e))?,
@@ -147,6 +149,9 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
             .map(|s| s.parse().map_err(|e| corrupt("spent_by", e)))
             .transpose()?,
         revoked_at_ms: opt_ms(r.get("revoked_at_ms")?),
+        volunteer: volunteer
+            .map(|v| v.parse().map_err(|e| corrupt("token volunteer", e)))
+            .transpose()?,
     })
 }
 
@@ -261,14 +266,15 @@ impl Store for SqliteStore {
         let t = t.clone();
         self.db.write(move |tx| {
             let inserted = tx.execute(
-                "INSERT INTO tokens (id, secret_hash, label, created_at_ms, expires_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO tokens (id, secret_hash, label, created_at_ms, expires_at_ms, volunteer)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
                 params![
                     t.id.to_string(),
                     t.secret_hash.to_string(),
                     t.label,
                     ms(t.created_at_ms),
-                    t.expires_at_ms.map(ms)
+                    t.expires_at_ms.map(ms),
+                    t.volunteer.as_ref().map(hearth_api::UserName::as_str),
                 ],
             )?;
             Ok(inserted == 1)
@@ -322,7 +328,7 @@ impl Store for SqliteStore {
                     token_from_row,
                 )
                 .optional()?;
-            let verdict = match token {
+            let token = match token {
                 None => Err(RedeemError::Invalid),
                 Some(t) if t.secret_hash != secret_hash => Err(RedeemError::Invalid),
                 Some(t) if t.spent_at_ms.is_some() => Err(RedeemError::Spent),
@@ -330,11 +336,12 @@ impl Store for SqliteStore {
                 Some(t) if t.expires_at_ms.is_some_and(|e| e <= now_ms) => {
                     Err(RedeemError::Expired)
                 }
-                Some(_) => Ok(()),
+                Some(t) => Ok(t),
             };
-            if let Err(e) = verdict {
-                return Ok(Err(e));
-            }
+            let token = match token {
+                Ok(t) => t,
+                Err(e) => return Ok(Err(e)),
+            };
             let exists: Option<i64> = tx
                 .query_row(
                     "SELECT 1 FROM nodes WHERE id = ?1",
@@ -363,6 +370,16 @@ impl Store for SqliteStore {
                     token_id.to_string()
                 ],
             )?;
+            if let Some(name) = token.volunteer {
+                let enrolment = VolunteerEnrolment {
+                    name,
+                    node,
+                    token_id,
+                    secret_hash: token.secret_hash,
+                    now_ms,
+                };
+                users::enrol_volunteer(tx, &enrolment)?;
+            }
             Ok(Ok(NodeRecord {
                 id: node,
                 facts,
@@ -635,6 +652,24 @@ impl Store for SqliteStore {
         }
         let seen = seen.to_vec();
         self.db.write(move |tx| gateways::record_seen(tx, &seen))
+    }
+
+    fn put_user(&self, user: &UserRecord) -> Result<PutUser, StoreError> {
+        let user = user.clone();
+        self.db.write(move |tx| users::put(tx, &user))
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.db.read(users::list)
+    }
+
+    fn user_by_credential(&self, credential: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.db.read(|conn| users::by_credential(conn, credential))
+    }
+
+    fn remove_user(&self, name: &hearth_api::UserName) -> Result<bool, StoreError> {
+        let name = name.clone();
+        self.db.write(move |tx| users::remove(tx, &name))
     }
 
     fn backup_key(

@@ -18,6 +18,7 @@ pub(crate) fn token(id: [u8; 4], secret: &[u8], label: &str, created_at_ms: u64)
         spent_at_ms: None,
         spent_by: None,
         revoked_at_ms: None,
+        volunteer: None,
     }
 }
 

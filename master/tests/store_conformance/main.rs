@@ -19,3 +19,4 @@ mod history;
 mod migrations;
 mod shared;
 mod tokens;
+mod users;

@@ -1,7 +1,8 @@
 //! PostgreSQL schema migrations, numbered from 1 and applied in order, each in its own
 //! transaction under a transaction-scoped advisory lock, so that two masters starting together
 //! on a new database do not both migrate it. A released migration is never edited; changes are
-//! new migrations. The numbering is this engine's own (SQLite's migration 9 is all of 1 here).
+//! new migrations. The numbering is this engine's own (SQLite's migration 9 is all of 1 here,
+//! its 10 is 2).
 //!
 //! The tables hold what SQLite's hold, with every integer a BIGINT; `assignments` also keeps
 //! its instance's deployment name, so that the nodes holding a deployment's replicas are found
@@ -17,9 +18,10 @@ use super::bridge::{pg, pool_error};
 const LOCK: i64 = 0x6865_6172_7468;
 
 /// Each entry brings the schema from `version - 1` to `version`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"CREATE TABLE tokens (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"CREATE TABLE tokens (
         id            TEXT COLLATE "C" PRIMARY KEY,
         secret_hash   TEXT COLLATE "C" NOT NULL,
         label         TEXT COLLATE "C" NOT NULL,
@@ -159,10 +161,27 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         report_version BIGINT NOT NULL,
         at_ms          BIGINT NOT NULL
     );"#,
-)];
+    ),
+    // Users and their roles (SQLite's migration 10): each person's role, a volunteer's nodes
+    // (a JSON array of node ids), the store id and SHA-256 of their credential; and the
+    // volunteer an enrolment token makes (or joins) when its node enrols.
+    (
+        2,
+        r#"CREATE TABLE users (
+        name           TEXT COLLATE "C" PRIMARY KEY,
+        role           TEXT COLLATE "C" NOT NULL,
+        nodes          TEXT COLLATE "C" NOT NULL,
+        credential     TEXT COLLATE "C" NOT NULL UNIQUE,
+        secret_hash    TEXT COLLATE "C" NOT NULL,
+        created_at_ms  BIGINT NOT NULL,
+        expires_at_ms  BIGINT
+    );
+    ALTER TABLE tokens ADD COLUMN volunteer TEXT COLLATE "C";"#,
+    ),
+];
 
 /// The schema version this build writes.
-pub(super) const LATEST: i64 = 1;
+pub(super) const LATEST: i64 = 2;
 
 /// Brings the database to [`LATEST`], one migration per transaction, refusing one written by
 /// a newer build.

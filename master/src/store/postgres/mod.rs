@@ -27,6 +27,7 @@ mod nodes;
 mod store;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;

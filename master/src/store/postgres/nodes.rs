@@ -3,10 +3,12 @@
 use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 use tokio_postgres::Row;
 
+use super::super::users::VolunteerEnrolment;
 use super::super::{
     AdminChange, AdminState, LivenessUpdate, NodeRecord, RedeemError, StoreError, TokenRecord,
 };
 use super::bridge::{Tx, corrupt, ms, pg, unms};
+use super::users;
 
 /// Version of the JSON encoding of [`NodeFacts`] in the `nodes.facts` column.
 const FACTS_VERSION: i64 = 1;
@@ -25,6 +27,7 @@ fn token_from_row(r: &Row) -> Result<TokenRecord, StoreError> {
     let id: String = r.try_get("id").map_err(pg)?;
     let hash: String = r.try_get("secret_hash").map_err(pg)?;
     let spent_by: Option<String> = r.try_get("spent_by").map_err(pg)?;
+    let volunteer: Option<String> = r.try_get("volunteer").map_err(pg)?;
     let opt = |c: &str| -> Result<Option<u64>, StoreError> {
         Ok(r.try_get::<_, Option<i64>>(c).map_err(pg)?.map(unms))
     };
@@ -39,6 +42,9 @@ fn token_from_row(r: &Row) -> Result<TokenRecord, StoreError> {
             .map(|s| s.parse().map_err(|e| corrupt("spent_by", e)))
             .transpose()?,
         revoked_at_ms: opt("revoked_at_ms")?,
+        volunteer: volunteer
+            .map(|v| v.parse().map_err(|e| corrupt("token volunteer", e)))
+            .transpose()?,
     })
 }
 
@@ -68,14 +74,15 @@ fn node_from_row(r: &Row) -> Result<NodeRecord, StoreError> {
 pub(super) async fn create_token(tx: &Tx<'_>, t: &TokenRecord) -> Result<bool, StoreError> {
     let inserted = tx
         .execute(
-            "INSERT INTO tokens (id, secret_hash, label, created_at_ms, expires_at_ms)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO tokens (id, secret_hash, label, created_at_ms, expires_at_ms, volunteer)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
             &[
                 &t.id.to_string(),
                 &t.secret_hash.to_string(),
                 &t.label,
                 &ms(t.created_at_ms),
                 &t.expires_at_ms.map(ms),
+                &t.volunteer.as_ref().map(hearth_api::UserName::as_str),
             ],
         )
         .await?;
@@ -126,17 +133,18 @@ pub(super) async fn redeem_and_enrol(
         Some(row) => Some(token_from_row(&row)?),
         None => None,
     };
-    let verdict = match token {
+    let token = match token {
         None => Err(RedeemError::Invalid),
         Some(t) if t.secret_hash != a.secret_hash => Err(RedeemError::Invalid),
         Some(t) if t.spent_at_ms.is_some() => Err(RedeemError::Spent),
         Some(t) if t.revoked_at_ms.is_some() => Err(RedeemError::Revoked),
         Some(t) if t.expires_at_ms.is_some_and(|e| e <= a.now_ms) => Err(RedeemError::Expired),
-        Some(_) => Ok(()),
+        Some(t) => Ok(t),
     };
-    if let Err(e) = verdict {
-        return Ok(Err(e));
-    }
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
     let node = a.node.to_string();
     if tx
         .opt("SELECT 1 FROM nodes WHERE id = $1", &[&node])
@@ -164,6 +172,16 @@ pub(super) async fn redeem_and_enrol(
         ],
     )
     .await?;
+    if let Some(name) = token.volunteer {
+        let enrolment = VolunteerEnrolment {
+            name,
+            node: a.node,
+            token_id: a.token_id,
+            secret_hash: token.secret_hash,
+            now_ms: a.now_ms,
+        };
+        users::enrol_volunteer(tx, &enrolment).await?;
+    }
     tx.note_nodes([a.node]);
     Ok(Ok(NodeRecord {
         id: a.node,

@@ -10,12 +10,13 @@ use hearth_protocol::{Hex, NodeFacts, NodeId, Sha256};
 
 use super::super::{
     AdminChange, AdminState, AssignmentOp, BackupAsk, BackupRecord, EventRecord, Fence, FileKind,
-    GatewayRecord, LivenessUpdate, MasterRecord, NodeRecord, PutGateway, RedeemError, SharedReport,
-    SnapshotRecord, StatusUpdate, Store, StoreError, StoreEvent, StoredDeployment, TokenRecord,
+    GatewayRecord, LivenessUpdate, MasterRecord, NodeRecord, PutGateway, PutUser, RedeemError,
+    SharedReport, SnapshotRecord, StatusUpdate, Store, StoreError, StoreEvent, StoredDeployment,
+    TokenRecord, UserRecord,
 };
 use super::assignments::{self, Done};
 use super::bridge::Level;
-use super::{PostgresStore, backups, coord, deployments, files, gateways, nodes};
+use super::{PostgresStore, backups, coord, deployments, files, gateways, nodes, users};
 
 impl Store for PostgresStore {
     fn create_token(&self, t: &TokenRecord) -> Result<bool, StoreError> {
@@ -234,6 +235,29 @@ impl Store for PostgresStore {
         }
         self.db.run(Level::Blind, seen.to_vec(), |tx, a| {
             Box::pin(gateways::record_seen(tx, a))
+        })
+    }
+
+    fn put_user(&self, user: &UserRecord) -> Result<PutUser, StoreError> {
+        self.db.run(Level::Serial, user.clone(), |tx, a| {
+            Box::pin(users::put(tx, a))
+        })
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.db
+            .run(Level::Read, (), |tx, a| Box::pin(users::list(tx, a)))
+    }
+
+    fn user_by_credential(&self, credential: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.db.run(Level::Read, credential.to_owned(), |tx, a| {
+            Box::pin(users::by_credential(tx, a))
+        })
+    }
+
+    fn remove_user(&self, name: &hearth_api::UserName) -> Result<bool, StoreError> {
+        self.db.run(Level::Serial, name.clone(), |tx, a| {
+            Box::pin(users::remove(tx, a))
         })
     }
 

@@ -78,6 +78,7 @@ fn enrol(store: &dyn Store, seed: u32) -> NodeId {
         spent_at_ms: None,
         spent_by: None,
         revoked_at_ms: None,
+        volunteer: None,
     };
     assert!(store.create_token(&token).unwrap());
     let facts = NodeFacts {
