@@ -49,12 +49,12 @@ pub async fn deploy(api: &MasterApi, n: usize, replicas: u32) -> Result<u64, Mas
 pub async fn upload_recipe(api: &MasterApi) -> Result<Sha256, MasterError> {
     let sha = Sha256::digest(RECIPE.as_bytes());
     const BLOB: &str = "PUT /v1/blobs/{sha256}";
-    api.authed(Method::PUT, &format!("/v1/blobs/{sha}"))
-        .body(RECIPE)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|source| MasterError::Api { what: BLOB, source })?;
+    MasterApi::send(
+        BLOB,
+        api.authed(Method::PUT, &format!("/v1/blobs/{sha}"))
+            .body(RECIPE),
+    )
+    .await?;
     Ok(sha)
 }
 
@@ -73,15 +73,11 @@ pub async fn create(
         "replicas": replicas,
         "spread": ["isp", "country"],
     });
-    api.authed(Method::POST, "/v1/deployments")
-        .json(&body)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|source| MasterError::Api {
-            what: DEPLOY,
-            source,
-        })?;
+    MasterApi::send(
+        DEPLOY,
+        api.authed(Method::POST, "/v1/deployments").json(&body),
+    )
+    .await?;
     Ok(())
 }
 
@@ -95,15 +91,8 @@ pub async fn placed(
         name: String,
         replicas: Vec<serde::de::IgnoredAny>,
     }
-    let views: Vec<View> = api
-        .authed(Method::GET, "/v1/deployments")
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|source| MasterError::Api { what: WHAT, source })?
-        .json()
-        .await
-        .map_err(|source| MasterError::Api { what: WHAT, source })?;
+    let views: Vec<View> =
+        MasterApi::json(WHAT, api.authed(Method::GET, "/v1/deployments")).await?;
     Ok(views
         .into_iter()
         .map(|v| (v.name, v.replicas.len()))

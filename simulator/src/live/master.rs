@@ -276,22 +276,40 @@ impl MasterApi {
         struct Created {
             token: String,
         }
-        let created: Created = self
-            .client
-            .post(format!("http://{}/v1/tokens", self.http))
-            .bearer_auth(&self.token)
-            .json(&serde_json::json!({ "label": label }))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|source| MasterError::Api { what: WHAT, source })?
-            .json()
-            .await
-            .map_err(|source| MasterError::Api { what: WHAT, source })?;
+        let created: Created = Self::json(
+            WHAT,
+            self.authed(reqwest::Method::POST, "/v1/tokens")
+                .json(&serde_json::json!({ "label": label })),
+        )
+        .await?;
         created.token.parse().map_err(|e| MasterError::Answer {
             what: WHAT,
             detail: format!("token `{}`: {e}", created.token),
         })
+    }
+
+    /// Sends `request`: its answer, if the status is a success.
+    pub(crate) async fn send(
+        what: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, MasterError> {
+        request
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|source| MasterError::Api { what, source })
+    }
+
+    /// Sends `request` and reads its JSON answer.
+    pub(crate) async fn json<T: serde::de::DeserializeOwned>(
+        what: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, MasterError> {
+        Self::send(what, request)
+            .await?
+            .json()
+            .await
+            .map_err(|source| MasterError::Api { what, source })
     }
 
     /// A request to `path` with the admin token.
@@ -304,31 +322,20 @@ impl MasterApi {
     /// `GET /v1/nodes`.
     pub async fn nodes(&self) -> Result<Vec<NodeSummary>, MasterError> {
         const WHAT: &str = "GET /v1/nodes";
-        self.client
-            .get(format!("http://{}/v1/nodes", self.http))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|source| MasterError::Api { what: WHAT, source })?
-            .json()
-            .await
-            .map_err(|source| MasterError::Api { what: WHAT, source })
+        Self::json(WHAT, self.authed(reqwest::Method::GET, "/v1/nodes")).await
     }
 
     /// `GET /metrics`, parsed.
     pub async fn metrics(&self) -> Result<MasterMetrics, MasterError> {
         const WHAT: &str = "GET /metrics";
-        let text = self
-            .client
-            .get(format!("http://{}/metrics", self.http))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|source| MasterError::Api { what: WHAT, source })?
-            .text()
-            .await
-            .map_err(|source| MasterError::Api { what: WHAT, source })?;
+        let text = Self::send(
+            WHAT,
+            self.client.get(format!("http://{}/metrics", self.http)),
+        )
+        .await?
+        .text()
+        .await
+        .map_err(|source| MasterError::Api { what: WHAT, source })?;
         Ok(parse_metrics(&text))
     }
 }
