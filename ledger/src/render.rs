@@ -22,7 +22,8 @@ const CSV_HEADER: &str = "month,node,class,country,fleet_windows,node_windows,pr
 probes_failed,uptime_ppm,receipts,bytes_served,fibre_credit_cents,bandwidth_credit_cents,\
 credits_cents,power_w,energy_wh";
 
-fn eur(cents: u64) -> String {
+/// Cents as euros, `12.34`.
+pub fn eur(cents: u64) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 

@@ -232,14 +232,45 @@ pub async fn authenticate(ctx: &Arc<Context>, presented: &str) -> Result<Princip
                 "unknown or removed credential"
             })
         })?;
-    let now = now_ms();
-    if let Some(at) = user.expires_at_ms.filter(|at| *at <= now) {
+    unexpired(user)
+}
+
+/// The user, unless their credential has expired.
+fn unexpired(user: UserRecord) -> Result<Principal, HttpError> {
+    if let Some(at) = user.expires_at_ms.filter(|at| *at <= now_ms()) {
         return Err(unauthorized(format!(
             "the credential of {} expired at {} (Unix ms); ask an operator for a new one",
             user.name, at
         )));
     }
     Ok(Principal::of(user))
+}
+
+/// The admin token's stand-in in a dashboard session: it names this admin token (a new token
+/// ends the sessions of the old one) without being usable as one.
+pub fn admin_session_id(ctx: &Context) -> String {
+    let hash = ctx.admin_token_hash.to_string();
+    format!("admin:{}", hash.get(..16).unwrap_or(&hash))
+}
+
+/// The principal of a dashboard session signed in with `credential` (a store id, or
+/// [`admin_session_id`]) as `name`: read again from the store on every request, so that a
+/// removed user or an expired credential is refused at once.
+pub async fn resume(
+    ctx: &Arc<Context>,
+    name: &str,
+    credential: &str,
+) -> Result<Principal, HttpError> {
+    if credential == admin_session_id(ctx) && name == "admin" {
+        return Ok(Principal::admin());
+    }
+    let store = ctx.store.clone();
+    let lookup = credential.to_owned();
+    let user = blocking(move || store.user_by_credential(&lookup))
+        .await?
+        .filter(|u| u.name.as_str() == name && !credential.starts_with("admin"))
+        .ok_or_else(|| unauthorized("the session's user was removed"))?;
+    unexpired(user)
 }
 
 /// Middleware of every `/v1` route behind a credential: authenticates the bearer, checks

@@ -172,6 +172,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .merge(v1)
         .merge(gateway)
         .merge(ledger)
+        .merge(crate::ui::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback(|| async { HttpError(ApiError::NotFound("no such endpoint".into())) })
@@ -325,7 +326,7 @@ async fn revoke_token(
     }
 }
 
-fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
+pub(crate) fn view(ctx: &Context, r: &NodeRecord) -> NodeView {
     let live = ctx.fleet.live(&r.id);
     let (state, liveness, connected, last) = match &live {
         Some(l) => (
@@ -386,7 +387,7 @@ async fn show_node(
     Ok(Json(view(&ctx, &record)))
 }
 
-async fn node_action(
+pub(crate) async fn node_action(
     State(ctx): State<Arc<Context>>,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Json<NodeView>, HttpError> {

@@ -46,4 +46,6 @@ pub struct Context {
     pub cluster: crate::cluster::Cluster,
     /// Refused enrolments a peer can make us log: rate-limited like refused handshakes.
     pub enrol_log: std::sync::Mutex<crate::ratelimit::LogLimiter>,
+    /// The dashboard's session keys and sign-in limiter.
+    pub ui: crate::ui::session::Sessions,
 }

@@ -159,7 +159,11 @@ pub async fn serve(
                 let (app, busy) = (app.clone(), busy.clone());
                 async move {
                     busy.store(false, Ordering::Release);
-                    let answer = app.oneshot(req.map(axum::body::Body::new)).await;
+                    let mut req = req.map(axum::body::Body::new);
+                    // The peer's address, for the dashboard's sign-in rate limit.
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(remote));
+                    let answer = app.oneshot(req).await;
                     busy.store(true, Ordering::Release);
                     Ok::<_, Infallible>(match answer {
                         Ok(a) => a,

@@ -42,6 +42,7 @@ pub mod session;
 pub mod settlement;
 pub mod shared_files;
 pub mod store;
+pub mod ui;
 pub mod uptime;
 pub mod users_api;
 pub mod workload_api;

@@ -194,6 +194,7 @@ pub async fn serve(
             Some(http_addr),
         ),
         enrol_log: std::sync::Mutex::new(crate::ratelimit::LogLimiter::new(10, 60)),
+        ui: crate::ui::session::Sessions::new(&key),
         ledger: ledger.clone(),
         settlement: crate::settlement::Settler::default(),
         overlay: crate::overlay::OverlayState::load(&*store, &fleet).map_err(DataDirError::from)?,
