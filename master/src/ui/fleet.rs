@@ -99,8 +99,8 @@ fn counts_row(c: &Counts) -> Markup {
 fn count_heads(lang: Lang) -> Markup {
     let t = |k| lang.t(k);
     html! {
-        th { (t("col_nodes")) } th { (t("col_up")) } th { (t("col_suspect")) }
-        th { (t("col_down")) } th { (t("col_draining")) } th { (t("col_pending")) }
+        th.num { (t("col_nodes")) } th.num { (t("col_up")) } th.num { (t("col_suspect")) }
+        th.num { (t("col_down")) } th.num { (t("col_draining")) } th.num { (t("col_pending")) }
     }
 }
 

@@ -17,6 +17,10 @@ use crate::context::Context;
 
 /// Entries listed on the page.
 pub const SHOWN: u64 = 25;
+/// Checkpoints listed on the page (the latest ones among those of the last
+/// [`RECENT_SPAN`] entries).
+pub const RECENT: usize = 10;
+const RECENT_SPAN: u64 = 10_000;
 
 /// The signers of a signed note: the names of its signature lines (`— <name> <signature>`).
 pub fn signers(note: &str) -> Vec<&str> {
@@ -53,6 +57,8 @@ pub async fn page(State(ctx): State<Arc<Context>>, viewer: Viewer) -> Response {
             entries.push((start + i as u64, entry));
         }
         let names = signers(&cp.note);
+        let recent = ctx.ledger.checkpoints_since(cp.size.saturating_sub(RECENT_SPAN));
+        let recent: Vec<_> = recent.iter().rev().take(RECENT).collect();
         let origin = names.first().copied().unwrap_or("?");
         let body = html! {
             h1 { (t("ledger_title")) }
@@ -64,6 +70,13 @@ pub async fn page(State(ctx): State<Arc<Context>>, viewer: Viewer) -> Response {
                 p.empty { (t("ledger_no_cosignatures")) }
             } @else {
                 ul id="cosigners" { @for w in names.iter().skip(1) { li { (w) } } }
+            }
+            h2 { (t("ledger_recent")) }
+            table id="checkpoints" {
+                thead { tr { th { (t("col_size")) } th { (t("col_signatures")) } } }
+                tbody { @for c in &recent { tr {
+                    td.num { (c.size) } td { (signers(&c.note).join(", ")) }
+                } } }
             }
             h2 { (t("ledger_entries")) }
             table id="entries" {

@@ -157,26 +157,34 @@ fn chart(lang: Lang, daily: &Daily, now: u64) -> Markup {
             .to_owned()
     };
     html! {
-        svg.uptime id="uptime" viewBox="0 0 360 110" role="img" aria-label=(lang.t("node_uptime_30d")) {
-            line x1="0" y1="100" x2="360" y2="100" class="axis" {}
+        svg.uptime id="uptime" viewBox="0 0 400 126" role="img" aria-label=(lang.t("node_uptime_30d")) {
+            text x="0" y="12" class="label" { "100 %" }
+            text x="0" y="104" class="label" { "0" }
+            line x1="34" y1="100" x2="400" y2="100" class="axis" {}
+            line x1="34" y1="8" x2="400" y2="8" class="grid" {}
             @for (i, d) in days.iter().enumerate() {
-                @let x = i * 12 + 1;
+                @let x = 36 + i * 12;
                 @match daily.get(d) {
                     Some(&(passed, failed)) if passed + failed > 0 => {
-                        @let h = passed * 100 / (passed + failed);
-                        rect x=(x) y=(100 - h) width="10" height=(h.max(1)) class=(if passed * 10 >= (passed + failed) * 9 { "ok" } else { "low" }) data-day=(day_name(*d)) {
+                        @let h = (passed * 92 / (passed + failed)).max(1);
+                        rect x=(x) y=(100 - h) width="10" height=(h) class=(if passed * 10 >= (passed + failed) * 9 { "ok" } else { "low" }) data-day=(day_name(*d)) {
                             title { (day_name(*d)) ": " (passed) " / " (passed + failed) }
                         }
                     },
                     _ => rect x=(x) y="98" width="10" height="2" class="none" {},
                 }
             }
+            @if let (Some(first), Some(last)) = (days.first(), days.last()) {
+                text x="36" y="120" class="label" { (day_name(*first)) }
+                text x="400" y="120" class="label end" { (day_name(*last)) }
+            }
         }
         @if daily.is_empty() {
             p.empty { (lang.t("node_no_probes")) }
         } @else {
+            h3 { (lang.t("node_probes")) }
             table id="probes" {
-                thead { tr { th { (lang.t("col_day")) } th { (lang.t("col_passed")) } th { (lang.t("col_failed")) } } }
+                thead { tr { th { (lang.t("col_day")) } th.num { (lang.t("col_passed")) } th.num { (lang.t("col_failed")) } } }
                 tbody { @for (d, (p, f)) in daily.iter().rev() { tr { td { (day_name(*d)) } td.num { (p) } td.num { (f) } } } }
             }
         }
@@ -187,9 +195,9 @@ fn standing(lang: Lang, view: &hearth_api::NodeView) -> Markup {
     html! {
         @if let Some(s) = &view.standing {
             p.standing {
-                (lang.t("col_standing")) ": " strong { (format!("{:?}", s.standing).to_lowercase()) } " · "
+                (lang.t("col_standing")) ": " strong { (s.standing.as_str()) } " · "
                 (lang.t("col_score")) ": " (format!("{:.1} %", f64::from(s.score_ppm) / 10_000.0)) " · "
-                (lang.t("node_probes")) ": " (s.probes_passed) " / " (s.probes_passed + s.probes_failed)
+                (lang.t("node_scored")) ": " (s.probes_passed) " / " (s.probes_passed + s.probes_failed)
             }
         }
     }

@@ -72,8 +72,8 @@ pub async fn page(
             } @else {
                 table id="statements" {
                     thead { tr {
-                        th { (t("col_node")) } th { (t("col_country")) } th { (t("col_uptime")) }
-                        th { (t("col_bytes")) } th { (t("col_credits")) } th { (t("col_energy")) }
+                        th { (t("col_node")) } th { (t("col_country")) } th.num { (t("col_uptime")) }
+                        th.num { (t("col_bytes")) } th.num { (t("col_credits")) } th.num { (t("col_energy")) }
                     } }
                     tbody { @for s in &rows { tr data-node=(s.node) {
                         td { a href={ "/ui/nodes/" (s.node) } { (short(&s.node)) } }
