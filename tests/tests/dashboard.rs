@@ -33,7 +33,8 @@ async fn status_of(b: &Browser, path: &str) -> anyhow::Result<u64> {
             vec![serde_json::json!(path)],
         )
         .await?;
-    v.as_u64().ok_or_else(|| anyhow::anyhow!("fetch {path}: {v}"))
+    v.as_u64()
+        .ok_or_else(|| anyhow::anyhow!("fetch {path}: {v}"))
 }
 
 /// The body of a GET from inside the page.
@@ -106,10 +107,17 @@ async fn each_role_sees_what_is_theirs_in_a_real_browser() -> anyhow::Result<()>
         assert!(up.is_some(), "node {id} never active:\n{}", m.log());
     }
     // (Trimmed: a newline typed into the form would submit it.)
-    let audrey = cli_ok(&m, &["user", "add", "audrey", "--role", "auditor"]).trim().to_owned();
-    let otto = cli_ok(&m, &["user", "add", "otto", "--role", "operator"]).trim().to_owned();
+    let audrey = cli_ok(&m, &["user", "add", "audrey", "--role", "auditor"])
+        .trim()
+        .to_owned();
+    let otto = cli_ok(&m, &["user", "add", "otto", "--role", "operator"])
+        .trim()
+        .to_owned();
     let recipe = upload_static_site(&m, tmp.path(), |t| t);
-    cli_ok(&m, &["deploy", "web", "--recipe", &recipe, "--replicas", "2"]);
+    cli_ok(
+        &m,
+        &["deploy", "web", "--recipe", &recipe, "--replicas", "2"],
+    );
     let placed = eventually(WAIT, async || {
         let (_, v) = m.get("/v1/deployments/web").await;
         (v["running"] == 2).then_some(())
@@ -134,12 +142,20 @@ async fn each_role_sees_what_is_theirs_in_a_real_browser() -> anyhow::Result<()>
         (passed(&vera) && passed(&other)).then_some(())
     })
     .await;
-    assert!(probed.is_some(), "no probe of each node passed:\n{}", m.log());
+    assert!(
+        probed.is_some(),
+        "no probe of each node passed:\n{}",
+        m.log()
+    );
     let run = tokio::time::timeout(LIMIT, async {
         // Not signed in: every page leads to the sign-in form, and a wrong credential is told.
         b.goto(&format!("{base}/ui/fleet")).await?;
         b.wait_for("form.signin", ELEMENT_WAIT).await?;
-        b.fill("#credential", "hu1:0000000000000000:0000000000000000000000000000000000000000000000000000000000000000").await?;
+        b.fill(
+            "#credential",
+            "hu1:0000000000000000:0000000000000000000000000000000000000000000000000000000000000000",
+        )
+        .await?;
         b.click("form.signin button[type=submit]").await?;
         assert_eq!(
             b.text_of("p.error").await?,
@@ -149,10 +165,16 @@ async fn each_role_sees_what_is_theirs_in_a_real_browser() -> anyhow::Result<()>
 
         // The volunteer, with her enrolment token: her node only.
         sign_in(&b, &base, &vera_token).await?;
-        assert_eq!(b.text_of("span.who").await?, "Signed in as vera (volunteer)");
+        assert_eq!(
+            b.text_of("span.who").await?,
+            "Signed in as vera (volunteer)"
+        );
         assert_eq!(fleet_rows(&b).await?, [vera.clone()]);
         assert!(
-            b.client().find(Locator::Css("a[href='/ui/deployments']")).await.is_err(),
+            b.client()
+                .find(Locator::Css("a[href='/ui/deployments']"))
+                .await
+                .is_err(),
             "a volunteer's menu has no deployments"
         );
         b.screenshot("dashboard-fleet-volunteer").await?;
@@ -165,15 +187,27 @@ async fn each_role_sees_what_is_theirs_in_a_real_browser() -> anyhow::Result<()>
         b.screenshot("dashboard-node-phone").await?;
         b.set_window_size(1280, 900).await?;
         b.goto(&format!("{base}/ui/nodes/{other}")).await?;
-        b.wait_for("p.error[data-error='403']", ELEMENT_WAIT).await?;
+        b.wait_for("p.error[data-error='403']", ELEMENT_WAIT)
+            .await?;
         assert_eq!(status_of(&b, &format!("/ui/nodes/{other}")).await?, 403);
         assert_eq!(status_of(&b, "/ui/deployments").await?, 403);
         b.screenshot("dashboard-forbidden").await?;
         let csv = text_at(&b, "/ui/statements.csv").await?;
-        assert!(!csv.contains(&other), "a volunteer's CSV has only her nodes:\n{csv}");
+        assert!(
+            !csv.contains(&other),
+            "a volunteer's CSV has only her nodes:\n{csv}"
+        );
         sign_out(&b).await?;
-        assert_eq!(status_of(&b, "/ui/fleet").await?, 200, "the sign-in page, after a redirect");
-        assert!(text_at(&b, "/ui/fleet").await?.contains("form class=\"signin\""));
+        assert_eq!(
+            status_of(&b, "/ui/fleet").await?,
+            200,
+            "the sign-in page, after a redirect"
+        );
+        assert!(
+            text_at(&b, "/ui/fleet")
+                .await?
+                .contains("form class=\"signin\"")
+        );
 
         // The auditor: every node, deployments and where they run, the ledger, statements.
         sign_in(&b, &base, &audrey).await?;
@@ -183,10 +217,16 @@ async fn each_role_sees_what_is_theirs_in_a_real_browser() -> anyhow::Result<()>
         both.sort();
         assert_eq!(rows, both);
         b.goto(&format!("{base}/ui/deployments")).await?;
-        assert_eq!(b.text_of("section[data-deployment='web'] span.running").await?, "2");
+        assert_eq!(
+            b.text_of("section[data-deployment='web'] span.running")
+                .await?,
+            "2"
+        );
         let replicas = b
             .client()
-            .find_all(Locator::Css("section[data-deployment='web'] table.replicas tbody tr"))
+            .find_all(Locator::Css(
+                "section[data-deployment='web'] table.replicas tbody tr",
+            ))
             .await?;
         assert_eq!(replicas.len(), 2);
         b.screenshot("dashboard-deployments").await?;
@@ -198,11 +238,16 @@ async fn each_role_sees_what_is_theirs_in_a_real_browser() -> anyhow::Result<()>
         );
         b.goto(&format!("{base}/ui/ledger")).await?;
         b.wait_for("pre#checkpoint", ELEMENT_WAIT).await?;
-        let button = b.wait_for("#entries button[data-verify]", ELEMENT_WAIT).await?;
+        let button = b
+            .wait_for("#entries button[data-verify]", ELEMENT_WAIT)
+            .await?;
         let seq = button.attr("data-seq").await?.unwrap();
         button.click().await?;
         let verified = b
-            .wait_for(&format!("output#proof-{seq}[data-result='verified']"), ELEMENT_WAIT)
+            .wait_for(
+                &format!("output#proof-{seq}[data-result='verified']"),
+                ELEMENT_WAIT,
+            )
             .await?;
         assert!(verified.text().await?.contains("verified in this browser"));
         b.screenshot("dashboard-ledger").await?;
@@ -211,7 +256,13 @@ async fn each_role_sees_what_is_theirs_in_a_real_browser() -> anyhow::Result<()>
         b.screenshot("dashboard-statements").await?;
         let csv = text_at(&b, "/ui/statements.csv").await?;
         let mut lines = csv.lines();
-        assert!(lines.next().unwrap_or_default().starts_with("month,node,class,country"), "{csv}");
+        assert!(
+            lines
+                .next()
+                .unwrap_or_default()
+                .starts_with("month,node,class,country"),
+            "{csv}"
+        );
         assert_eq!(lines.count(), 2, "one row per node:\n{csv}");
         assert!(csv.contains(&vera) && csv.contains(&other), "{csv}");
         sign_out(&b).await?;
@@ -227,13 +278,23 @@ async fn each_role_sees_what_is_theirs_in_a_real_browser() -> anyhow::Result<()>
         let shown: serde_json::Value = serde_json::from_str(&shown)?;
         assert_eq!(shown["admin"], "draining", "{shown}");
         let listed = cli_ok(&m, &["nodes"]);
-        let line = listed.lines().find(|l| l.contains(&other[..12])).unwrap_or_default();
+        let line = listed
+            .lines()
+            .find(|l| l.contains(&other[..12]))
+            .unwrap_or_default();
         assert!(line.contains("draining"), "{listed}");
 
         // The language menu: Dutch, remembered across pages.
         b.click("#lang option[value='nl']").await?;
         let dutch = eventually(Duration::from_secs(10), async || {
-            let lang = b.client().find(Locator::Css("html")).await.ok()?.attr("lang").await.ok()??;
+            let lang = b
+                .client()
+                .find(Locator::Css("html"))
+                .await
+                .ok()?
+                .attr("lang")
+                .await
+                .ok()??;
             (lang == "nl").then_some(())
         })
         .await;
@@ -242,7 +303,12 @@ async fn each_role_sees_what_is_theirs_in_a_real_browser() -> anyhow::Result<()>
         b.goto(&format!("{base}/ui/ledger")).await?;
         b.wait_for("pre#checkpoint", ELEMENT_WAIT).await?;
         assert_eq!(
-            b.client().find(Locator::Css("html")).await?.attr("lang").await?.as_deref(),
+            b.client()
+                .find(Locator::Css("html"))
+                .await?
+                .attr("lang")
+                .await?
+                .as_deref(),
             Some("nl")
         );
         b.screenshot("dashboard-ledger-nl").await?;
@@ -271,7 +337,12 @@ async fn the_browser_language_picks_the_page_language() -> anyhow::Result<()> {
         b.goto(&format!("http://{}/ui/signin", m.http)).await?;
         assert_eq!(b.text_of("h1").await?, "Connexion");
         assert_eq!(
-            b.client().find(Locator::Css("html")).await?.attr("lang").await?.as_deref(),
+            b.client()
+                .find(Locator::Css("html"))
+                .await?
+                .attr("lang")
+                .await?
+                .as_deref(),
             Some("fr")
         );
         b.screenshot("dashboard-signin-fr").await?;

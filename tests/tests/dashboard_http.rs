@@ -37,7 +37,9 @@ fn cookie_pair(h: &HeaderMap, name: &str) -> Option<String> {
 
 /// The value of the first hidden `csrf` input.
 fn csrf_of(html: &str) -> String {
-    let (_, rest) = html.split_once("name=\"csrf\" value=\"").expect("a csrf input");
+    let (_, rest) = html
+        .split_once("name=\"csrf\" value=\"")
+        .expect("a csrf input");
     rest.split('"').next().unwrap().to_owned()
 }
 
@@ -55,7 +57,11 @@ async fn sign_in(c: &Client, base: &str, credential: &str) -> (reqwest::Response
     let answer = c
         .post(format!("{base}/ui/signin"))
         .header("cookie", &seed)
-        .form(&[("csrf", csrf.as_str()), ("credential", credential), ("next", "/ui/fleet")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("credential", credential),
+            ("next", "/ui/fleet"),
+        ])
         .send()
         .await
         .unwrap();
@@ -89,7 +95,11 @@ fn admin_of(m: &MasterProc, node: &str) -> String {
 }
 
 async fn get(c: &Client, url: &str, s: &Session) -> reqwest::Response {
-    c.get(url).header("cookie", &s.cookies).send().await.unwrap()
+    c.get(url)
+        .header("cookie", &s.cookies)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -111,7 +121,10 @@ async fn pages_headers_cookies_and_forms_are_locked_down() {
     assert_eq!(r.headers()["x-frame-options"], "DENY");
     assert_eq!(r.headers()["cache-control"], "no-store");
     let seed = set_cookies(r.headers()).join("\n");
-    assert!(seed.contains("HttpOnly") && seed.contains("SameSite=Strict"), "{seed}");
+    assert!(
+        seed.contains("HttpOnly") && seed.contains("SameSite=Strict"),
+        "{seed}"
+    );
     assert!(!seed.contains("Secure"), "plain HTTP: {seed}");
     let r = c
         .get(format!("{base}/ui/signin"))
@@ -119,7 +132,10 @@ async fn pages_headers_cookies_and_forms_are_locked_down() {
         .send()
         .await
         .unwrap();
-    assert!(set_cookies(r.headers()).join("\n").contains("; Secure"), "behind TLS");
+    assert!(
+        set_cookies(r.headers()).join("\n").contains("; Secure"),
+        "behind TLS"
+    );
 
     // The admin signs in; the session cookie is HttpOnly and SameSite=Strict.
     let (r, admin) = sign_in(&c, &base, &m.token).await;
@@ -129,7 +145,10 @@ async fn pages_headers_cookies_and_forms_are_locked_down() {
         .into_iter()
         .find(|c| c.starts_with("hearth_session="))
         .unwrap();
-    assert!(session.contains("; HttpOnly") && session.contains("; SameSite=Strict"), "{session}");
+    assert!(
+        session.contains("; HttpOnly") && session.contains("; SameSite=Strict"),
+        "{session}"
+    );
 
     // Every page: 200, the CSP, and nothing inline that the CSP would block.
     let pages = [
@@ -145,12 +164,25 @@ async fn pages_headers_cookies_and_forms_are_locked_down() {
         assert_eq!(r.status(), StatusCode::OK, "{page}");
         assert_eq!(r.headers()["content-security-policy"], CSP, "{page}");
         let html = r.text().await.unwrap();
-        assert!(!html.contains("<script>") && !html.contains("<style"), "{page}: inline code");
-        assert!(!html.contains(" style=") && !html.contains(" onclick="), "{page}: inline style or handler");
+        assert!(
+            !html.contains("<script>") && !html.contains("<style"),
+            "{page}: inline code"
+        );
+        assert!(
+            !html.contains(" style=") && !html.contains(" onclick="),
+            "{page}: inline style or handler"
+        );
         assert_eq!(html.matches("<script").count(), 1, "{page}: the one script");
     }
-    let js = c.get(format!("{base}/ui/assets/hearth.js")).send().await.unwrap();
-    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    let js = c
+        .get(format!("{base}/ui/assets/hearth.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     let csv = get(&c, &format!("{base}/ui/statements.csv"), &admin).await;
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
 
@@ -182,7 +214,11 @@ async fn pages_headers_cookies_and_forms_are_locked_down() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND, "the dashboard only drains and activates");
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "the dashboard only drains and activates"
+    );
     let r = c
         .post(format!("{base}/ui/language"))
         .header("cookie", &admin.cookies)
@@ -197,11 +233,20 @@ async fn pages_headers_cookies_and_forms_are_locked_down() {
     let page = c.get(format!("{base}/ui/signin")).send().await.unwrap();
     let seed = cookie_pair(page.headers(), "hearth_csrf").unwrap();
     let csrf = csrf_of(&page.text().await.unwrap());
-    for next in ["https://example.org/", "//example.org/ui/", "/ui//example.org", "/v1/nodes"] {
+    for next in [
+        "https://example.org/",
+        "//example.org/ui/",
+        "/ui//example.org",
+        "/v1/nodes",
+    ] {
         let r = c
             .post(format!("{base}/ui/signin"))
             .header("cookie", &seed)
-            .form(&[("csrf", csrf.as_str()), ("credential", m.token.as_str()), ("next", next)])
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("credential", m.token.as_str()),
+                ("next", next),
+            ])
             .send()
             .await
             .unwrap();
@@ -217,13 +262,19 @@ async fn pages_headers_cookies_and_forms_are_locked_down() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 
     // A removed user's session ends at once.
-    let ana = cli_ok(&m, &["user", "add", "ana", "--role", "auditor"]).trim().to_owned();
+    let ana = cli_ok(&m, &["user", "add", "ana", "--role", "auditor"])
+        .trim()
+        .to_owned();
     let (_, ana_session) = sign_in(&c, &base, &ana).await;
-    assert_eq!(get(&c, &format!("{base}/ui/ledger"), &ana_session).await.status(), StatusCode::OK);
+    assert_eq!(
+        get(&c, &format!("{base}/ui/ledger"), &ana_session)
+            .await
+            .status(),
+        StatusCode::OK
+    );
     cli_ok(&m, &["user", "remove", "ana"]);
     let r = get(&c, &format!("{base}/ui/ledger"), &ana_session).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "removed");
-
 }
 
 #[tokio::test]
@@ -233,11 +284,17 @@ async fn sign_in_attempts_are_limited() {
     let base = format!("http://{}", m.http);
     let c = client();
     // Ten wrong ones are told so; then even the right one waits (10 a minute after that).
-    let wrong = "hu1:0123456789abcdef:0000000000000000000000000000000000000000000000000000000000000000";
+    let wrong =
+        "hu1:0123456789abcdef:0000000000000000000000000000000000000000000000000000000000000000";
     for i in 0..10 {
         let (r, _) = sign_in(&c, &base, wrong).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
-        assert!(r.text().await.unwrap().contains("unknown, removed or expired"));
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("unknown, removed or expired")
+        );
     }
     let (r, _) = sign_in(&c, &base, &m.token).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);

@@ -57,7 +57,9 @@ pub async fn page(State(ctx): State<Arc<Context>>, viewer: Viewer) -> Response {
             entries.push((start + i as u64, entry));
         }
         let names = signers(&cp.note);
-        let recent = ctx.ledger.checkpoints_since(cp.size.saturating_sub(RECENT_SPAN));
+        let recent = ctx
+            .ledger
+            .checkpoints_since(cp.size.saturating_sub(RECENT_SPAN));
         let recent: Vec<_> = recent.iter().rev().take(RECENT).collect();
         let origin = names.first().copied().unwrap_or("?");
         let body = html! {
