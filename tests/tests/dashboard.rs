@@ -169,7 +169,7 @@ async fn each_role_sees_what_is_theirs_in_a_real_browser() -> anyhow::Result<()>
             b.text_of("span.who").await?,
             "Signed in as vera (volunteer)"
         );
-        assert_eq!(fleet_rows(&b).await?, [vera.clone()]);
+        assert_eq!(fleet_rows(&b).await?, std::slice::from_ref(&vera));
         assert!(
             b.client()
                 .find(Locator::Css("a[href='/ui/deployments']"))

@@ -80,10 +80,11 @@ async fn sign_in(c: &Client, base: &str, credential: &str) -> (reqwest::Response
         .text()
         .await
         .unwrap();
-    let csrf = fleet
-        .contains("name=\"csrf\"")
-        .then(|| csrf_of(&fleet))
-        .unwrap_or_default();
+    let csrf = if fleet.contains("name=\"csrf\"") {
+        csrf_of(&fleet)
+    } else {
+        String::new()
+    };
     (answer, Session { cookies, csrf })
 }
 

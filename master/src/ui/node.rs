@@ -46,14 +46,15 @@ pub fn daily_probes(ledger: &Ledger, node: &NodeId, from_ms: u64) -> Result<Dail
             .map_err(|e| UiError::Master(e.to_string()))?;
         for line in chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let entry = Entry::parse(line).map_err(|e| UiError::Master(e.to_string()))?;
-            if let Body::Probe(p) = &entry.body {
-                if p.node == *node && p.issued_at_ms >= from_ms {
-                    let day = out.entry(p.issued_at_ms / DAY_MS).or_default();
-                    if p.passed() {
-                        day.0 += 1;
-                    } else {
-                        day.1 += 1;
-                    }
+            if let Body::Probe(p) = &entry.body
+                && p.node == *node
+                && p.issued_at_ms >= from_ms
+            {
+                let day = out.entry(p.issued_at_ms / DAY_MS).or_default();
+                if p.passed() {
+                    day.0 += 1;
+                } else {
+                    day.1 += 1;
                 }
             }
         }
@@ -213,7 +214,7 @@ fn instance_table(lang: Lang, instances: &[Value]) -> Markup {
                 thead { tr { th { (lang.t("col_instance")) } th { (lang.t("col_deployment")) } th { (lang.t("col_recipe")) } th { (lang.t("col_state")) } th { (lang.t("col_health")) } } }
                 tbody { @for i in instances { tr {
                     td { (text(&i["instance"])) } td { (text(&i["deployment"])) }
-                    td { (text(&i["recipe"]["name"])) "@" (text(&i["recipe"]["version"])) }
+                    td { (text(i.pointer("/recipe/name").unwrap_or(&Value::Null))) "@" (text(i.pointer("/recipe/version").unwrap_or(&Value::Null))) }
                     td { (text(&i["state"])) } td { (text(&i["health"])) }
                 } } }
             }
